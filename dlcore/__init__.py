@@ -1,0 +1,14 @@
+"""dlcore: deep learning the JAX way.
+
+Flax NNX modules and pure functions for the models and losses of five PyTorch books, pure jitted
+training steps, Optax optimizers with PyTorch semantics, and the books' worked examples.
+"""
+
+from dlcore import checkpoint, data, losses, metrics, models, nn, optim, train
+from dlcore.checkpoint import CheckpointError
+from dlcore.train import Checkpoint, EarlyStopping, Trainer, TrainState
+
+__version__ = "0.1.0"
+
+__all__ = ["Checkpoint", "CheckpointError", "EarlyStopping", "TrainState", "Trainer", "checkpoint", "data",
+           "losses", "metrics", "models", "nn", "optim", "train"]

@@ -1,0 +1,77 @@
+"""The `dlcore` command: list and run the worked examples.
+
+    dlcore list [--json]
+    dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlcore", description="Deep learning the JAX way: the books' worked examples.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", help="examples (name, book, source lines, data) and models (name, parameters)")
+    ls.add_argument("--json", action="store_true", help="print one JSON object")
+    r = sub.add_parser("run", help="run a worked example and print its figures beside the book's")
+    r.add_argument("name")
+    r.add_argument("--quick", action="store_true", help="finish in seconds (fewer epochs, a subset)")
+    r.add_argument("--data", help="force a dataset: the real one or the embedded stand-in")
+    r.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--json", dest="json_path", metavar="FILE", help="write the report as JSON")
+    r.add_argument("--checkpoint", metavar="DIR", help="save a checkpoint every epoch in DIR")
+    r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint DIR")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _list(as_json: bool) -> None:
+    import jax
+    from flax import nnx
+
+    from dlcore import models, runner
+
+    exs = [e.as_dict() for e in runner.examples()]
+    mods = []
+    for name in models.names():
+        # eval_shape builds the model abstractly: its parameter count without allocating weights
+        abstract = nnx.eval_shape(lambda: models.create(name))
+        mods.append({"name": name, "parameters": models.count_params(abstract)})
+    if as_json:
+        print(json.dumps({"examples": exs, "models": mods}, indent=2))
+        return
+    print("examples:")
+    for e in exs:
+        data = e["data"] + (f" (stand-in {e['standin']})" if e["data"] else e["standin"])
+        print(f"  {e['name']:<20} {e['book']}, {e['section']} [{e['source']}]  data: {data}")
+    print("models:")
+    for m in mods:
+        print(f"  {m['name']:<20} {m['parameters']:>12,} parameters")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list(args.json)
+        elif args.command == "run":
+            from dlcore import runner
+
+            runner.run(args.name, json_path=args.json_path, quick=args.quick, data=args.data,
+                       epochs=args.epochs, seed=args.seed, checkpoint=args.checkpoint, resume=args.resume,
+                       progress=False if args.no_progress else None)
+    except ValueError as exc:  # bad input: one line, no traceback
+        print(f"dlcore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlcore: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

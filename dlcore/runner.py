@@ -1,0 +1,212 @@
+"""Worked examples: how each declares itself, finds its data, and reports its figures beside the book's.
+
+An example is a module in `examples/` (importable as `dlcore.examples.NAME`) with an `EXAMPLE`
+(`Example`) and a function `run(ctx: Context) -> dict[str, float]` returning its metrics. The
+`dlcore` command lists and runs them; `python examples/NAME.py` runs one too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import pkgutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """What an example reproduces and where from.
+
+    Attributes:
+        name: command-line name.
+        title: one line.
+        book: the book's short title.
+        section: chapter or section.
+        source: file and lines in the books' texts, e.g. "002 L3409-4416".
+        data: the real dataset's name ("" when the data is defined inline).
+        standin: the embedded dataset used when the real one is absent.
+        book_figures: the book's figures, by metric name.
+    """
+
+    name: str
+    title: str
+    book: str
+    section: str
+    source: str
+    data: str
+    standin: str
+    book_figures: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Context:
+    """Options of one run, and the helpers an example uses to honour them.
+
+    Attributes:
+        example: the example being run.
+        quick: finish in seconds (fewer epochs, a subset), for smoke tests.
+        data: force this dataset (the real one or the stand-in); None picks the real one when present.
+        epochs: override the recipe's number of epochs.
+        seed: seed for initialisation, shuffling and dropout.
+        checkpoint: directory for a checkpoint each epoch.
+        resume: continue from the checkpoint directory's latest checkpoint.
+        progress: draw progress bars.
+        out: where the example prints.
+    """
+
+    example: Example
+    quick: bool = False
+    data: str | None = None
+    epochs: int | None = None
+    seed: int = 0
+    checkpoint: str | None = None
+    resume: bool = False
+    progress: bool | None = None
+    out: Any = sys.stdout
+    dataset: str = ""
+
+    def print(self, *args) -> None:
+        print(*args, file=self.out, flush=True)
+
+    def n_epochs(self, recipe: int, quick: int = 1) -> int:
+        """The number of epochs: --epochs if given, else `quick` in quick mode, else the recipe's."""
+        if self.epochs is not None:
+            return self.epochs
+        return quick if self.quick else recipe
+
+    def load(self, **options) -> dict:
+        """Load the example's data: the real dataset when present, otherwise the embedded stand-in.
+
+        The choice is printed as the run's first line and recorded as `dataset`.
+        """
+        from dlcore import data
+
+        ex = self.example
+        allowed = [d for d in (ex.data, ex.standin) if d]
+        if self.data is not None and self.data not in allowed:
+            raise ValueError(f"example {ex.name!r} runs on {' or '.join(allowed)}, not {self.data!r}")
+        standin_options = options.pop("standin_options", {})
+        if self.data == ex.standin or not ex.data:
+            splits, used = data.load(ex.standin, **standin_options), ex.standin
+        elif self.data == ex.data:
+            splits, used = data.load(ex.data, **options), ex.data
+        else:
+            splits, used = data.load_or_standin(ex.data, ex.standin, standin_options=standin_options, **options)
+        self.dataset = used
+        if used == ex.data:
+            self.print(f"data: {used}")
+        else:
+            why = "chosen with --data" if self.data else f"{ex.data} is not available locally" if ex.data else "inline data"
+            self.print(f"data: {used} (embedded stand-in{' for ' + ex.data if ex.data else ''}; {why})")
+        return splits
+
+    def inline(self, name: str) -> None:
+        """Declare that the example's data is defined inline (no dataset to load)."""
+        self.dataset = name
+        self.print(f"data: {name} (embedded)")
+
+    def trainer_kwargs(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """Trainer options that follow the run's flags: seed, progress bar, checkpointing."""
+        from dlcore.train import Checkpoint
+
+        callbacks = []
+        if self.checkpoint:
+            callbacks.append(Checkpoint(self.checkpoint, hyperparameters={"example": self.example.name,
+                                                                          "seed": self.seed, **hyperparameters}))
+        elif self.resume:
+            raise ValueError("--resume needs --checkpoint DIR, the directory of the run to continue")
+        return {"seed": self.seed, "progress": self.progress, "callbacks": callbacks}
+
+
+def _modules() -> dict[str, Any]:
+    import dlcore.examples as pkg
+
+    found = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"dlcore.examples.{info.name}")
+        if hasattr(mod, "EXAMPLE") and hasattr(mod, "run"):
+            found[mod.EXAMPLE.name] = mod
+    return found
+
+
+def examples() -> list[Example]:
+    """Every registered example, sorted by name."""
+    return [m.EXAMPLE for _, m in sorted(_modules().items())]
+
+
+def get(name: str):
+    mods = _modules()
+    if name not in mods:
+        raise ValueError(f"unknown example {name!r}; known examples: {', '.join(sorted(mods))}")
+    return mods[name]
+
+
+def _device() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', d.platform)}"
+
+
+def run(name: str, *, json_path: str | None = None, **options) -> dict[str, Any]:
+    """Run example `name` and print its figures beside the book's.
+
+    Args:
+        name: an example name (see `examples()`).
+        json_path: also write the report as one JSON object to this file.
+        **options: `Context` fields (quick, data, epochs, seed, checkpoint, resume, progress, out).
+
+    Returns:
+        The report: example, dataset, metrics, book, seconds, device.
+    """
+    mod = get(name)
+    ctx = Context(example=mod.EXAMPLE, **options)
+    if ctx.epochs is not None and ctx.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {ctx.epochs}")
+    t0 = time.perf_counter()
+    metrics = mod.run(ctx)
+    seconds = time.perf_counter() - t0
+    report = {"example": name, "dataset": ctx.dataset,
+              "metrics": {k: float(v) for k, v in metrics.items()},
+              "book": dict(mod.EXAMPLE.book_figures), "seconds": round(seconds, 3), "device": _device(),
+              "quick": ctx.quick}
+    ctx.print(format_table(report))
+    if json_path:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, path)
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The metrics as a small table, the book's figure beside dlcore's."""
+    rows = [("metric", "book", "dlcore")]
+    for k, v in report["metrics"].items():
+        b = report["book"].get(k)
+        rows.append((k, "-" if b is None else f"{b:.7g}", f"{v:.7g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"({report['dataset']}, {report['seconds']:.1f} s on {report['device']})")
+    return "\n".join(lines)
+
+
+def main_for(name: str) -> None:
+    """`python examples/NAME.py [--quick] ...`: the same flags as `dlcore run NAME`."""
+    from dlcore.cli import main
+
+    sys.exit(main(["run", name, *sys.argv[1:]]))

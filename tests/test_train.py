@@ -1,0 +1,226 @@
+"""The training core: determinism, one compilation, resume, both data paths, callbacks, bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import dlcore
+from dlcore import checkpoint as ckpt
+from dlcore import losses, optim
+from dlcore.train import step as S
+
+
+class Net(nnx.Module):
+    """A small classifier with dropout and batch norm, so RNG and batch statistics are exercised."""
+
+    def __init__(self, din=8, classes=3, *, rngs):
+        self.l1 = dlcore.nn.Linear(din, 16, rngs=rngs)
+        self.bn = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
+        self.drop = nnx.Dropout(0.3, rngs=rngs)
+        self.l2 = dlcore.nn.Linear(16, classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(self.drop(jax.nn.relu(self.bn(self.l1(x)))))
+
+
+def toy(n=100, din=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, din)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
+    return {"x": x, "y": y % classes}
+
+
+def make_trainer(seed=0, **kw):
+    kw.setdefault("batch_size", 16)
+    return dlcore.Trainer(Net(rngs=nnx.Rngs(seed)), optim.adam(1e-2), losses.cross_entropy,
+                          metrics=["accuracy"], progress=False, **kw)
+
+
+def params_of(trainer):
+    return [np.asarray(a) for a in jax.tree.leaves(trainer.state.params)]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    data = toy()
+    a, b = make_trainer(), make_trainer()
+    a.fit(data, epochs=3)
+    b.fit(data, epochs=3)
+    assert_same(params_of(a), params_of(b))
+    c = dlcore.Trainer(Net(rngs=nnx.Rngs(0)), optim.adam(1e-2), losses.cross_entropy, batch_size=16,
+                       progress=False, seed=1)  # same init, other shuffle/dropout seed
+    c.fit(data, epochs=3)
+    assert any(not np.array_equal(u, v) for u, v in zip(params_of(a), params_of(c)))
+
+
+def test_training_learns_and_writes_back_into_the_model():
+    data = toy(300)
+    model = Net(rngs=nnx.Rngs(0))
+    before = np.asarray(model.l1.kernel[...]).copy()
+    t = dlcore.Trainer(model, optim.adam(1e-2), losses.cross_entropy, metrics=["accuracy"],
+                       batch_size=32, progress=False)
+    hist = t.fit(data, epochs=15, validation=data)
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["val_accuracy"][-1] > 0.85
+    assert not np.array_equal(before, np.asarray(model.l1.kernel[...]))
+    np.testing.assert_array_equal(np.asarray(model.l1.kernel[...]), np.asarray(t.state.params["l1"]["kernel"][...]))
+    # batch-norm running statistics moved away from their initial (0, 1) and reached the model
+    assert float(jnp.abs(model.bn.mean[...]).max()) > 1e-3
+    # predict uses eval mode: deterministic (dropout off)
+    p1, p2 = t.predict(data["x"][:7]), t.predict(data["x"][:7])
+    np.testing.assert_array_equal(p1, p2)
+    assert p1.shape == (7, 3)
+
+
+def test_train_epoch_compiles_once():
+    data, val = toy(), toy(40, seed=1)
+    t = make_trainer()
+    t.fit(data, epochs=3, validation=val)
+    t.fit(data, epochs=2, validation=val)  # a second fit on same shapes reuses the compiled epoch
+    t.evaluate(val)
+    assert t.trace_counts["train_epoch"] == 1
+    assert t.trace_counts["eval_epoch_40"] == 1
+
+
+def test_train_step_does_not_recompile_when_jitted():
+    t = make_trainer()
+    traces = []
+
+    def step(state, batch, key):
+        traces.append(1)
+        return S.train_step(state, batch, key, loss_fn=losses.cross_entropy)
+
+    step = jax.jit(step)
+    d = toy(16)
+    batch = {"x": d["x"], "y": d["y"], "w": np.ones(16, np.float32)}
+    state = t.state
+    for i in range(3):
+        state, _ = step(state, batch, jax.random.PRNGKey(i))
+    assert len(traces) == 1
+    assert int(state.step) == 3
+
+
+def test_train_step_is_vmappable_over_keys():
+    t = make_trainer()
+    d = toy(16)
+    batch = {"x": d["x"], "y": d["y"], "w": np.ones(16, np.float32)}
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    new = jax.vmap(lambda k: S.train_step(t.state, batch, k, loss_fn=losses.cross_entropy)[0].params)(keys)
+    k = np.asarray(new["l1"]["kernel"][...])
+    assert k.shape == (4, 8, 16)
+    assert not np.allclose(k[0], k[1])  # different dropout masks, different updates
+
+
+def test_host_fed_steps_match_the_device_scan():
+    data = toy(90)
+    a = make_trainer()
+    b = make_trainer(max_device_bytes=0)  # forces one jitted step per batch from the host
+    ha = a.fit(data, epochs=2)
+    hb = b.fit(data, epochs=2)
+    assert "train_step" in b.trace_counts and "train_epoch" not in b.trace_counts
+    for u, v in zip(params_of(a), params_of(b)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-5)
+
+
+def test_padded_last_batch_counts_each_example_once():
+    data = toy(37)  # 37 = 2 * 16 + 5: the last batch is padded with weight-0 rows
+    t = make_trainer()
+    t.fit(data, epochs=1)
+    ev = t.evaluate(data)
+    out = t.predict(data["x"])
+    expected = float(np.mean(np.asarray(losses.cross_entropy(jnp.asarray(out), jnp.asarray(data["y"])))))
+    assert ev["loss"] == pytest.approx(expected, rel=1e-5)
+    assert ev["accuracy"] == pytest.approx(float(np.mean(out.argmax(-1) == data["y"])))
+
+
+def test_resume_ends_with_the_same_weights(tmp_path):
+    data, val = toy(), toy(40, seed=1)
+    full = make_trainer()
+    full.fit(data, epochs=4, validation=val)
+
+    first = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path / "run")])
+    first.fit(data, epochs=2, validation=val)  # "killed" after epoch 2
+    assert ckpt.latest_step(tmp_path / "run") == 2
+    second = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path / "run")])
+    hist = second.fit(data, epochs=4, validation=val, resume=True)
+    assert_same(params_of(full), params_of(second))
+    assert len(hist["loss"]) == 4
+    np.testing.assert_allclose(hist["val_loss"], full.history["val_loss"], rtol=0, atol=0)
+
+
+def test_checkpoint_holds_optimizer_state_epoch_and_hyperparameters(tmp_path):
+    t = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path, hyperparameters={"lr": 0.01})])
+    t.fit(toy(), epochs=1)
+    meta = ckpt.restore_meta(tmp_path)
+    assert meta["epoch"] == 1 and meta["hyperparameters"] == {"lr": 0.01}
+    tree, _ = ckpt.restore(tmp_path, {"state": t.state.checkpoint_tree(), "callbacks": {}})
+    mu = jax.tree.leaves(tree["state"]["opt_state"])
+    assert any(np.abs(np.asarray(m)).sum() > 0 for m in mu)
+    assert int(tree["state"]["step"]) == int(np.ceil(100 / 16))
+
+
+def test_early_stopping_restores_the_best_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 1)).astype(np.float32)
+    data = {"x": x, "y": 3 * x + 1}
+    model = dlcore.models.create("linear")
+    # lr far too high: the loss grows every epoch after the first, so epoch 1 is the best
+    es = dlcore.EarlyStopping(monitor="val_loss", patience=2)
+    t = dlcore.Trainer(model, optim.sgd(1.5), losses.mse, batch_size=None, progress=False, callbacks=[es])
+    hist = t.fit(data, epochs=50, validation=data)
+    assert len(hist["val_loss"]) == es.best_epoch + 2  # stopped after `patience` worse epochs
+    best = min(hist["val_loss"])
+    assert t.evaluate(data)["loss"] == pytest.approx(best, rel=1e-6)
+    assert best < hist["val_loss"][-1]
+
+
+def test_bad_input_fails_fast_with_one_line():
+    t = make_trainer()
+    data = toy()
+    with pytest.raises(ValueError, match="do not fit") as e:
+        t.fit({"x": data["x"][:, :5], "y": data["y"]}, epochs=1)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        t.fit({"x": data["x"], "y": data["y"] + 1}, epochs=1)
+    with pytest.raises(ValueError, match="same first dimension"):
+        t.fit({"x": data["x"], "y": data["y"][:-1]}, epochs=1)
+    with pytest.raises(ValueError, match="Checkpoint callback"):
+        t.fit(data, epochs=1, resume=True)
+    with pytest.raises(ValueError, match="epochs"):
+        t.fit(data, epochs=0)
+    assert t.trace_counts == {}  # nothing compiled
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    t = make_trainer()
+    with pytest.raises(dlcore.CheckpointError, match="no checkpoint"):
+        ckpt.restore(tmp_path / "none", t.state.checkpoint_tree())
+    t2 = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path / "run")])
+    t2.fit(toy(), epochs=1)
+    # corrupt every array file of the checkpoint
+    for f in (tmp_path / "run" / "1" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and f.suffix not in (".json",) and "METADATA" not in f.name:
+            f.write_bytes(b"garbage")
+    with pytest.raises(dlcore.CheckpointError, match="cannot be restored|does not match"):
+        ckpt.restore(tmp_path / "run", {"state": t2.state.checkpoint_tree(), "callbacks": {}})
+
+
+def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
+    t = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path)])
+    t.fit(toy(), epochs=1)
+    good = ckpt.restore(tmp_path, {"state": t.state.checkpoint_tree(), "callbacks": {}})[0]
+    with pytest.raises(Exception):
+        ckpt.save(tmp_path, 2, {"bad": object()}, {"epoch": 2})
+    assert ckpt.steps(tmp_path) == [1]
+    again = ckpt.restore(tmp_path, {"state": t.state.checkpoint_tree(), "callbacks": {}})[0]
+    assert_same(jax.tree.leaves(good), jax.tree.leaves(again))
