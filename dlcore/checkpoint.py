@@ -135,3 +135,21 @@ def restore(directory: str | os.PathLike, template: Any, step: int | None = None
         raise CheckpointError(f"checkpoint {directory / str(step)} does not match the model: "
                               f"saved shapes differ from the model's")
     return tree, meta
+
+
+def load(directory: str | os.PathLike, step: int | None = None) -> tuple[Any, dict]:
+    """Checkpoint `step` (default: the latest) as saved, without a template: nested dicts of arrays.
+
+    For inspection and comparison; to continue training use `restore` (or `Trainer.fit(resume=True)`).
+    """
+    import orbax.checkpoint as ocp
+
+    directory = Path(directory).expanduser().absolute()
+    step = _pick_step(directory, step)
+    try:
+        with _manager(directory, create=False) as mngr:
+            out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                             meta=ocp.args.JsonRestore()))
+    except Exception as exc:
+        raise _unreadable(directory, step, exc) from exc
+    return out["state"], out["meta"]

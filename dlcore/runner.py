@@ -7,7 +7,6 @@ An example is a module in `examples/` (importable as `dlcore.examples.NAME`) wit
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import json
@@ -16,10 +15,9 @@ import pkgutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
-import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +72,11 @@ class Context:
     checkpoint: str | None = None
     resume: bool = False
     progress: bool | None = None
-    out: Any = sys.stdout
+    out: Any = None  # None: sys.stdout at the time of printing
     dataset: str = ""
 
     def print(self, *args) -> None:
-        print(*args, file=self.out, flush=True)
+        print(*args, file=self.out or sys.stdout, flush=True)
 
     def n_epochs(self, recipe: int, quick: int = 1) -> int:
         """The number of epochs: --epochs if given, else `quick` in quick mode, else the recipe's."""
@@ -94,9 +92,6 @@ class Context:
         from dlcore import data
 
         ex = self.example
-        allowed = [d for d in (ex.data, ex.standin) if d]
-        if self.data is not None and self.data not in allowed:
-            raise ValueError(f"example {ex.name!r} runs on {' or '.join(allowed)}, not {self.data!r}")
         standin_options = options.pop("standin_options", {})
         if self.data == ex.standin or not ex.data:
             splits, used = data.load(ex.standin, **standin_options), ex.standin
@@ -125,8 +120,6 @@ class Context:
         if self.checkpoint:
             callbacks.append(Checkpoint(self.checkpoint, hyperparameters={"example": self.example.name,
                                                                           "seed": self.seed, **hyperparameters}))
-        elif self.resume:
-            raise ValueError("--resume needs --checkpoint DIR, the directory of the run to continue")
         return {"seed": self.seed, "progress": self.progress, "callbacks": callbacks}
 
 
@@ -175,6 +168,11 @@ def run(name: str, *, json_path: str | None = None, **options) -> dict[str, Any]
     ctx = Context(example=mod.EXAMPLE, **options)
     if ctx.epochs is not None and ctx.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {ctx.epochs}")
+    allowed = [d for d in (ctx.example.data, ctx.example.standin) if d]
+    if ctx.data is not None and ctx.data not in allowed:
+        raise ValueError(f"example {name!r} runs on {' or '.join(allowed)}, not {ctx.data!r}")
+    if ctx.resume and not ctx.checkpoint:
+        raise ValueError("--resume needs --checkpoint DIR, the directory of the run to continue")
     t0 = time.perf_counter()
     metrics = mod.run(ctx)
     seconds = time.perf_counter() - t0

@@ -235,7 +235,7 @@ def load_or_standin(
     try:
         return load(name, split, data_dir=data_dir, **options), name
     except DatasetNotFoundError as err:
-        _log.warning("%s; using stand-in %r instead", err, standin)
+        _log.info("%s; using stand-in %r instead", err, standin)
     return load(standin, split, **dict(standin_options or {})), standin
 
 

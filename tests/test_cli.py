@@ -1,0 +1,54 @@
+"""The `dlcore` command: list, run, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlcore import cli, models
+
+
+def test_list_json_has_every_example_with_book_and_section_and_models_with_counts(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    names = {e["name"] for e in out["examples"]}
+    assert {"thermometer", "autograd", "gradient_clipping", "mnist_convnet", "fashion_mlp"} <= names
+    for e in out["examples"]:
+        assert e["book"] and e["section"] and e["source"] and e["standin"]
+    counts = {m["name"]: m["parameters"] for m in out["models"]}
+    assert counts["mnist_convnet"] == 300_426  # torch: 160 + 4,640 + 294,976 + 650
+    assert counts["mlp"] == 266_610           # 784*300+300 + 300*100+100 + 100*10+10
+
+
+def test_list_plain(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist_convnet" in out and "300,426" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "no_such_example"], "unknown example 'no_such_example'"),
+    (["run", "mnist_convnet", "--data", "cifar10"], "runs on mnist or digits, not 'cifar10'"),
+    (["run", "mnist_convnet", "--resume"], "--resume needs --checkpoint"),
+    (["run", "thermometer", "--epochs", "0"], "--epochs must be >= 1"),
+])
+def test_bad_input_is_one_line_on_stderr_with_exit_2(capsys, argv, message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("dlcore: error:")
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'resnet9000'; known models: .*mnist_convnet"):
+        models.create("resnet9000")
+
+
+def test_run_writes_the_json_contract(tmp_path, capsys):
+    path = tmp_path / "out.json"
+    assert cli.main(["run", "autograd", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert set(report) >= {"example", "dataset", "metrics", "book", "seconds", "device"}
+    assert report["metrics"] == {"f": -3.0, "df_dx": 3.0, "df_dy": 3.0, "df_dz": -1.0}
+    assert capsys.readouterr().out.splitlines()[0].startswith("data: ")
