@@ -89,6 +89,13 @@ def test_train_epoch_compiles_once():
     t.evaluate(val)
     assert t.trace_counts["train_epoch"] == 1
     assert t.trace_counts["eval_epoch_40"] == 1
+    conv = dlcore.Trainer(dlcore.models.create("mnist_convnet"), optim.adadelta(0.5), losses.nll, batch_size=8,
+                          progress=False)
+    assert conv.epoch_mode == ("step" if jax.default_backend() == "cpu" else "scan")
+    digits = {"x": np.zeros((20, 28, 28, 1), np.float32), "y": np.arange(20) % 10}
+    conv.fit(digits, epochs=2, validation=digits)
+    conv.fit(digits, epochs=1, validation=digits)
+    assert all(v == 1 for v in conv.trace_counts.values()), conv.trace_counts
 
 
 def test_train_step_does_not_recompile_when_jitted():

@@ -276,7 +276,17 @@ class Trainer:
         return self._evaluate(jax.device_put(split))
 
     def _evaluate(self, split: dict) -> dict[str, float]:
-        acc = self._eval_epoch_fn(self._eval_bs(len(split["x"])))(self.state, split)
+        bs = self._eval_bs(len(split["x"]))
+        if self.epoch_mode == "scan":
+            acc = self._eval_epoch_fn(bs)(self.state, split)
+        else:  # one jitted step per batch, for the reason in the module docstring
+            def step(state, data, idx, w, i, acc, **static):
+                return S.eval_step(state, S.gather(data, idx[i], w[i]), acc=acc, **static)[1]
+            fn = self._jit(f"eval_step_{bs}", step, loss_fn=self.loss_fn, metrics=self.metrics)
+            idx, w = S.batch_plan(None, len(split["x"]), bs)
+            acc = S.init_metrics(self.metrics)
+            for i in range(len(idx)):
+                acc = fn(self.state, split, idx, w, np.int32(i), acc)
         return S.compute_metrics(acc, self.metrics)
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
