@@ -2,6 +2,7 @@
 
     dlcore list [--json]
     dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR] [--resume]
+    dlcore bench [NAME ...] [--vs PEER] [--quick] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", metavar="DIR", help="save a checkpoint every epoch in DIR")
     r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint DIR")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b = sub.add_parser("bench", help="jit-compiled benchmarks, dlcore beside its peer library in one run")
+    b.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    b.add_argument("--vs", help="only benchmarks against this peer (torch, scikit-learn)")
+    b.add_argument("--quick", action="store_true", help="small sizes, seconds")
+    b.add_argument("--json", dest="json_path", metavar="FILE", help="write the results as JSON")
     return p
 
 
@@ -64,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(args.name, json_path=args.json_path, quick=args.quick, data=args.data,
                        epochs=args.epochs, seed=args.seed, checkpoint=args.checkpoint, resume=args.resume,
                        progress=False if args.no_progress else None)
+        elif args.command == "bench":
+            from dlcore import bench
+
+            bench.run(args.names or None, vs=args.vs, quick=args.quick, json_path=args.json_path)
     except ValueError as exc:  # bad input: one line, no traceback
         print(f"dlcore: error: {exc}", file=sys.stderr)
         return 2

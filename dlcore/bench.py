@@ -1,0 +1,132 @@
+"""Benchmarks: dlcore beside a peer library (PyTorch, scikit-learn) on the same machine, in one run.
+
+A benchmark is a module in `benchmarks/` (importable as `dlcore.benchmarks.NAME`) with a
+`BENCHMARK` (`Benchmark`) and `run(ctx: BenchContext) -> list[Result]`. Timings are medians of
+repeated, warmed-up calls whose JAX outputs are blocked on; what matters is the ratio measured in
+one run, not the absolute figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import pkgutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's name, what it measures and its peer library ("torch", "scikit-learn", ...)."""
+
+    name: str
+    title: str
+    peer: str
+
+
+@dataclasses.dataclass
+class Result:
+    """One measured case: dlcore's and the peer's figure in `unit` (lower is better).
+
+    `ratio` is peer / dlcore: above 1 means dlcore is faster. `peer` is None when the peer library
+    is not installed (the case then reports dlcore alone).
+    """
+
+    case: str
+    unit: str
+    dlcore: float
+    peer: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.peer is None or self.dlcore <= 0 else self.peer / self.dlcore
+
+
+@dataclasses.dataclass
+class BenchContext:
+    """Options of one benchmark run: `quick` for small sizes (smoke tests)."""
+
+    quick: bool = False
+    out: Any = None
+
+    def print(self, *args) -> None:
+        print(*args, file=self.out or sys.stdout, flush=True)
+
+
+def timeit(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
+    """Median wall time of `fn()` in seconds, after `warmup` calls (compilation), blocking on JAX outputs."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _modules() -> dict[str, Any]:
+    try:
+        import dlcore.benchmarks as pkg
+    except ImportError:  # installed without the benchmarks folder
+        return {}
+    found = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"dlcore.benchmarks.{info.name}")
+        if hasattr(mod, "BENCHMARK") and hasattr(mod, "run"):
+            found[mod.BENCHMARK.name] = mod
+    return found
+
+
+def benchmarks() -> list[Benchmark]:
+    """Every registered benchmark, sorted by name."""
+    return [m.BENCHMARK for _, m in sorted(_modules().items())]
+
+
+def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = False,
+        json_path: str | None = None, out=None) -> list[dict[str, Any]]:
+    """Run benchmarks (all, or `names`; only those whose peer is `vs` when given) and print a table.
+
+    Returns:
+        One dict per case: benchmark, case, unit, dlcore, peer, peer_name, ratio.
+    """
+    mods = _modules()
+    unknown = [n for n in (names or []) if n not in mods]
+    if unknown:
+        raise ValueError(f"unknown benchmark {unknown[0]!r}; known benchmarks: {', '.join(sorted(mods)) or 'none'}")
+    chosen = [mods[n] for n in (names or sorted(mods))]
+    if vs is not None:
+        chosen = [m for m in chosen if m.BENCHMARK.peer == vs]
+        if not chosen:
+            raise ValueError(f"no benchmark compares with {vs!r}; peers: "
+                             f"{', '.join(sorted({m.BENCHMARK.peer for m in mods.values()}))}")
+    ctx = BenchContext(quick=quick, out=out)
+    rows = []
+    for mod in chosen:
+        b = mod.BENCHMARK
+        ctx.print(f"== {b.name}: {b.title} (vs {b.peer})")
+        for r in mod.run(ctx):
+            row = {"benchmark": b.name, "case": r.case, "unit": r.unit, "dlcore": r.dlcore, "peer": r.peer,
+                   "peer_name": b.peer, "ratio": r.ratio, "note": r.note}
+            rows.append(row)
+            peer = "-" if r.peer is None else f"{r.peer:.4g}"
+            ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+            ctx.print(f"  {r.case:<32} dlcore {r.dlcore:.4g} {r.unit}  {b.peer} {peer} {r.unit}  "
+                      f"ratio {ratio} {r.note}".rstrip())
+    if json_path:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"device": str(jax.devices()[0]), "results": rows}, indent=2) + "\n")
+        os.replace(tmp, path)
+    return rows
