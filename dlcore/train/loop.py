@@ -112,7 +112,7 @@ class Trainer:
             epoch_mode = "step" if has_conv and jax.default_backend() == "cpu" else "scan"
         self.epoch_mode = epoch_mode
         root = jax.random.PRNGKey(seed)
-        self.state = TrainState.create(model, optimizer, seed=0).replace(key=jax.random.fold_in(root, 0))
+        self.state = TrainState.create(model, optimizer, key=jax.random.fold_in(root, 0))
         self._shuffle_root = jax.random.fold_in(root, 1)
         self.history: dict[str, list[float]] = {}
         self.stop_training = False

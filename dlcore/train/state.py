@@ -42,10 +42,15 @@ class TrainState:
     key: jax.Array
 
     @classmethod
-    def create(cls, model: nnx.Module, tx: optax.GradientTransformation, *, seed: int = 0) -> "TrainState":
+    def create(cls, model: nnx.Module, tx: optax.GradientTransformation, *, seed: int = 0,
+               key: jax.Array | None = None) -> "TrainState":
         """Split `model` once (`nnx.split`) and initialise the optimizer on its parameters.
 
-        The user's module is left in training mode, as a new PyTorch module is.
+        Args:
+            model: the module; it is left in training mode, as a new PyTorch module is.
+            tx: the optax optimizer.
+            seed: seeds the base key of the dropout masks, unless `key` is given.
+            key: the base key itself (raw uint32[2]).
         """
         model.eval()
         eval_graphdef = nnx.graphdef(model)
@@ -53,7 +58,7 @@ class TrainState:
         graphdef, params, rngs, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
         return cls(graphdef=graphdef, eval_graphdef=eval_graphdef, tx=tx, params=params, rest=rest,
                    rngs=rngs, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
-                   key=jax.random.PRNGKey(seed))
+                   key=jax.random.PRNGKey(seed) if key is None else key)
 
     def model(self, train: bool = False, key: jax.Array | None = None) -> nnx.Module:
         """Merge the arrays back into a module (inside a traced function, or to inspect one).
