@@ -38,6 +38,7 @@ __all__ = [
     "Metric",
     "TopKAccuracy",
     "accuracy",
+    "confusion_matrix",
     "get",
     "mae",
     "mse",
@@ -178,6 +179,28 @@ def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
         A float32 scalar.
     """
     return jnp.mean(_squared_error(predictions, targets))
+
+
+def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int) -> jax.Array:
+    """Counts of (true class, predicted class) pairs, as `sklearn.metrics.confusion_matrix`.
+
+    Args:
+        labels: true class ids, any shape.
+        predictions: predicted class ids, the same shape (e.g. `logits.argmax(-1)`).
+        num_classes: C.
+
+    Returns:
+        (C, C) int32: row = true class, column = predicted class. Ids outside [0, C) are not counted.
+    """
+    labels = jnp.asarray(labels).reshape(-1)
+    predictions = jnp.asarray(predictions).reshape(-1)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"confusion_matrix: labels and predictions differ in size, "
+                         f"{labels.shape[0]} vs {predictions.shape[0]}")
+    valid = (labels >= 0) & (labels < num_classes) & (predictions >= 0) & (predictions < num_classes)
+    flat = jnp.where(valid, labels * num_classes + predictions, 0)
+    counts = jnp.zeros(num_classes * num_classes, jnp.int32).at[flat].add(valid.astype(jnp.int32))
+    return counts.reshape(num_classes, num_classes)
 
 
 def rmse(predictions: jax.Array, targets: jax.Array) -> jax.Array:

@@ -159,3 +159,14 @@ def test_get_unknown_name_lists_valid_ones():
         metrics.get("f1")
     with pytest.raises(ValueError, match="k must be a positive int"):
         metrics.TopKAccuracy(k=0)
+
+
+def test_confusion_matrix_matches_sklearn():
+    from sklearn.metrics import confusion_matrix as sk_cm
+
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    np.testing.assert_array_equal(metrics.confusion_matrix(y, p, 4), sk_cm(y, p, labels=range(4)))
+    # hand-computed: one 0->0, two 1->2, an out-of-range id ignored
+    np.testing.assert_array_equal(metrics.confusion_matrix(jnp.array([0, 1, 1, 5]), jnp.array([0, 2, 2, 0]), 3),
+                                  [[1, 0, 0], [0, 0, 2], [0, 0, 0]])
