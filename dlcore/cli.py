@@ -3,6 +3,7 @@
     dlcore list [--json]
     dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR] [--resume]
     dlcore bench [NAME ...] [--vs PEER] [--quick] [--json FILE]
+    dlcore data list [--json] | path [NAME] | prepare NAME ...
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--vs", help="only benchmarks against this peer (torch, scikit-learn)")
     b.add_argument("--quick", action="store_true", help="small sizes, seconds")
     b.add_argument("--json", dest="json_path", metavar="FILE", help="write the results as JSON")
+    from dlcore.data import cli as data_cli
+
+    data_cli.add_parser(sub)
     return p
 
 
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             from dlcore import bench
 
             bench.run(args.names or None, vs=args.vs, quick=args.quick, json_path=args.json_path)
+        elif args.command == "data":
+            from dlcore.data import cli as data_cli
+
+            data_cli.main(args)
     except ValueError as exc:  # bad input: one line, no traceback
         print(f"dlcore: error: {exc}", file=sys.stderr)
         return 2

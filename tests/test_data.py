@@ -28,6 +28,8 @@ def isolated_dirs(tmp_path, monkeypatch):
     tfds_dir.mkdir()
     monkeypatch.setenv("DLCORE_DATA", str(cache))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    monkeypatch.setenv("DLCORE_OFFLINE", "1")  # no test reaches the network
+    monkeypatch.delenv("DLCORE_MIRROR", raising=False)
     return cache, tfds_dir
 
 
@@ -58,7 +60,9 @@ def write_mnist_cache(directory, rng, sizes=(("train", 5), ("test", 3)), gz=True
 
 
 def test_names_and_info():
-    assert data.names() == ["blobs", "digits", "fashion_mnist", "mnist", "thermometer"]
+    assert data.names() == sorted(data.names())
+    assert {"blobs", "digits", "fashion_mnist", "mnist", "thermometer", "cifar10", "diabetes",
+            "breast_cancer", "california_housing", "bank_marketing"} <= set(data.names())
     for name in data.names():
         meta = data.info(name)
         assert meta.name == name and meta.description and meta.source

@@ -1,7 +1,20 @@
-"""Datasets as dicts of NumPy arrays, and a small in-memory batch loader."""
+"""Datasets as dicts of NumPy arrays; loaders, transforms, text and time-series tools.
 
+- `load(name, split)`: a named dataset, real (TFDS copy, dlcore's cache or a
+  checksummed download) or embedded; `load_or_standin` falls back on an
+  embedded stand-in when the real one cannot be had; `names`, `info`.
+- `Loader`: shuffled mini-batches on the device; `source_batches`: grain over
+  random-access sources larger than memory.
+- `transforms`: jittable, batched, keyed image transforms.
+- `text`: vocabularies, BPE/WordPiece tokenizers, padding and masks, word vectors.
+- `timeseries`: forecasting windows, covariates, chronological splits, baselines.
+- `tabular`: CSV to arrays, one-hot and standardisation fitted on train.
+"""
+
+from dlcore.data import tabular, text, timeseries, transforms
+from dlcore.data.download import ChecksumError, DownloadError
 from dlcore.data.idx import read_idx
-from dlcore.data.loader import batches, num_batches, validate_split
+from dlcore.data.loader import ArraySource, Loader, batches, num_batches, source_batches, validate_split
 from dlcore.data.registry import (
     DatasetInfo,
     DatasetNotFoundError,
@@ -10,11 +23,16 @@ from dlcore.data.registry import (
     load,
     load_or_standin,
     names,
+    prepare,
 )
 
 __all__ = [
+    "ArraySource",
+    "ChecksumError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "DownloadError",
+    "Loader",
     "batches",
     "cache_dir",
     "info",
@@ -22,6 +40,12 @@ __all__ = [
     "load_or_standin",
     "names",
     "num_batches",
+    "prepare",
     "read_idx",
+    "source_batches",
+    "tabular",
+    "text",
+    "timeseries",
+    "transforms",
     "validate_split",
 ]

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["blobs", "digits", "thermometer"]
+__all__ = ["blobs", "breast_cancer", "diabetes", "digits", "photo_patches", "python_docs", "sample_photos",
+           "thermometer"]
 
 # Deep Learning with PyTorch, 2nd ed., ch. 5: readings of a thermometer in
 # unknown units (t_u) next to the same temperatures in Celsius (t_c).
@@ -109,6 +110,139 @@ def digits(*, image_size: int = 8, flatten: bool = False) -> dict[str, dict[str,
         "train": {"x": x[train_idx], "y": y[train_idx]},
         "test": {"x": x[test_idx], "y": y[test_idx]},
     }
+
+
+SKLEARN_SPLIT_SEED = 0
+
+
+def diabetes() -> dict[str, dict[str, np.ndarray]]:
+    """scikit-learn's diabetes regression data (Efron et al., 2004), unscaled.
+
+    442 patients, 10 baseline variables (age, sex, BMI, mean blood pressure
+    and six blood serum measurements, in their original units) and a
+    quantitative measure of disease progression one year later. A fixed 80/20
+    split (NumPy seed 0): 354 train, 88 test. The stand-in for California
+    housing: a small real regression table to standardise and fit.
+
+    Returns:
+        ``{"train": ..., "test": ...}`` with ``x`` float32 ``(N, 10)`` and
+        ``y`` float32 ``(N, 1)``.
+    """
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    return _split_80_20(bunch.data.astype(np.float32), bunch.target.astype(np.float32).reshape(-1, 1))
+
+
+def breast_cancer() -> dict[str, dict[str, np.ndarray]]:
+    """scikit-learn's Wisconsin diagnostic breast cancer data (Street et al., 1993).
+
+    569 tumours, 30 real features computed from a digitised image of a fine
+    needle aspirate; label 1 = benign, 0 = malignant (212 malignant, 357
+    benign). A fixed 80/20 split (NumPy seed 0): 455 train, 114 test. The
+    stand-in for bank marketing: a small real binary table.
+
+    Returns:
+        ``{"train": ..., "test": ...}`` with ``x`` float32 ``(N, 30)`` and
+        ``y`` int32 ``(N,)`` in {0, 1}.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    return _split_80_20(bunch.data.astype(np.float32), bunch.target.astype(np.int32))
+
+
+def _split_80_20(x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    perm = np.random.default_rng(SKLEARN_SPLIT_SEED).permutation(len(x))
+    n_train = int(round(0.8 * len(x)))
+    train, test = perm[:n_train], perm[n_train:]
+    return {"train": {"x": x[train], "y": y[train]}, "test": {"x": x[test], "y": y[test]}}
+
+
+def python_docs() -> dict[str, dict[str, np.ndarray]]:
+    """A real English corpus every Python ships: the standard library's help topics.
+
+    The texts of ``pydoc_data.topics`` (what ``help("if")`` prints), joined in
+    topic order: about 465,000 characters of technical English and code. Cut
+    by characters into 90% train, 5% valid and 5% test, as the books cut
+    Shakespeare and WikiText.
+
+    Returns:
+        ``{"train", "valid", "test"}``, each ``{"x": object array (1,)}``
+        holding one ``str``; ``text = split["x"][0]``.
+    """
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[k].strip() for k in sorted(topics)) + "\n"
+    a, b = int(0.9 * len(text)), int(0.95 * len(text))
+    parts = {"train": text[:a], "valid": text[a:b], "test": text[b:]}
+    out = {}
+    for name, part in parts.items():
+        x = np.empty(1, dtype=object)
+        x[0] = part
+        out[name] = {"x": x}
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_images() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_sample_images
+
+    images = tuple(np.asarray(im, np.uint8) for im in load_sample_images().images)
+    for im in images:
+        im.flags.writeable = False
+    return images
+
+
+def sample_photos() -> dict[str, dict[str, np.ndarray]]:
+    """scikit-learn's two sample photos: a Chinese temple and a flower.
+
+    Returns:
+        ``{"train": {"x": float32 (2, 427, 640, 3) in [0, 1], "y": int32
+        [0, 1]}}`` (0 = china.jpg, 1 = flower.jpg), for colour segmentation
+        with k-means (Géron, ch. 8).
+    """
+    x = np.stack(_sample_images()).astype(np.float32) / np.float32(255.0)
+    return {"train": {"x": x, "y": np.array([0, 1], np.int32)}}
+
+
+def photo_patches(*, image_size: int = 64, n_samples: int = 600, seed: int = 0
+                  ) -> dict[str, dict[str, np.ndarray]]:
+    """Random square crops of the two sample photos, labelled by photo.
+
+    A small real-photo binary classification task (temple 0 vs flower 1):
+    the stand-in for cats vs dogs and Flowers102. Each crop has a random side
+    in [96, 320] pixels and position, and is resized (bilinear) to
+    ``image_size``. Split 70/15/15 into train, valid and test.
+
+    Returns:
+        ``{"train", "valid", "test"}`` with ``x`` float32 ``(N, S, S, 3)`` in
+        [0, 1] and ``y`` int32 ``(N,)``; classes alternate, so balanced.
+    """
+    if not _is_int(image_size) or not 8 <= image_size <= 320:
+        raise ValueError(f"photo_patches: image_size must be an int in 8..320, got {image_size!r}")
+    if not _is_int(n_samples) or n_samples < 3:
+        raise ValueError(f"photo_patches: n_samples must be an int >= 3, got {n_samples!r}")
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photos = _sample_images()
+    xs, ys = [], []
+    for i in range(n_samples):
+        label = i % 2
+        photo = photos[label]
+        h, w, _ = photo.shape
+        side = int(rng.integers(96, 321))
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = Image.fromarray(photo[top:top + side, left:left + side])
+        xs.append(np.asarray(crop.resize((image_size, image_size), Image.Resampling.BILINEAR)))
+        ys.append(label)
+    x = np.stack(xs).astype(np.float32) / np.float32(255.0)
+    y = np.array(ys, np.int32)
+    perm = rng.permutation(n_samples)
+    a, b = int(round(0.7 * n_samples)), int(round(0.85 * n_samples))
+    parts = {"train": perm[:a], "valid": perm[a:b], "test": perm[b:]}
+    return {k: {"x": x[idx], "y": y[idx]} for k, idx in parts.items()}
 
 
 def blobs(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["batches", "num_batches", "validate_split"]
+__all__ = ["ArraySource", "Loader", "batches", "num_batches", "source_batches", "validate_split"]
 
 
 def validate_split(split: Mapping[str, Any]) -> int:
@@ -160,3 +160,280 @@ def _check_batch_size(batch_size: Any) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+# --- device loader ---------------------------------------------------------------
+
+
+def _as_key(key: Any):
+    import jax
+
+    if key is None:
+        raise ValueError("shuffle=True needs a key: pass key=jax.random.key(seed) or an int seed")
+    if _is_int(key):
+        if key < 0:
+            raise ValueError(f"key must be a jax.random key or an int >= 0, got {key}")
+        return jax.random.key(int(key))
+    if isinstance(key, bool) or not hasattr(key, "dtype"):
+        raise ValueError(f"key must be a jax.random key or an int >= 0, got {type(key).__name__}")
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)  # a legacy uint32[2] PRNGKey
+    return key
+
+
+class Loader:
+    """Shuffled mini-batches of an in-memory split, delivered on the device.
+
+    The split goes to the device once (``on_device=True``); every batch is
+    then gathered there by a jitted ``take`` of the epoch's permutation, so no
+    example crosses the host-device link twice. With ``on_device=False`` (a
+    split larger than device memory) batches are gathered on the host and
+    copied over by a background thread, ``prefetch`` batches ahead.
+
+    The order of epoch ``e`` is ``jax.random.permutation(fold_in(key, e), N)``:
+    the same key gives the same batches, run after run.
+
+    Example::
+
+        loader = Loader(splits["train"], 32, shuffle=True, key=0, drop_last=True)
+        for epoch in range(3):
+            for batch in loader:          # epoch 0, 1, 2: a new order each time
+                state, metrics = step(state, batch)
+
+    Args:
+        split: A split (dict of arrays with a common leading axis ``N``).
+        batch_size: Examples per batch.
+        shuffle: Visit the examples in a random order, new each epoch.
+        key: A ``jax.random`` key or an int seed; needed with ``shuffle``.
+        drop_last: Drop a final short batch (every batch has one shape: one
+            compilation of the step that consumes it).
+        device: A ``jax.Device`` or ``jax.sharding.Sharding`` (default: the
+            first device). A sharding splits each batch's leading axis over
+            devices; the batch size must then divide evenly.
+        on_device: Keep the whole split on the device (default) or gather
+            batches on the host.
+        prefetch: Host-gathered batches to prepare ahead (``on_device=False``).
+
+    Raises:
+        ValueError: For an invalid split, batch size or key (at construction).
+    """
+
+    def __init__(self, split: Mapping[str, Any], batch_size: int, *, shuffle: bool = False,
+                 key: Any = None, drop_last: bool = False, device: Any = None, on_device: bool = True,
+                 prefetch: int = 2):
+        import jax
+
+        self.n = validate_split(split)
+        _check_batch_size(batch_size)
+        if not _is_int(prefetch) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        for k, v in split.items():
+            if np.asarray(v[:1]).dtype == object:
+                raise ValueError(
+                    f"split[{k!r}] holds Python objects (e.g. strings); encode it to numbers first "
+                    "(dlcore.data.text) or leave it out of the split given to the Loader"
+                )
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.key = _as_key(key) if shuffle else None
+        self.device = device if device is not None else jax.devices()[0]
+        self.on_device, self.prefetch = on_device, prefetch
+        self.epoch = 0
+        self._host = {k: np.asarray(v) for k, v in split.items()}
+        if isinstance(self.device, jax.sharding.Sharding) and not isinstance(
+                self.device, jax.sharding.NamedSharding):
+            raise ValueError("device must be a jax.Device or a jax.sharding.NamedSharding")
+        # A sharded loader keeps the split replicated and shards each batch.
+        self._data = jax.device_put(self._host, _replicated(self.device)) if on_device else None
+
+    def __len__(self) -> int:
+        return num_batches(self.n, self.batch_size, self.drop_last)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The example order of ``epoch``: a permutation, or ``arange(N)``."""
+        import jax
+
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.asarray(jax.random.permutation(jax.random.fold_in(self.key, epoch), self.n))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Iterates over the next epoch (each ``iter`` advances the epoch)."""
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return self.iter_epoch(epoch)
+
+    def iter_epoch(self, epoch: int) -> Iterator[dict[str, Any]]:
+        """Iterates over the batches of ``epoch`` (deterministic in key and epoch)."""
+        order = self.order(epoch)
+        stop = len(self) * self.batch_size
+        starts = range(0, stop, self.batch_size)
+        if self.on_device:
+            return self._device_batches(order, starts)
+        return _prefetched(self._host_batches(order, starts), self.prefetch)
+
+    def _device_batches(self, order: np.ndarray, starts: range) -> Iterator[dict[str, Any]]:
+        import jax
+
+        idx = jax.device_put(order.astype(np.int32), _replicated(self.device))
+        sharded = isinstance(self.device, jax.sharding.Sharding)
+        for start in starts:
+            size = min(self.batch_size, self.n - start)
+            batch = _gather(self._data, idx, start, size)
+            yield jax.device_put(batch, self.device) if sharded else batch
+
+    def _host_batches(self, order: np.ndarray, starts: range) -> Iterator[dict[str, Any]]:
+        import jax
+
+        for start in starts:
+            rows = order[start:start + self.batch_size]
+            if not self.shuffle:
+                rows = slice(start, start + len(rows))
+            yield jax.device_put({k: a[rows] for k, a in self._host.items()}, self.device)
+
+
+def _replicated(device: Any) -> Any:
+    import jax
+
+    if isinstance(device, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(device.mesh, jax.sharding.PartitionSpec())
+    return device
+
+
+def _gather_impl(data, idx, start, size):
+    import jax
+
+    rows = jax.lax.dynamic_slice_in_dim(idx, start, size)
+    return jax.tree.map(lambda a: a[rows], data)
+
+
+_GATHER = None
+
+
+def _gather(data, idx, start, size):
+    global _GATHER
+    if _GATHER is None:
+        import jax
+
+        _GATHER = jax.jit(_gather_impl, static_argnums=3)
+    return _GATHER(data, idx, start, size)
+
+
+def _prefetched(batches: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Runs ``batches`` in a background thread, ``depth`` items ahead."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as err:  # handed to the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+# --- random-access sources (larger than memory) through grain --------------------
+
+
+class ArraySource:
+    """A split as a random-access source of records, for grain.
+
+    Works on memory-mapped arrays (`load` returns prepared image datasets
+    memory-mapped), so that only the rows read are in memory.
+
+    Args:
+        split: A split (dict of arrays or memmaps with a common leading axis).
+    """
+
+    def __init__(self, split: Mapping[str, Any]):
+        self.n = validate_split(split)
+        self.split = dict(split)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v[i]) for k, v in self.split.items()}
+
+
+def source_batches(
+    source: Any,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    transform: Any = None,
+    num_threads: int = 4,
+    workers: int = 0,
+    device: Any = None,
+) -> Iterator[dict[str, Any]]:
+    """Batches of a random-access source read through grain, on the device.
+
+    For data larger than memory: ``source`` is anything with ``len`` and
+    ``__getitem__`` returning a record (a ``tfds.data_source``, an
+    `ArraySource` over memory-mapped arrays, grain's own sources). grain reads
+    records with ``num_threads`` threads and, with ``workers > 0``, in that
+    many processes.
+
+    Args:
+        source: The random-access source.
+        batch_size: Records per batch.
+        shuffle: Read in a random order, given by ``seed`` and ``epoch``.
+        seed: An int seed.
+        epoch: The epoch number (a new order per epoch for the same seed).
+        drop_last: Drop a final short batch.
+        transform: ``record -> record`` run on each record (NumPy, on the host).
+        num_threads: Reading threads per process.
+        workers: grain worker processes (0: read in this process).
+        device: Where batches go (default: the first device); False keeps
+            them as NumPy arrays.
+
+    Yields:
+        Batches: the records' structure with a leading batch axis.
+    """
+    import grain
+    import jax
+
+    _check_batch_size(batch_size)
+    n = len(source)
+    if n == 0:
+        raise ValueError("source is empty (0 records); check how it was built")
+    ds = grain.MapDataset.source(source)
+    if shuffle:
+        if not _is_int(seed) or seed < 0 or not _is_int(epoch) or epoch < 0:
+            raise ValueError(f"seed and epoch must be ints >= 0, got {seed!r}, {epoch!r}")
+        ds = ds.shuffle(seed=int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    if transform is not None:
+        ds = ds.map(transform)
+    ds = ds.batch(batch_size, drop_remainder=drop_last)
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size))
+    if workers:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    target = jax.devices()[0] if device is None else device
+    for batch in it:
+        yield batch if target is False else jax.device_put(batch, target)

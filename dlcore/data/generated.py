@@ -1,0 +1,298 @@
+"""Generated datasets: made offline from a seed, the same seed giving the same arrays.
+
+``moons`` (clustering), ``mnist1d`` (a 1-D stand-in for MNIST), ``daily_series``
+(a stand-in for the Chicago ridership series), ``sentence_pairs`` (a stand-in
+for English-Spanish translation) and ``sentiment_sentences`` (a stand-in for
+IMDB). Each returns ``{split: {name: array}}`` with fresh arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["daily_series", "mnist1d", "moons", "sentence_pairs", "sentiment_sentences"]
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _objects(items: list[str]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _split(arrays: dict[str, np.ndarray], fractions: tuple[float, ...], names: tuple[str, ...],
+           rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+    n = len(next(iter(arrays.values())))
+    perm = rng.permutation(n)
+    cuts = np.round(np.cumsum(fractions) * n).astype(int)
+    return {name: {k: v[idx] for k, v in arrays.items()} for name, idx in zip(names, np.split(perm, cuts))}
+
+
+# --- moons ---------------------------------------------------------------------
+
+
+def moons(*, n_samples: int = 1000, noise: float = 0.1, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Two interleaving half circles (as scikit-learn's ``make_moons``).
+
+    The outer moon is ``(cos t, sin t)``, the inner ``(1 - cos t, 0.5 - sin t)``
+    for ``t`` evenly spaced in ``[0, pi]``; Gaussian noise of std ``noise`` is
+    added, then the points are shuffled and split 80/20.
+
+    Args:
+        n_samples: Total number of points (>= 2); the outer moon gets the odd one.
+        noise: Standard deviation of the added noise (>= 0).
+        seed: Seed of the generator.
+
+    Returns:
+        ``{"train", "test"}`` with ``x`` float32 ``(N, 2)``, ``y`` int32 (0
+        outer, 1 inner).
+    """
+    n = _check_int("moons: n_samples", n_samples, 2)
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"moons: noise must be a float >= 0, got {noise!r}")
+    rng = np.random.default_rng(_check_int("moons: seed", seed, 0))
+    n_out = n - n // 2
+    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n // 2)
+    x = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
+                        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], 1)])
+    y = np.concatenate([np.zeros(n_out, np.int32), np.ones(n // 2, np.int32)])
+    x = x + noise * rng.standard_normal(x.shape)
+    return _split({"x": x.astype(np.float32), "y": y}, (0.8,), ("train", "test"), rng)
+
+
+# --- MNIST-1D --------------------------------------------------------------------
+
+# Ten 12-point 1-D "digits" of dlcore's own design (the published dataset has
+# its own): distinct shapes of bumps, dips and ramps around a baseline of 5.
+_MNIST1D_TEMPLATES = np.array([
+    [5, 5.5, 6.5, 7, 7, 7, 7, 7, 7, 6.5, 5.5, 5],  # 0: wide plateau up
+    [5, 5, 5, 5, 7, 7, 5, 5, 5, 5, 5, 5],          # 1: narrow spike
+    [5, 6, 7, 6, 5, 4, 3, 4, 5, 5, 5, 5],          # 2: one period of a sine
+    [5, 6.5, 5, 6.5, 5, 6.5, 5, 5, 5, 5, 5, 5],    # 3: three spikes
+    [5, 4, 3, 2, 3, 4, 5, 5, 5, 5, 5, 5],          # 4: early V
+    [5, 5, 5, 5, 5, 5, 5, 4, 3, 2, 3, 5],          # 5: late V
+    [5, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5],          # 6: wide trough
+    [5, 5.5, 6, 6.5, 7, 7.5, 8, 5, 5, 5, 5, 5],    # 7: ramp up, drop
+    [5, 7, 5, 3, 5, 7, 5, 3, 5, 5, 5, 5],          # 8: two oscillations
+    [5, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 5],          # 9: dip, then a hill
+])
+
+
+def _interp_rows(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Linearly resamples each row of ``x`` (N, L) to ``n_out`` points."""
+    src = np.linspace(0, 1, x.shape[1])
+    dst = np.linspace(0, 1, n_out)
+    return np.stack([np.interp(dst, src, row) for row in x])
+
+
+def mnist1d(
+    *,
+    n_samples: int = 5000,
+    length: int = 40,
+    seed: int = 42,
+    max_translation: int = 48,
+    scale_coeff: float = 0.4,
+    shear_scale: float = 0.75,
+    corr_noise_scale: float = 0.25,
+    iid_noise_scale: float = 2e-2,
+) -> dict[str, dict[str, np.ndarray]]:
+    """MNIST-1D: ten classes of 1-D signals, hard enough to tell models apart.
+
+    dlcore's implementation of the published generating procedure
+    (Greydanus and Kobak, Scaling Down Deep Learning with MNIST-1D, ICML 2024),
+    with dlcore's own 12-point templates: for each example, a class template
+    is padded with zeros to a random length in [36, 60], circularly shifted by
+    up to ``max_translation`` steps, stretched by a random factor in
+    ``1 +- scale_coeff``, given correlated noise (smoothed Gaussian, std
+    ``corr_noise_scale``) and i.i.d. noise (``iid_noise_scale``), sheared (a
+    random linear ramp of slope ``+- shear_scale``) and resampled to
+    ``length`` points. The defaults are the paper's; the figures are not
+    identical to the published dataset's, whose templates differ.
+
+    Returns:
+        ``{"train", "test"}`` (80/20) with ``x`` float32 ``(N, length)`` and
+        ``y`` int32 in 0..9, classes balanced (``n_samples // 10`` each at least).
+    """
+    n = _check_int("mnist1d: n_samples", n_samples, 10)
+    length = _check_int("mnist1d: length", length, 4)
+    rng = np.random.default_rng(_check_int("mnist1d: seed", seed, 0))
+    y = np.arange(n, dtype=np.int32) % 10
+    rows = []
+    t = np.linspace(-1, 1, 60)
+    for label in y:
+        sig = _MNIST1D_TEMPLATES[label] - 5.0  # baseline 0
+        total = int(rng.integers(36, 61))
+        left = int(rng.integers(0, total - len(sig) + 1))
+        sig = np.pad(sig, (left, total - len(sig) - left))
+        sig = np.roll(sig, int(rng.integers(-max_translation, max_translation + 1)) % total)
+        stretch = 1 + scale_coeff * rng.uniform(-1, 1)
+        sig = _interp_rows(sig[None], max(4, int(round(total * stretch))))[0]
+        sig = _interp_rows(sig[None], 60)[0]
+        smooth = np.convolve(rng.standard_normal(60 + 8), np.ones(9) / 9, mode="valid")
+        sig = sig + corr_noise_scale * smooth / max(smooth.std(), 1e-8)
+        sig = sig + iid_noise_scale * rng.standard_normal(60)
+        sig = sig + shear_scale * rng.uniform(-1, 1) * t
+        rows.append(sig)
+    x = _interp_rows(np.stack(rows), length).astype(np.float32)
+    return _split({"x": x, "y": y}, (0.8,), ("train", "test"), rng)
+
+
+# --- daily series (stand-in for Chicago ridership) ----------------------------------
+
+_HOLIDAYS = ("01-01", "07-04", "12-25", "12-31")
+
+
+def daily_series(*, start: str = "2001-01-01", end: str = "2019-12-31", seed: int = 0
+                 ) -> dict[str, dict[str, np.ndarray]]:
+    """A synthetic daily series shaped like Chicago's transit ridership.
+
+    Two series, "rail" and "bus", with a strong weekly seasonality through the
+    day type (W weekday, A Saturday, U Sunday or one of four fixed holidays),
+    a yearly cycle, a slow trend and AR(1) noise. Periods as Géron's: train
+    2016-01..2018-12, valid 2019-01..2019-05, test 2019-06 on, and "all".
+
+    Returns:
+        ``{split: {"x": float32 (T, 2) [rail, bus] boardings, "day_type":
+        int32 (T,) 0 W / 1 A / 2 U (the next day's type is the book's
+        covariate), "date": datetime64[D] (T,)}}``.
+    """
+    rng = np.random.default_rng(_check_int("daily_series: seed", seed, 0))
+    try:
+        dates = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
+    except ValueError:
+        raise ValueError(f"daily_series: start and end must be ISO dates, got {start!r}, {end!r}") from None
+    if len(dates) < 60:
+        raise ValueError(f"daily_series: needs at least 60 days, got {len(dates)} ({start} .. {end})")
+    weekday = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    md = np.array([str(d)[5:] for d in dates])
+    day = np.where(weekday == 5, 1, np.where(weekday == 6, 2, 0))
+    day = np.where(np.isin(md, _HOLIDAYS), 2, day).astype(np.int32)
+    n = len(dates)
+    years = np.arange(n) / 365.25
+    yearly = 1 + 0.08 * np.sin(2 * np.pi * (years - 0.3))
+    noise = np.zeros((n, 2))
+    eps = rng.standard_normal((n, 2)) * 0.03
+    for i in range(1, n):
+        noise[i] = 0.7 * noise[i - 1] + eps[i]
+    level = {"rail": np.array([1.0, 0.55, 0.4]), "bus": np.array([1.0, 0.6, 0.45])}
+    rail = 520_000 * (1 + 0.01 * years) * level["rail"][day] * yearly * (1 + noise[:, 0])
+    bus = 800_000 * (1 - 0.015 * years) * level["bus"][day] * yearly * (1 + noise[:, 1])
+    x = np.stack([rail, bus], 1).astype(np.float32)
+    periods = {"train": ("2016-01-01", "2018-12-31"), "valid": ("2019-01-01", "2019-05-31"),
+               "test": ("2019-06-01", "9999-12-31"), "all": ("0001-01-01", "9999-12-31")}
+    out = {}
+    for name, (lo, hi) in periods.items():
+        m = (dates >= np.datetime64(lo)) & (dates <= np.datetime64(hi))
+        if not m.any():  # a custom range may miss a period: fall back to thirds
+            m = np.zeros(n, bool)
+            third = n // 3
+            sl = {"train": slice(0, third), "valid": slice(third, 2 * third), "test": slice(2 * third, n),
+                  "all": slice(0, n)}[name]
+            m[sl] = True
+        out[name] = {"x": x[m], "day_type": day[m], "date": dates[m]}
+    return out
+
+
+# --- sentence pairs (stand-in for English-Spanish translation) -----------------------
+
+_SUBJECTS = [  # English, Spanish, person index into the conjugation tables, 3rd singular?
+    ("I", "Yo", 0), ("You", "Tú", 1), ("He", "Él", 2), ("She", "Ella", 2),
+    ("We", "Nosotros", 3), ("They", "Ellos", 4),
+]
+_VERBS = {  # English base, English 3rd singular, Spanish forms (yo, tú, él, nosotros, ellos), objects
+    "eat": ("eats", ("como", "comes", "come", "comemos", "comen"), ("apple", "bread", "fish", "soup")),
+    "drink": ("drinks", ("bebo", "bebes", "bebe", "bebemos", "beben"), ("water", "milk", "coffee", "soup")),
+    "read": ("reads", ("leo", "lees", "lee", "leemos", "leen"), ("book", "letter", "newspaper")),
+    "write": ("writes", ("escribo", "escribes", "escribe", "escribimos", "escriben"), ("book", "letter")),
+    "buy": ("buys", ("compro", "compras", "compra", "compramos", "compran"),
+            ("apple", "bread", "book", "car", "house", "newspaper", "milk")),
+    "see": ("sees", ("veo", "ves", "ve", "vemos", "ven"), ("dog", "cat", "car", "house", "sea")),
+    "want": ("wants", ("quiero", "quieres", "quiere", "queremos", "quieren"),
+             ("apple", "water", "coffee", "book", "car", "house", "dog", "cat")),
+    "have": ("has", ("tengo", "tienes", "tiene", "tenemos", "tienen"),
+             ("book", "car", "house", "dog", "cat", "letter")),
+}
+_NOUNS = {
+    "apple": "la manzana", "bread": "el pan", "fish": "el pescado", "soup": "la sopa", "water": "el agua",
+    "milk": "la leche", "coffee": "el café", "book": "el libro", "letter": "la carta",
+    "newspaper": "el periódico", "car": "el coche", "house": "la casa", "dog": "el perro", "cat": "el gato",
+    "sea": "el mar",
+}
+_TIMES = [("", ""), (" today", " hoy"), (" every day", " todos los días"), (" now", " ahora")]
+
+
+def sentence_pairs(*, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Small English-Spanish sentence pairs from a hand-written grammar.
+
+    Every combination of subject, verb (present tense, conjugated), a fitting
+    object, optional negation and a time phrase, e.g. "She does not eat the
+    apple today." -> "Ella no come la manzana hoy." (1,872 pairs).
+    Shuffled and split 80/10/10.
+
+    Returns:
+        ``{"train", "valid", "test"}`` with ``x`` (English) and ``y``
+        (Spanish), object arrays of ``str`` ``(N,)``.
+    """
+    rng = np.random.default_rng(_check_int("sentence_pairs: seed", seed, 0))
+    eng, spa = [], []
+    for subj_en, subj_es, person in _SUBJECTS:
+        third = subj_en in ("He", "She")
+        for verb, (verb3, forms, objects) in _VERBS.items():
+            for obj in objects:
+                for negate in (False, True):
+                    for time_en, time_es in _TIMES:
+                        if negate:
+                            v_en = ("does not " if third else "do not ") + verb
+                            v_es = "no " + forms[person]
+                        else:
+                            v_en = verb3 if third else verb
+                            v_es = forms[person]
+                        eng.append(f"{subj_en} {v_en} the {obj}{time_en}.")
+                        spa.append(f"{subj_es} {v_es} {_NOUNS[obj]}{time_es}.")
+    return _split({"x": _objects(eng), "y": _objects(spa)}, (0.8, 0.1), ("train", "valid", "test"), rng)
+
+
+# --- sentiment sentences (stand-in for IMDB) ------------------------------------------
+
+_POSITIVE = ("good", "great", "wonderful", "brilliant", "moving", "funny", "beautiful", "excellent", "superb")
+_NEGATIVE = ("bad", "boring", "awful", "dull", "terrible", "weak", "clumsy", "tedious", "poor")
+_TOPICS = ("movie", "film", "plot", "acting", "story", "ending", "cast", "script", "music", "direction")
+_TEMPLATES = (
+    "The {t} was {a}.", "I thought the {t} was {a}.", "What a {a} {t}!", "Honestly, the {t} is {a}.",
+    "The {t} was {a} and the {t2} was {a2}.", "Everyone said the {t} was {a}, and it was.",
+)
+
+
+def sentiment_sentences(*, n_samples: int = 2000, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Short synthetic movie reviews labelled by sentiment.
+
+    Each review fills a template with topics and adjectives of one polarity;
+    a quarter say "not" before an adjective of the other polarity ("The plot
+    was not boring." is positive), so word order matters. Split 80/20.
+
+    Returns:
+        ``{"train", "test"}`` with ``x`` object array of ``str`` ``(N,)`` and
+        ``y`` int32 ``(N,)``: 1 positive, 0 negative.
+    """
+    n = _check_int("sentiment_sentences: n_samples", n_samples, 2)
+    rng = np.random.default_rng(_check_int("sentiment_sentences: seed", seed, 0))
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        same, other = (_POSITIVE, _NEGATIVE) if label else (_NEGATIVE, _POSITIVE)
+        negated = rng.random() < 0.25
+        pick = lambda words: words[rng.integers(len(words))]  # noqa: E731
+        a, a2 = (("not " + pick(other)) if negated else pick(same)), pick(same)
+        template = _TEMPLATES[rng.integers(len(_TEMPLATES))]
+        if negated and template.startswith("What a"):
+            template = "The {t} was {a}."
+        texts.append(template.format(t=pick(_TOPICS), t2=pick(_TOPICS), a=a, a2=a2))
+        labels.append(label)
+    return _split({"x": _objects(texts), "y": np.array(labels, np.int32)}, (0.8,), ("train", "test"), rng)
