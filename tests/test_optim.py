@@ -1,4 +1,5 @@
-"""Tests for dlcore.optim: PyTorch parity of every optimizer, clipping golden values, errors, recompiles."""
+"""Tests for dlcore.optim: PyTorch parity of every optimizer (1cycle, parameter groups, L-BFGS included),
+penalties, max-norm, masks, accumulation, injected hyperparameters, clipping golden values, errors, recompiles."""
 
 import math
 
@@ -10,7 +11,7 @@ import pytest
 
 from dlcore import optim
 
-STEPS = 60
+STEPS = 100
 
 # A tiny 3-4-1 tanh regression net: non-quadratic, with gradients that change sign along the way, so the
 # momentum and adaptive terms of each optimizer all matter. Its 21 parameters live in one flat vector
@@ -34,7 +35,7 @@ def _jax_loss(params):
     return jnp.mean((jnp.tanh(X @ w1 + b1) @ w2 + b2 - Y) ** 2)
 
 
-def _torch_run(make_opt, steps=STEPS, lr_lambda=None, max_norm=None):
+def _torch_run(make_opt, steps=STEPS, lr_lambda=None, max_norm=None, make_sched=None):
     """Runs torch.optim on the net; returns the raw gradients fed to each step and the parameters after it.
 
     Both are stacked to (steps, 21). The gradients come from torch autograd and are fed unchanged to
@@ -47,6 +48,8 @@ def _torch_run(make_opt, steps=STEPS, lr_lambda=None, max_norm=None):
     theta = torch.nn.Parameter(torch.tensor(THETA))
     opt = make_opt([theta])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
+    if make_sched is not None:
+        sched = make_sched(opt)
     x, y = torch.tensor(X), torch.tensor(Y)
     grads, traj = [], []
     for _ in range(steps):
@@ -119,6 +122,11 @@ CASES = [
     ("adagrad", "Adagrad", dict(lr=0.05)),
     ("adagrad", "Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.01, initial_accumulator_value=0.1,
                                 eps=1e-6)),
+    ("adamax", "Adamax", dict(lr=0.01)),
+    ("adamax", "Adamax", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.1)),
+    ("nadam", "NAdam", dict(lr=0.01)),
+    ("nadam", "NAdam", dict(lr=0.02, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
+    ("nadam", "NAdam", dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True)),
 ]
 
 
@@ -140,6 +148,9 @@ def test_matches_torch_optim(name, torch_name, kwargs):
         ("rmsprop", dict(momentum=0.5), "RMSprop", dict(momentum=0.5)),  # lr multiplies the whole buffer
         ("adamw", dict(weight_decay=0.2), "AdamW", dict(weight_decay=0.2)),  # decay follows the schedule
         ("adagrad", dict(lr_decay=0.1), "Adagrad", dict(lr_decay=0.1)),  # schedule and lr_decay compose
+        ("nadam", dict(weight_decay=0.1, decoupled_weight_decay=True), "NAdam",
+         dict(weight_decay=0.1, decoupled_weight_decay=True)),
+        ("adamax", dict(), "Adamax", dict()),
     ],
 )
 def test_schedule_matches_torch_scheduler(name, kwargs, torch_name, theirs):
@@ -275,7 +286,7 @@ def test_with_clipping_composes_and_rejects_both():
 
 
 def test_names_and_create():
-    assert optim.names() == ["adadelta", "adagrad", "adam", "adamw", "rmsprop", "sgd"]
+    assert optim.names() == ["adadelta", "adagrad", "adam", "adamax", "adamw", "nadam", "rmsprop", "sgd"]
     tx = optim.create("SGD", lr=0.5)
     p = {"w": jnp.array([1.0])}
     u, _ = tx.update({"w": jnp.array([2.0])}, tx.init(p), p)
@@ -283,7 +294,7 @@ def test_names_and_create():
 
 
 def test_unknown_name_lists_known():
-    known = "adadelta, adagrad, adam, adamw, rmsprop, sgd"
+    known = "adadelta, adagrad, adam, adamax, adamw, nadam, rmsprop, sgd"
     with pytest.raises(ValueError, match=f"Unknown optimizer 'lbfgsx'; known optimizers: {known}"):
         optim.create("lbfgsx", lr=0.1)
 
@@ -309,7 +320,7 @@ def test_arguments_are_torch_names_defaults_and_order():
                 assert p.default == theirs[arg].default, (name, arg)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adadelta", "adagrad"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adadelta", "adagrad", "adamax", "nadam"])
 def test_negative_lr_raises(name):
     with pytest.raises(ValueError, match="Invalid learning rate: -0.1"):
         optim.create(name, lr=-0.1)
@@ -357,3 +368,395 @@ def test_jitted_update_does_not_recompile():
     assert len(traces) == 1
     assert step._cache_size() == 1
     assert _jax_loss(params) < loss1
+
+
+# ---- 1cycle: learning rate and momentum cycled per step -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,torch_name,kwargs",
+    [
+        ("sgd", "SGD", dict(momentum=0.9)),
+        ("sgd", "SGD", dict(momentum=0.9, nesterov=True, weight_decay=0.01)),
+        ("rmsprop", "RMSprop", dict(momentum=0.5, centered=True)),
+        ("adam", "Adam", dict()),
+        ("adamw", "AdamW", dict(weight_decay=0.1)),
+        ("nadam", "NAdam", dict()),
+        ("adamax", "Adamax", dict()),
+    ],
+)
+def test_one_cycle_with_momentum_cycling_matches_torch(name, torch_name, kwargs):
+    torch = pytest.importorskip("torch")
+    from dlcore import schedules
+
+    max_lr = 0.05 if name in ("sgd",) else 0.02
+    lr = schedules.one_cycle_lr(max_lr, total_steps=STEPS, pct_start=0.25)
+    mom = schedules.one_cycle_momentum(STEPS, pct_start=0.25)
+    ours = dict(kwargs, lr=lr)
+    if name in ("sgd", "rmsprop"):
+        ours["momentum"] = mom
+    else:
+        ours["betas"] = (mom, 0.999)
+    _check_parity(
+        optim.create(name, **ours),
+        lambda p: getattr(torch.optim, torch_name)(p, lr=max_lr, **kwargs),
+        make_sched=lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=STEPS,
+                                                                   pct_start=0.25),
+    )
+
+
+# ---- parameter groups ---------------------------------------------------------------------------------
+
+
+def _split(theta):
+    w1, b1, w2, b2 = _unpack(theta)
+    return {"w1": w1, "b1": b1, "w2": w2, "b2": b2}
+
+
+def _torch_groups_run(make_opt, steps=STEPS):
+    """torch.optim on the net's four tensors; returns per-step gradients and parameters (dicts of arrays)."""
+    import torch
+
+    params = {k: torch.nn.Parameter(torch.tensor(np.array(v))) for k, v in _split(THETA).items()}
+    opt = make_opt(params)
+    x, y = torch.tensor(X), torch.tensor(Y)
+    grads, traj = [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.mean((torch.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"] - y) ** 2)
+        loss.backward()
+        grads.append({k: p.grad.numpy().copy() for k, p in params.items()})
+        opt.step()
+        traj.append({k: p.detach().numpy().copy() for k, p in params.items()})
+    return grads, traj
+
+
+def _jax_groups_run(tx, grads):
+    params = {k: jnp.asarray(v) for k, v in _split(THETA).items()}
+    state = tx.init(params)
+    traj = []
+    for g in grads:
+        updates, state = tx.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
+        params = optax.apply_updates(params, updates)
+        traj.append(params)
+    return traj
+
+
+@pytest.mark.parametrize(
+    "name,torch_name,defaults",
+    [
+        ("sgd", "SGD", dict(lr=0.1, momentum=0.9)),
+        ("adam", "Adam", dict(lr=0.01)),
+        ("adamw", "AdamW", dict(lr=0.01, weight_decay=0.0)),
+        ("rmsprop", "RMSprop", dict(lr=0.005, momentum=0.5)),
+    ],
+)
+def test_param_groups_match_torch(name, torch_name, defaults):
+    # Weights decayed, biases at another learning rate: the book's two groups (003 L3976-3985).
+    torch = pytest.importorskip("torch")
+    groups = [{"params": "^w", "weight_decay": 0.1}, {"params": "^b", "lr": 0.03}]
+    params = _split(THETA)
+    tx = optim.param_groups(params, groups, name, **defaults)
+
+    def make(p):
+        return getattr(torch.optim, torch_name)(
+            [{"params": [p["w1"], p["w2"]], "weight_decay": 0.1}, {"params": [p["b1"], p["b2"]], "lr": 0.03}],
+            **defaults)
+
+    grads, want = _torch_groups_run(make)
+    got = _jax_groups_run(tx, grads)
+    for k in params:
+        ours = np.stack([np.asarray(g[k]) for g in got])
+        theirs = np.stack([w[k] for w in want])
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert np.max(np.abs(want[-1]["w1"] - params["w1"])) > 1e-2
+
+
+def test_param_groups_first_match_wins_default_group_and_frozen():
+    params = {"w1": jnp.ones((2, 2)), "b1": jnp.ones(2), "head": {"w": jnp.ones((2, 1)), "b": jnp.ones(1)}}
+    tx = optim.param_groups(params, [{"params": "head", "frozen": True}, {"params": optim.no_decay, "lr": 0.5}],
+                            "sgd", lr=1.0)
+    grads = jax.tree.map(jnp.ones_like, params)
+    u, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(u["head"]["w"], 0.0)  # frozen: first group wins over no_decay for head.b
+    np.testing.assert_allclose(u["head"]["b"], 0.0)
+    np.testing.assert_allclose(u["b1"], -0.5)  # no_decay group
+    np.testing.assert_allclose(u["w1"], -1.0)  # default group
+
+
+def test_param_groups_on_nnx_model_and_no_decay_paths():
+    from flax import nnx
+
+    from dlcore.nn.norm import BatchNorm1d
+    from dlcore.nn.layers import Linear
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.fc = Linear(3, 4, rngs=rngs)
+            self.bn = BatchNorm1d(4)
+            self.out = Linear(4, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.bn(self.fc(x)))
+
+    model = Net(nnx.Rngs(0))
+    names_ = {p for p, _ in optim.named_leaves(model)}
+    assert names_ == {"fc.kernel", "fc.bias", "bn.scale", "bn.bias", "out.kernel", "out.bias"}
+    decayed = {p for p, v in optim.named_leaves(model) if optim.weights_only(p, v)}
+    assert decayed == {"fc.kernel", "out.kernel"}
+    mask = dict(zip([p for p, _ in optim.named_leaves(model)], jax.tree.leaves(optim.decay_mask(model))))
+    assert mask["fc.kernel"] is True and mask["bn.scale"] is False and mask["out.bias"] is False
+    tx = optim.param_groups(model, [{"params": optim.no_decay, "weight_decay": 0.0}], "adamw", lr=1e-3,
+                            weight_decay=0.05)
+    params = nnx.state(model, nnx.Param)
+    grads = jax.tree.map(jnp.zeros_like, params)
+    u, _ = tx.update(grads, tx.init(params), params)
+    # zero gradients: only the decoupled decay moves the weights, and only the kernels
+    np.testing.assert_allclose(u["fc"]["kernel"][...], -1e-3 * 0.05 * params["fc"]["kernel"][...], rtol=1e-6)
+    np.testing.assert_allclose(u["bn"]["scale"][...], 0.0)
+    np.testing.assert_allclose(u["fc"]["bias"][...], 0.0)
+
+
+@pytest.mark.parametrize(
+    "groups,kwargs,match",
+    [
+        ([{"params": "conv"}], {}, "matches no parameter"),
+        ([{"params": "w"}, {"params": "w1"}], {}, "group 1.*matches no parameter"),
+        ([{"params": "w", "betas": (0.9, 0.9)}], {}, "does not take"),
+        ([{"lr": 0.1}], {}, "must be a dict with a 'params'"),
+        ([{"params": "("}], {}, "Bad parameter pattern"),
+        ([{"params": "w", "lr": -1.0}], {}, "Invalid learning rate"),
+    ],
+)
+def test_param_groups_errors_at_construction(groups, kwargs, match):
+    params = _split(THETA)
+    with pytest.raises(ValueError, match=match):
+        optim.param_groups(params, groups, "sgd", lr=0.1, **kwargs)
+
+
+def test_param_groups_unknown_optimizer():
+    with pytest.raises(ValueError, match="Unknown optimizer 'sgdd'"):
+        optim.param_groups(_split(THETA), [], "sgdd", lr=0.1)
+
+
+# ---- penalties, max-norm, masks, accumulation -----------------------------------------------------------
+
+
+def test_add_l1_l2_golden_and_equal_to_penalised_loss():
+    params = {"w": jnp.array([[1.0, -2.0], [0.0, 3.0]]), "b": jnp.array([5.0, -5.0])}
+    grads = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    l1, _ = optim.add_l1(0.1).update(grads, (), params)
+    np.testing.assert_allclose(l1["w"], [[1.1, 0.9], [1.0, 1.1]])  # sign(0) = 0
+    np.testing.assert_allclose(l1["b"], [1.0, 1.0])  # biases are not penalised
+    l2, _ = optim.add_l2(0.1).update(grads, (), params)
+    np.testing.assert_allclose(l2["w"], [[1.2, 0.6], [1.0, 1.6]])  # g + 2 * 0.1 * w
+    # the same as differentiating main loss + coef * penalty (book 003 L3960-3995); away from 0, where
+    # jax.grad(abs) is 1 and PyTorch's (and add_l1's) is 0
+    from dlcore.nn.regularization import l1_penalty, l2_penalty
+
+    params = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([5.0, -5.0])}
+
+    def main(p):
+        return jnp.sum(p["w"] ** 3) + jnp.sum(p["b"])
+
+    for tx, pen in [(optim.add_l1(0.01), l1_penalty), (optim.add_l2(0.01), l2_penalty)]:
+        want = jax.grad(lambda p, pen=pen: main(p) + 0.01 * pen(p))(params)
+        got, _ = tx.update(jax.grad(main)(params), (), params)
+        for k in params:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+
+
+def test_max_norm_matches_book_apply_max_norm():
+    torch = pytest.importorskip("torch")
+    rng = np.random.RandomState(3)
+    kernel = rng.normal(size=(5, 3)).astype(np.float32) * 2  # (in, out): 3 units of 5 inputs
+    bias = rng.normal(size=3).astype(np.float32) * 5
+    grads = {"kernel": rng.normal(size=(5, 3)).astype(np.float32), "bias": rng.normal(size=3).astype(np.float32)}
+    params = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
+    tx = optax.chain(optim.sgd(0.1), optim.max_norm(2.0))
+    u, _ = tx.update({k: jnp.asarray(v) for k, v in grads.items()}, tx.init(params), params)
+    got = optax.apply_updates(params, u)
+    # the book's loop (003 L4144-4152) on torch's (out, in) layout
+    lin = torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(kernel.T))
+        lin.bias.copy_(torch.tensor(bias))
+    lin.weight.grad, lin.bias.grad = torch.tensor(grads["kernel"].T), torch.tensor(grads["bias"])
+    torch.optim.SGD(lin.parameters(), lr=0.1).step()
+    with torch.no_grad():
+        for name, param in lin.named_parameters():
+            if "bias" not in name:
+                actual = param.norm(p=2, dim=1, keepdim=True)
+                param *= torch.clamp(actual, 0, 2.0) / (1e-8 + actual)
+    np.testing.assert_allclose(got["kernel"], lin.weight.detach().numpy().T, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got["bias"], lin.bias.detach().numpy(), rtol=1e-6)
+    assert np.all(np.linalg.norm(np.asarray(got["kernel"]), axis=0) <= 2.0 + 1e-5)
+
+
+def test_max_norm_golden_and_errors():
+    p = {"k": jnp.array([[3.0, 0.3], [4.0, 0.4]])}  # column norms 5 and 0.5
+    u, _ = optim.max_norm(1.0, eps=0.0).update({"k": jnp.zeros((2, 2))}, (), p)
+    np.testing.assert_allclose(optax.apply_updates(p, u)["k"], [[0.6, 0.3], [0.8, 0.4]], rtol=1e-6)
+    with pytest.raises(ValueError, match="max_value must be positive"):
+        optim.max_norm(0.0)
+    with pytest.raises(ValueError, match="needs the parameters"):
+        optim.max_norm(1.0).update({"k": jnp.zeros((2, 2))}, ())
+
+
+def test_keep_masks_keeps_pruned_weights_at_zero():
+    params = {"w": jnp.array([[0.0, 2.0], [3.0, 0.0]]), "b": jnp.ones(2)}
+    masks = {"w": jnp.array([[0.0, 1.0], [1.0, 0.0]]), "b": None}
+    tx = optax.chain(optim.adam(0.1), optim.keep_masks(masks))
+    state = tx.init(params)
+    for _ in range(3):
+        u, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        params = optax.apply_updates(params, u)
+    assert float(params["w"][0, 0]) == 0.0 and float(params["w"][1, 1]) == 0.0
+    assert float(params["w"][0, 1]) < 2.0 and float(params["b"][0]) < 1.0
+
+
+def test_accumulate_equals_one_larger_batch():
+    # 4 micro-batches of 4 rows accumulated == one batch of 16 rows, step for step.
+    rng = np.random.RandomState(0)
+    xb = rng.normal(size=(48, 3)).astype(np.float32)
+    yb = np.sin(xb @ np.array([[1.0], [-2.0], [0.5]], np.float32))
+
+    def loss(p, x, y):
+        w1, b1, w2, b2 = _unpack(p["theta"])
+        return jnp.mean((jnp.tanh(x @ w1 + b1) @ w2 + b2 - y) ** 2)
+
+    grad = jax.jit(jax.grad(loss))
+    big, small = optim.adam(0.05), optim.accumulate(optim.adam(0.05), 4)
+    big_update, small_update = jax.jit(big.update), jax.jit(small.update)
+    p_big = p_small = {"theta": jnp.asarray(THETA)}
+    s_big, s_small = big.init(p_big), small.init(p_small)
+    for i in range(3):
+        rows = slice(16 * i, 16 * (i + 1))
+        u, s_big = big_update(grad(p_big, xb[rows], yb[rows]), s_big, p_big)
+        p_big = optax.apply_updates(p_big, u)
+        for j in range(4):
+            mrows = slice(16 * i + 4 * j, 16 * i + 4 * (j + 1))
+            u, s_small = small_update(grad(p_small, xb[mrows], yb[mrows]), s_small, p_small)
+            p_small = optax.apply_updates(p_small, u)
+            if j < 3:
+                assert float(jnp.max(jnp.abs(u["theta"]))) == 0.0
+        np.testing.assert_allclose(p_small["theta"], p_big["theta"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="every_k must be an int >= 1"):
+        optim.accumulate(optim.sgd(0.1), 0)
+
+
+def test_accumulate_in_the_trainer_equals_larger_batches():
+    import dlcore
+
+    rng = np.random.RandomState(1)
+    data = {"x": rng.normal(size=(64, 4)).astype(np.float32), "y": rng.normal(size=(64, 1)).astype(np.float32)}
+    weights = []
+    for tx, bs in [(optim.sgd(0.1, momentum=0.9), 32), (optim.accumulate(optim.sgd(0.1, momentum=0.9), 4), 8)]:
+        model = dlcore.models.create("mlp", sizes=(4, 8, 1), seed=0)
+        trainer = dlcore.Trainer(model, tx, dlcore.losses.mse, batch_size=bs, shuffle=False, progress=False)
+        trainer.fit(data, epochs=3)
+        weights.append(jax.tree.leaves(nnx_params(model)))
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def nnx_params(model):
+    from flax import nnx
+
+    return nnx.state(model, nnx.Param)
+
+
+# ---- injected hyperparameters ---------------------------------------------------------------------------
+
+
+def test_injectable_get_and_set_hyperparams():
+    tx = optim.injectable("sgd", lr=0.1, momentum=0.9, nesterov=True)
+    params = {"theta": jnp.asarray(THETA)}
+    state = tx.init(params)
+    assert optim.get_hyperparams(state, "lr") == [pytest.approx(0.1)]
+    state = optim.set_hyperparams(state, "lr", 0.0)
+    u, _ = tx.update(params, state, params)
+    assert float(jnp.max(jnp.abs(u["theta"]))) == 0.0
+    grouped = optim.param_groups(_split(THETA), [{"params": "^b", "lr": 0.5}], "adam", lr=0.1, inject=True)
+    gstate = grouped.init(_split(THETA))
+    assert sorted(optim.get_hyperparams(gstate, "lr")) == [pytest.approx(0.1), pytest.approx(0.5)]
+    with pytest.raises(ValueError, match="no injected hyperparameter 'lr'"):
+        optim.get_hyperparams(optim.sgd(0.1).init(params), "lr")
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        optim.injectable("adam", lr=-1.0)
+    scheduled = optim.injectable("sgd", lr=lambda c: 0.1)
+    with pytest.raises(ValueError, match="is a schedule"):
+        optim.set_hyperparams(scheduled.init(params), "lr", 0.2)
+
+
+# ---- L-BFGS ---------------------------------------------------------------------------------------------
+
+
+def test_lbfgs_first_iterations_golden():
+    # f = 0.5 * sum(a * x**2): the first iteration steps -t * g with t = min(1, 1 / sum|g|) * lr.
+    a = jnp.array([1.0, 4.0])
+    x0 = {"x": jnp.array([1.0, 1.0])}
+
+    def f(p):
+        return 0.5 * jnp.sum(a * p["x"] ** 2)
+
+    opt = optim.LBFGS(lr=1.0, max_iter=1)
+    x1, loss0 = opt.step(f, x0)
+    assert loss0 == pytest.approx(2.5)
+    g = np.array([1.0, 4.0])
+    np.testing.assert_allclose(x1["x"], np.array([1.0, 1.0]) - g / 5.0, rtol=1e-6)
+    # with the line search it converges on the quadratic in a few iterations
+    xs, losses = optim.lbfgs_minimize(f, x0, steps=2, line_search_fn="strong_wolfe")
+    np.testing.assert_allclose(xs["x"], [0.0, 0.0], atol=1e-5)
+    assert losses[0] == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(line_search_fn="strong_wolfe"),
+                                    dict(lr=0.8, max_iter=7, history_size=4, line_search_fn="strong_wolfe")])
+def test_lbfgs_matches_torch(kwargs):
+    # Same algorithm in float64: 100 iterations (5 steps of 20) agree with torch.optim.LBFGS to 1e-5; in
+    # float32 the iteration amplifies each library's rounding once it is near the minimum.
+    torch = pytest.importorskip("torch")
+    x64, y64, th64 = X.astype(np.float64), Y.astype(np.float64), THETA.astype(np.float64)
+    theta = torch.nn.Parameter(torch.tensor(th64))
+    opt = torch.optim.LBFGS([theta], **kwargs)
+    tx, ty = torch.tensor(x64), torch.tensor(y64)
+
+    def closure():
+        opt.zero_grad()
+        w1, b1, w2, b2 = _unpack(theta)
+        loss = torch.mean((torch.tanh(tx @ w1 + b1) @ w2 + b2 - ty) ** 2)
+        loss.backward()
+        return loss
+
+    want = []
+    for _ in range(5):
+        opt.step(closure)
+        want.append(theta.detach().numpy().copy())
+
+    def f(p):
+        w1, b1, w2, b2 = _unpack(p["theta"])
+        return jnp.mean((jnp.tanh(x64 @ w1 + b1) @ w2 + b2 - y64) ** 2)
+
+    with jax.enable_x64(True):
+        ours = optim.LBFGS(**kwargs)
+        p = {"theta": jnp.asarray(th64)}
+        got = []
+        for _ in range(5):
+            p, _ = ours.step(f, p)
+            got.append(np.asarray(p["theta"]))
+    assert ours.state["func_evals"] == opt.state[theta]["func_evals"]
+    assert ours.state["n_iter"] == opt.state[theta]["n_iter"]
+    np.testing.assert_allclose(np.stack(got), np.stack(want), rtol=1e-5, atol=1e-5)
+    assert np.max(np.abs(want[-1] - th64)) > 1.0
+
+
+def test_lbfgs_errors():
+    with pytest.raises(ValueError, match="LBFGS is not an optax transformation"):
+        optim.create("lbfgs", lr=1.0)
+    with pytest.raises(ValueError, match="line_search_fn must be None or 'strong_wolfe'"):
+        optim.LBFGS(line_search_fn="armijo")
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        optim.LBFGS(lr=-1.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        optim.LBFGS().step(None, {"x": jnp.ones(2)})

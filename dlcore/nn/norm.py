@@ -1,0 +1,179 @@
+"""Batch and layer normalisation with PyTorch's arguments, statistics and momentum convention.
+
+Flax has ``nnx.BatchNorm`` and ``nnx.LayerNorm``; these modules exist because three PyTorch
+behaviours differ and a reader of the books would meet each of them:
+
+* **momentum**: PyTorch's ``momentum=0.1`` weighs the *new* batch (``running = (1 - m) * running +
+  m * batch``); Flax's ``momentum=0.99`` weighs the *old* average. ``BatchNorm*d`` takes PyTorch's
+  number (book 003 L3340-3350 warns about exactly this); Flax's equivalent is ``1 - momentum``.
+  ``momentum=None`` is PyTorch's cumulative average (``1 / num_batches_tracked``).
+* **running variance**: PyTorch updates it with the *unbiased* batch variance (``n / (n - 1)``) while
+  normalising with the biased one; Flax uses the biased one for both.
+* **layer norm shape**: ``LayerNorm(normalized_shape)`` normalises over any number of trailing axes with
+  a scale and shift of that shape (book 003 L3366-3400).
+
+Layout is channel-last: ``BatchNorm1d`` takes ``(N, C)`` or ``(N, L, C)`` (PyTorch: ``(N, C, L)``),
+``BatchNorm2d`` ``(N, H, W, C)``, ``BatchNorm3d`` ``(N, D, H, W, C)``; the statistics are per channel over
+all other axes. Training mode (batch statistics, running averages updated) and eval mode (running
+averages) follow ``model.train()`` / ``model.eval()`` through ``use_running_average``.
+
+The batch norms subclass ``nnx.BatchNorm`` and keep its variable names (``scale``, ``bias``; statistics
+``mean``, ``var``, plus ``num_batches_tracked``); PyTorch calls them ``weight``, ``bias``,
+``running_mean``, ``running_var``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm"]
+
+
+class _NoKeys:
+    """Stands in for ``nnx.Rngs``: batch norm's initial scale (1) and bias (0) need no random key."""
+
+    def params(self):
+        return None
+
+
+class _BatchNorm(nnx.BatchNorm):
+    """Shared implementation; subclasses fix the accepted input ranks.
+
+    A subclass of ``nnx.BatchNorm`` (same variables: ``scale``, ``bias``, ``mean``, ``var``; Flax's
+    ``momentum`` attribute holds ``1 - torch momentum``), plus ``num_batches_tracked``; ``__call__``
+    follows PyTorch.
+    """
+
+    _ranks: tuple[int, ...] = ()
+    _layout: str = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, use_running_average: bool = False,
+                 rngs: nnx.Rngs | None = None):
+        del rngs  # deterministic init (scale 1, bias 0); accepted for a uniform constructor
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"{type(self).__name__}: num_features must be an int >= 1, got {num_features!r}.")
+        if eps <= 0:
+            raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}.")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1] or None (PyTorch's convention: "
+                             f"the weight of the new batch; Flax's 0.99 is PyTorch's 0.01), got {momentum}.")
+        super().__init__(num_features, use_running_average=use_running_average,
+                         momentum=0.9 if momentum is None else 1.0 - momentum, epsilon=eps, use_bias=affine,
+                         use_scale=affine, rngs=_NoKeys())
+        self.eps, self.torch_momentum = eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
+
+    def __call__(self, x: jax.Array, *, use_running_average: bool | None = None, mask=None) -> jax.Array:
+        if mask is not None:
+            raise ValueError(f"{type(self).__name__} does not take a mask.")
+        name = type(self).__name__
+        if x.ndim not in self._ranks:
+            raise ValueError(f"{name} expects input of shape {self._layout}, got shape {x.shape}.")
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}) got {x.shape[-1]} channels on the last axis "
+                             f"(dlcore is channel-last), shape {x.shape}.")
+        eval_mode = self.use_running_average if use_running_average is None else use_running_average
+        axes = tuple(range(x.ndim - 1))
+        if eval_mode and self.track_running_stats:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)  # biased: what normalises the batch
+            if not eval_mode and self.track_running_stats:
+                n = x.size // x.shape[-1]
+                count = self.num_batches_tracked[...] + 1
+                self.num_batches_tracked[...] = count
+                m = 1.0 / count.astype(jnp.float32) if self.torch_momentum is None else self.torch_momentum
+                unbiased = var * (n / max(n - 1, 1))
+                self.mean[...] = (1 - m) * self.mean[...] + m * mean
+                self.var[...] = (1 - m) * self.var[...] + m * unbiased
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.scale is not None:
+            y = y * self.scale[...]
+        if self.bias is not None:
+            y = y + self.bias[...]
+        return y
+
+
+class BatchNorm1d(_BatchNorm):
+    """``torch.nn.BatchNorm1d`` on ``(N, C)`` or channel-last sequences ``(N, L, C)``.
+
+    Args:
+        num_features: C.
+        eps: Added to the variance.
+        momentum: PyTorch's convention (weight of the new batch), or None for a cumulative average.
+        affine: Learn a per-channel ``scale`` and ``bias``.
+        track_running_stats: Keep running averages for eval; when False, batch statistics always.
+        use_running_average: Start in eval mode.
+
+    Reference: book 003 L3237-3365; Ioffe & Szegedy, "Batch Normalization" (2015).
+    """
+
+    _ranks = (2, 3)
+    _layout = "(N, C) or (N, L, C)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """``torch.nn.BatchNorm2d`` on NHWC images ``(N, H, W, C)``; arguments as ``BatchNorm1d``."""
+
+    _ranks = (4,)
+    _layout = "(N, H, W, C)"
+
+
+class BatchNorm3d(_BatchNorm):
+    """``torch.nn.BatchNorm3d`` on ``(N, D, H, W, C)`` volumes; arguments as ``BatchNorm1d``."""
+
+    _ranks = (5,)
+    _layout = "(N, D, H, W, C)"
+
+
+class LayerNorm(nnx.Module):
+    """``torch.nn.LayerNorm(normalized_shape)``: normalise over the trailing axes of that shape.
+
+    ``LayerNorm((100, 200))`` on ``(32, 3, 100, 200)`` inputs normalises each of the 32 x 3 planes
+    with its own mean and (biased) variance, then applies a ``scale`` and ``bias`` of shape (100, 200)
+    (book 003 L3366-3400). Same in training and eval.
+
+    Args:
+        normalized_shape: An int or the trailing shape to normalise over.
+        eps: Added to the variance.
+        elementwise_affine: Learn ``scale`` (init 1) and ``bias`` (init 0) of shape ``normalized_shape``.
+        bias: Learn the ``bias`` too (PyTorch's ``bias`` argument).
+
+    Reference: Ba et al., "Layer Normalization" (2016).
+    """
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, *, rngs: nnx.Rngs | None = None):
+        del rngs
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
+            raise ValueError(f"LayerNorm: normalized_shape must be positive ints, got {normalized_shape!r}.")
+        if eps <= 0:
+            raise ValueError(f"LayerNorm: eps must be positive, got {eps}.")
+        self.normalized_shape, self.eps = shape, eps
+        self.elementwise_affine, self.use_bias = elementwise_affine, bias and elementwise_affine
+        if elementwise_affine:
+            self.scale = nnx.Param(jnp.ones(shape, jnp.float32))
+        if self.use_bias:
+            self.bias = nnx.Param(jnp.zeros(shape, jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = len(self.normalized_shape)
+        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim < k:
+            raise ValueError(f"LayerNorm{self.normalized_shape} needs inputs ending in that shape, got {x.shape}.")
+        axes = tuple(range(x.ndim - k, x.ndim))
+        mean = jnp.mean(x, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.elementwise_affine:
+            y = y * self.scale[...]
+        if self.use_bias:
+            y = y + self.bias[...]
+        return y
