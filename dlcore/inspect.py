@@ -1,4 +1,6 @@
-"""Looking inside a model: summaries, intermediate activations, MC dropout, batch-norm folding, grids.
+"""Looking inside a model: summaries, intermediate activations, batch-norm folding, grids.
+
+MC-dropout prediction lives with the dropout layers: `dlcore.nn.regularization.mc_predict`.
 
 The books look inside PyTorch models with forward hooks (`register_forward_hook`) and `torchsummary`;
 here the same questions are answered by running the model with its submodules' calls recorded.
@@ -121,39 +123,6 @@ def format_summary(rows: list[dict[str, Any]], total: int | None = None) -> str:
     if total is not None:
         lines.append(f"total parameters: {total:,}")
     return "\n".join(lines)
-
-
-def mc_dropout(model: nnx.Module, x: jax.Array, n_samples: int = 100, *, key: jax.Array):
-    """Monte Carlo dropout: mean and standard deviation of `n_samples` predictions with dropout on.
-
-    The documented exception to "eval mode at inference" (003 ch. 11, MC dropout): dropout stays
-    active, batch norm (if any) uses its running averages. The samples run as one `vmap`.
-
-    Args:
-        model: the module.
-        x: a batch (N, ...).
-        n_samples: number of stochastic forward passes.
-        key: PRNG key of the dropout masks.
-
-    Returns:
-        (mean, std), each of the model output's shape, over the samples.
-    """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    from dlcore.train.state import fresh_rngs
-
-    model.eval()
-    for _, m in nnx.iter_modules(model):
-        if isinstance(m, nnx.Dropout):
-            m.deterministic = False
-    graphdef, params, rngs, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
-    model.eval()
-
-    def one(k):
-        return nnx.merge(graphdef, params, fresh_rngs(rngs, k), rest, copy=True)(x)
-
-    samples = jax.jit(jax.vmap(one))(jax.random.split(key, n_samples))
-    return samples.mean(0), samples.std(0)
 
 
 def fold_batch_norm(conv: nnx.Conv, bn: nnx.BatchNorm) -> nnx.Conv:

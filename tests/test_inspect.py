@@ -1,4 +1,4 @@
-"""Inspection: summary, activations (forward hooks), MC dropout, batch-norm folding, grids."""
+"""Inspection: summary, activations (forward hooks), batch-norm folding, grids."""
 
 from __future__ import annotations
 
@@ -35,20 +35,6 @@ def test_activations_equal_the_layer_applied_by_hand():
     np.testing.assert_allclose(jax.nn.log_softmax(acts["fc2"]), model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="no layer named 'conv9'"):
         inspect.activations(model, x, ["conv9"])
-
-
-def test_mc_dropout_mean_and_std():
-    model = dlcore.models.create("mnist_convnet")
-    x = jnp.asarray(np.random.default_rng(1).random((4, 28, 28, 1), np.float32))
-    mean, std = inspect.mc_dropout(model, x, n_samples=20, key=jax.random.PRNGKey(0))
-    assert mean.shape == std.shape == (4, 10)
-    assert float(std.max()) > 0  # dropout was on
-    model.eval()
-    det = model(x)
-    # the mean of stochastic passes is near, not equal to, the deterministic pass
-    assert not np.allclose(mean, det) and np.allclose(mean, det, atol=0.5)
-    m2, s2 = inspect.mc_dropout(model, x, n_samples=20, key=jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(mean, m2)
 
 
 def test_fold_batch_norm_keeps_outputs():

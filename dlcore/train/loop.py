@@ -68,7 +68,9 @@ class Trainer:
         batch_size: rows per training batch; None for full-batch gradient descent.
         eval_batch_size: rows per evaluation batch (default: max(batch_size, 500)).
         shuffle: reshuffle the training rows every epoch.
-        drop_last: drop a short last batch instead of padding it with weight-0 rows.
+        drop_last: drop a short last batch instead of padding it with weight-0 rows. Padded rows count
+            in no loss, gradient or metric, but they do enter batch-norm batch statistics of that one
+            batch: for batch-norm models that must match PyTorch exactly, pass drop_last=True.
         seed: seeds the shuffling and the dropout masks (the model's init has its own seed).
         callbacks: e.g. `EarlyStopping`, `Checkpoint`.
         progress: draw a progress bar; None draws one when stderr is a terminal.
