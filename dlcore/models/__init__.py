@@ -1,7 +1,19 @@
-"""Models, each registered by name."""
+"""Models, each registered by name: `create(name, **kw)`, `names()`, `count_params(model)`."""
 
-from dlcore.models import vision
+from dlcore.models import books, densenet, inception, mobilenet, resnet, vgg, vision, xception
+from dlcore.models.books import CatsDogsCNN, FashionCNN, MNISTBatchNormCNN, MNISTCNN001
+from dlcore.models.densenet import DenseNet
+from dlcore.models.inception import GoogLeNet, GoogLeNetOutputs, googlenet_loss
+from dlcore.models.mobilenet import MobileNetV2
 from dlcore.models.registry import count_params, create, names, register
+from dlcore.models.resnet import ResNet
+from dlcore.models.vgg import VGG, AlexNet, LeNet5
 from dlcore.models.vision import MNISTConvNet
+from dlcore.models.xception import Xception
 
-__all__ = ["MNISTConvNet", "count_params", "create", "names", "register", "vision"]
+__all__ = [
+    "AlexNet", "CatsDogsCNN", "DenseNet", "FashionCNN", "GoogLeNet", "GoogLeNetOutputs", "LeNet5",
+    "MNISTBatchNormCNN", "MNISTCNN001", "MNISTConvNet", "MobileNetV2", "ResNet", "VGG", "Xception",
+    "books", "count_params", "create", "densenet", "googlenet_loss", "inception", "mobilenet", "names",
+    "register", "resnet", "vgg", "vision", "xception",
+]

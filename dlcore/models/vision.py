@@ -37,6 +37,7 @@ class MNISTConvNet(nnx.Module):
         side = (image_size - 4) // 2
         self.fc1 = Linear(side * side * 32, 64, rngs=rngs)  # 4608 = 12 x 12 x 32 at 28x28
         self.fc2 = Linear(64, num_classes, rngs=rngs)
+        self.torch_flatten = (("fc1", (32, side, side)),)  # dlcore.weights: torch flattens (C, H, W)
 
     def __call__(self, x):
         x = jax.nn.relu(self.cn1(x))             # (N, 26, 26, 16)

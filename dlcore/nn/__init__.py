@@ -1,6 +1,34 @@
 """Building blocks Flax does not have, with PyTorch's names, defaults and initialisation."""
 
+from dlcore.nn import activations, blocks, conv, init, layers, norm, regularization
+from dlcore.nn.blocks import (BasicBlock, BasicConv2d, Bottleneck, ConvBNAct, DenseBlock, DenseLayer,
+                              InceptionModule, InvertedResidual, SqueezeExcitation, Transition, batch_norm2d)
+from dlcore.nn.conv import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, AvgPool3d,
+                            CausalConv1d, Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
+                            ConvTranspose3d, DepthMaxPool, DepthwiseConv2d, GlobalAvgPool2d,
+                            GlobalMaxPool2d, LocalResponseNorm, MaxPool1d, MaxPool2d, MaxPool3d,
+                            SeparableConv2d, adaptive_avg_pool1d, adaptive_avg_pool2d,
+                            adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d, avg_pool2d,
+                            avg_pool3d, depth_max_pool, global_avg_pool2d, global_max_pool2d,
+                            local_response_norm, max_pool1d, max_pool2d, max_pool3d)
 from dlcore.nn.init import torch_uniform
-from dlcore.nn.layers import MLP, Conv2d, Dropout2d, Linear, activation, flatten, max_pool2d
+from dlcore.nn.layers import (MLP, Activation, Dropout2d, Flatten, Identity, Linear, Sequential,
+                              activation, flatten)
+from dlcore.nn.activations import GLU, PReLU, RReLU, SwiGLU, Swish
+from dlcore.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm
+from dlcore.nn.regularization import AlphaDropout, MCDropout, mc_predict
 
-__all__ = ["MLP", "Conv2d", "Dropout2d", "Linear", "activation", "flatten", "max_pool2d", "torch_uniform"]
+__all__ = [
+    "BasicBlock", "BasicConv2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Bottleneck", "ConvBNAct",
+    "DenseBlock", "DenseLayer", "InceptionModule", "InvertedResidual", "LayerNorm", "SqueezeExcitation",
+    "Transition", "activations", "batch_norm2d", "blocks", "conv", "layers", "norm", "regularization",
+    "MLP", "Activation", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool1d", "AvgPool2d",
+    "AvgPool3d", "CausalConv1d", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
+    "ConvTranspose3d", "DepthMaxPool", "DepthwiseConv2d", "Dropout2d", "Flatten", "GlobalAvgPool2d",
+    "GlobalMaxPool2d", "Identity", "Linear", "LocalResponseNorm", "MaxPool1d", "MaxPool2d",
+    "MaxPool3d", "SeparableConv2d", "Sequential", "activation", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "depth_max_pool", "flatten", "global_avg_pool2d", "global_max_pool2d", "init",
+    "local_response_norm", "max_pool1d", "max_pool2d", "max_pool3d", "torch_uniform",
+    "AlphaDropout", "GLU", "MCDropout", "PReLU", "RReLU", "SwiGLU", "Swish", "mc_predict",
+]

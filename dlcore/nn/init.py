@@ -1,17 +1,206 @@
-"""Weight initialisers, starting with PyTorch's defaults.
+"""Weight initialisers with PyTorch's names and formulas, for Flax kernels.
 
-PyTorch initialises `nn.Linear` and `nn.Conv*` weights with
-`kaiming_uniform_(a=sqrt(5))`, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and their biases
-with the same bound. Flax defaults to LeCun normal and zero biases, so a reproduction of a book's
-run that should start from the same distribution needs these (BOOKS.md, porting notes).
+Every function returns an initializer `(key, shape, dtype=float32) -> array`, usable as a Flax
+`kernel_init` / `bias_init` or called directly. Shapes follow Flax's layouts: a Linear kernel is
+(in, out) and a convolution kernel is (*kernel_size, in/groups, out), so
+
+    fan_in  = in/groups  * prod(kernel_size)      (torch: weight.size(1) * receptive field)
+    fan_out = out        * prod(kernel_size)      (torch: weight.size(0) * receptive field)
+
+which are exactly the fans PyTorch computes on its (out, in/groups, *kernel_size) weights.
+
+PyTorch initialises `nn.Linear` and `nn.Conv*` weights with `kaiming_uniform_(a=sqrt(5))`, which
+is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and their biases with the same bound. Flax defaults to
+LeCun normal and zero biases, so a reproduction of a book's run that should start from the same
+distribution needs `torch_uniform` (BOOKS.md, porting notes). Hands-On ML (003, ch. 11 "Glorot and
+He Initialization", Table 11-1) gives the Glorot / He / LeCun rules; DCGAN (Radford et al. 2016;
+001 ch. 7) draws weights from N(0, 0.02).
+
+Unlike Keras, the normal variants here are plain (untruncated) normals, as `torch.nn.init` draws.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _draw_flat(key, n: int, dtype, dist: str, a, b):
+    """a + b * U(0, 1) or a + b * N(0, 1), n of them (one compilation per size bucket)."""
+    if dist == "uniform":
+        return a + b * jax.random.uniform(key, (n,), dtype)
+    return a + b * jax.random.normal(key, (n,), dtype)
+
+
+def _draw(key, shape, dtype, dist: str, a: float, b: float) -> jax.Array:
+    """`a + b * sample` of `shape`, drawn as a flat vector whose length is rounded up to a power of two.
+
+    Eager initialisation compiles one XLA program per distinct shape of a `jax.random` call (a
+    fifth of a second each on a busy CPU, so many seconds for a CNN zoo); bucketing the length
+    shares those compilations between layers and leaves only a cheap slice per shape. The values
+    depend on (key, shape) alone, eagerly or under `jit`/`eval_shape` alike.
+    """
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(shape)
+    n = max(256, 1 << max(size - 1, 0).bit_length())
+    flat = _draw_flat(key, n, jnp.dtype(dtype), dist, jnp.asarray(a, dtype), jnp.asarray(b, dtype))
+    if isinstance(flat, jax.core.Tracer):
+        return flat[:size].reshape(shape)
+    # eagerly, slice on the host: no compilation per shape
+    return jnp.asarray(np.asarray(flat)[:size].reshape(shape))
+
+
+def _fans(shape: Sequence[int]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a Flax kernel: (in, out) or (*kernel_size, in/groups, out)."""
+    shape = tuple(shape)
+    if len(shape) < 2:
+        raise ValueError(f"fan-in and fan-out need a kernel of rank >= 2, got shape {shape}")
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """`torch.nn.init.calculate_gain`: the recommended gain for a nonlinearity.
+
+    Args:
+        nonlinearity: 'linear', 'conv1d/2d/3d', 'conv_transpose1d/2d/3d', 'sigmoid', 'tanh', 'relu',
+            'leaky_relu' or 'selu'.
+        param: negative slope of 'leaky_relu' (default 0.01).
+
+    Returns:
+        1 for linear/conv/sigmoid, 5/3 for tanh, sqrt(2) for ReLU, sqrt(2/(1+slope^2)) for leaky
+        ReLU (the "leaky gain"), 3/4 for SELU.
+    """
+    name = nonlinearity.lower()
+    if name in ("linear", "identity", "sigmoid") or name.startswith(("conv", "conv_transpose")):
+        return 1.0
+    if name == "tanh":
+        return 5.0 / 3.0
+    if name == "relu":
+        return math.sqrt(2.0)
+    if name == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return math.sqrt(2.0 / (1.0 + slope ** 2))
+    if name == "selu":
+        return 3.0 / 4.0
+    raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}")
+
+
+def _fan(shape, mode: str) -> int:
+    fan_in, fan_out = _fans(shape)
+    if mode == "fan_in":
+        return fan_in
+    if mode == "fan_out":
+        return fan_out
+    if mode == "fan_avg":
+        return (fan_in + fan_out) / 2
+    raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+
+
+def _scaled(std_fn, distribution: str):
+    """An initializer drawing from U(-sqrt(3)*std, sqrt(3)*std) or N(0, std^2), std = std_fn(shape)."""
+    if distribution not in ("uniform", "normal"):
+        raise ValueError(f"distribution must be 'uniform' or 'normal', got {distribution!r}")
+
+    def init(key, shape, dtype=jnp.float32):
+        std = std_fn(tuple(shape))
+        if distribution == "uniform":
+            bound = math.sqrt(3.0) * std
+            return _draw(key, shape, dtype, "uniform", -bound, 2 * bound)
+        return _draw(key, shape, dtype, "normal", 0.0, std)
+
+    return init
+
+
+def glorot_uniform(gain: float = 1.0):
+    """`xavier_uniform_`: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    return _scaled(lambda s: gain * math.sqrt(2.0 / sum(_fans(s))), "uniform")
+
+
+def glorot_normal(gain: float = 1.0):
+    """`xavier_normal_`: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
+    return _scaled(lambda s: gain * math.sqrt(2.0 / sum(_fans(s))), "normal")
+
+
+def he_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu"):
+    """`kaiming_uniform_`: U(-b, b), b = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a).
+
+    Args:
+        a: negative slope of a leaky ReLU (used when nonlinearity='leaky_relu').
+        mode: 'fan_in' (preserves forward variance) or 'fan_out' (backward).
+        nonlinearity: see `calculate_gain`.
+    """
+    gain = calculate_gain(nonlinearity, a)
+    return _scaled(lambda s: gain / math.sqrt(_fan(s, mode)), "uniform")
+
+
+def he_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu"):
+    """`kaiming_normal_`: N(0, std^2), std = gain / sqrt(fan) (He et al. 2015)."""
+    gain = calculate_gain(nonlinearity, a)
+    return _scaled(lambda s: gain / math.sqrt(_fan(s, mode)), "normal")
+
+
+def lecun_uniform():
+    """LeCun uniform: U(-b, b), b = sqrt(3 / fan_in) (for SELU networks, 003 ch. 11)."""
+    return _scaled(lambda s: 1.0 / math.sqrt(_fans(s)[0]), "uniform")
+
+
+def lecun_normal():
+    """LeCun normal: N(0, 1/fan_in), torch's `kaiming_normal_(w, nonlinearity='linear')`."""
+    return _scaled(lambda s: 1.0 / math.sqrt(_fans(s)[0]), "normal")
+
+
+def orthogonal(gain: float = 1.0):
+    """`orthogonal_` (Saxe et al. 2014): a (semi-)orthogonal matrix scaled by `gain`.
+
+    The kernel is viewed as (prod(shape[:-1]), out); torch's weight is its transpose, so torch's
+    W @ W.T = I (rows orthonormal when out <= fan_in) holds here as K.T @ K = I.
+    """
+    return jax.nn.initializers.orthogonal(scale=gain, column_axis=-1)
+
+
+def normal(std: float = 0.02, mean: float = 0.0):
+    """`normal_(mean, std)`; the default N(0, 0.02) is DCGAN's init for conv weights (001 ch. 7)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return _draw(key, shape, dtype, "normal", mean, std)
+
+    return init
+
+
+def uniform(a: float = 0.0, b: float = 1.0):
+    """`uniform_(a, b)`: U(a, b)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return _draw(key, shape, dtype, "uniform", a, b - a)
+
+    return init
+
+
+def constant(value: float):
+    """`constant_(value)`: every entry equal to `value`."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        return jnp.full(shape, value, dtype)
+
+    return init
+
+
+def zeros():
+    """`zeros_`."""
+    return constant(0.0)
+
+
+def ones():
+    """`ones_`."""
+    return constant(1.0)
 
 
 def torch_uniform(fan_in: int):
@@ -28,6 +217,50 @@ def torch_uniform(fan_in: int):
     bound = 1.0 / math.sqrt(fan_in)
 
     def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
+        return _draw(key, shape, dtype, "uniform", -bound, 2 * bound)
 
     return init
+
+
+def torch_default():
+    """PyTorch's default weight init, `kaiming_uniform_(a=sqrt(5))`, with the fan read off the shape.
+
+    Equal to `torch_uniform(fan_in)`; use it where the shape is only known at init time.
+    """
+    return _scaled(lambda s: 1.0 / math.sqrt(3.0 * _fans(s)[0]), "uniform")
+
+
+# PyTorch's spellings
+xavier_uniform = glorot_uniform
+xavier_normal = glorot_normal
+kaiming_uniform = he_uniform
+kaiming_normal = he_normal
+
+
+class InitKeys:
+    """Initialisation keys for a whole model at the cost of one draw from `rngs.params()`.
+
+    Each `nnx.Rngs` draw updates a counter Variable; under `nnx.eval_shape` (parameter counts,
+    `dlcore list`) every update costs time proportional to the trace so far, which makes abstract
+    construction of a net with hundreds of layers quadratic. `InitKeys(rngs)` draws one key and
+    hands out `fold_in(key, i)`, i = 0, 1, ... from `params()`; any other stream (`.dropout`,
+    `.default`) is the wrapped `Rngs`' own, so pass `rngs.dropout` to dropout layers.
+
+    Layers that only need `rngs.params()` at construction (Linear, Conv, BatchNorm) accept it in
+    place of an `nnx.Rngs`. Same seed, same weights.
+    """
+
+    def __init__(self, rngs):
+        self.rngs = rngs.rngs if isinstance(rngs, InitKeys) else rngs
+        self._key = self.rngs.params()
+        self._count = 0
+
+    def params(self) -> jax.Array:
+        """The next initialisation key."""
+        self._count += 1
+        return jax.random.fold_in(self._key, self._count - 1)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("rngs", "_key", "_count"):
+            raise AttributeError(name)
+        return getattr(self.rngs, name)

@@ -12,16 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.nn.conv import Conv2d, _pair, max_pool2d  # noqa: F401  (kept importable from here)
 from dlcore.nn.init import torch_uniform
-
-
-def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    if len(v) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {v}")
-    return v
 
 
 class Linear(nnx.Linear):
@@ -31,54 +23,24 @@ class Linear(nnx.Linear):
         in_features: size of the last input axis.
         out_features: size of the last output axis.
         bias: whether to add a bias.
+        kernel_init, bias_init: override PyTorch's default U(+-1/sqrt(in_features)).
         rngs: NNX random streams for initialisation.
 
     Shapes: (..., in_features) -> (..., out_features). The kernel is stored (in, out), the
     transpose of torch's `weight`.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, kernel_init=None,
+                 bias_init=None, rngs: nnx.Rngs):
         init = torch_uniform(in_features)
-        super().__init__(in_features, out_features, use_bias=bias, kernel_init=init, bias_init=init,
-                         rngs=rngs)
+        super().__init__(in_features, out_features, use_bias=bias, kernel_init=kernel_init or init,
+                         bias_init=bias_init or init, rngs=rngs)
 
-
-class Conv2d(nnx.Conv):
-    """`torch.nn.Conv2d` on NHWC images with PyTorch's padding default (none) and initialisation.
-
-    Args:
-        in_channels: C of the input.
-        out_channels: channels of the output.
-        kernel_size: int or (kh, kw).
-        stride: int or pair.
-        padding: int, pair, `'same'` or `'valid'` (PyTorch's default is 0, i.e. VALID; Flax's is SAME).
-        dilation: int or pair.
-        groups: feature groups (in_channels and out_channels must be divisible by it).
-        bias: whether to add a bias.
-        rngs: NNX random streams for initialisation.
-
-    Shapes: (N, H, W, in_channels) -> (N, H', W', out_channels) with
-    H' = floor((H + 2p - d*(k-1) - 1)/s) + 1, as in PyTorch.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, *, rngs: nnx.Rngs):
-        kh, kw = _pair(kernel_size, "kernel_size")
-        if isinstance(padding, str):
-            if padding.lower() not in ("same", "valid"):
-                raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-            pad = padding.upper()
-        else:
-            ph, pw = _pair(padding, "padding")
-            pad = ((ph, ph), (pw, pw))
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
-        init = torch_uniform(in_channels // groups * kh * kw)
-        super().__init__(in_channels, out_channels, (kh, kw), strides=_pair(stride, "stride"),
-                         padding=pad, kernel_dilation=_pair(dilation, "dilation"),
-                         feature_group_count=groups, use_bias=bias, kernel_init=init, bias_init=init,
-                         rngs=rngs)
+    def __call__(self, x, out_sharding=None):
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects inputs whose last "
+                             f"axis is {self.in_features}, got shape {tuple(x.shape)}")
+        return super().__call__(x, out_sharding)
 
 
 class Dropout2d(nnx.Dropout):
@@ -101,16 +63,6 @@ class Dropout2d(nnx.Dropout):
         return super().__call__(x, **kwargs)
 
 
-def max_pool2d(x: jax.Array, kernel_size, stride=None) -> jax.Array:
-    """`F.max_pool2d` on NHWC input with VALID padding; stride defaults to kernel_size.
-
-    Shapes: (N, H, W, C) -> (N, floor((H-k)/s)+1, floor((W-k)/s)+1, C).
-    """
-    k = _pair(kernel_size, "kernel_size")
-    s = k if stride is None else _pair(stride, "stride")
-    return nnx.max_pool(x, window_shape=k, strides=s, padding="VALID")
-
-
 def flatten(x: jax.Array, start_dim: int = 1) -> jax.Array:
     """`torch.flatten(x, start_dim)`: (N, d1, d2, ...) -> (N, d1*d2*...).
 
@@ -121,6 +73,7 @@ def flatten(x: jax.Array, start_dim: int = 1) -> jax.Array:
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
     "gelu": jax.nn.gelu,
@@ -130,7 +83,7 @@ ACTIVATIONS = {
 
 
 def activation(name: str):
-    """The activation function called `name` (relu, tanh, sigmoid, gelu, silu, identity)."""
+    """The activation function called `name` (relu, relu6, tanh, sigmoid, gelu, silu, identity)."""
     try:
         return ACTIVATIONS[name]
     except KeyError:
@@ -162,4 +115,74 @@ class MLP(nnx.Module):
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = self._act(x)
+        return x
+
+
+class Activation(nnx.Module):
+    """A stateless module applying the activation called `name` (a `nn.ReLU()` in a `Sequential`)."""
+
+    def __init__(self, name: str = "relu"):
+        activation(name)  # fail early on an unknown name
+        self.name = name
+
+    def __call__(self, x):
+        return ACTIVATIONS[self.name](x)
+
+
+class Identity(nnx.Module):
+    """`torch.nn.Identity`: returns its input."""
+
+    def __call__(self, x):
+        return x
+
+
+class Flatten(nnx.Module):
+    """`torch.nn.Flatten(start_dim=1)`: (N, d1, d2, ...) -> (N, d1*d2*...), NHWC order (see `flatten`)."""
+
+    def __init__(self, start_dim: int = 1):
+        self.start_dim = start_dim
+
+    def __call__(self, x):
+        return flatten(x, self.start_dim)
+
+
+class Sequential(nnx.Module):
+    """`torch.nn.Sequential` whose children are named like torch's: "0", "1", ... or given names.
+
+    `Sequential(a, b, c)` names its children "0", "1", "2"; `Sequential({"conv": a, "bn": b})` keeps
+    the given names (torch's OrderedDict form). Stateless children (activations, pooling) keep
+    their index, so parameter paths match a torch state dict's keys (`features.3.weight`), which is
+    what `dlcore.weights` relies on.
+
+    Shapes: whatever the chain of children maps (N, ...) to.
+    """
+
+    def __init__(self, *layers, **named):
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            named, layers = dict(layers[0]), ()
+        if layers and named:
+            raise ValueError("Sequential takes either positional layers or named layers, not both")
+        items = list(named.items()) if named else [(str(i), m) for i, m in enumerate(layers)]
+        self._order = tuple(n for n, _ in items)
+        for n, m in items:
+            setattr(self, n, m)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self):
+        return (getattr(self, n) for n in self._order)
+
+    def __getitem__(self, i):
+        if isinstance(i, str):
+            return getattr(self, i)
+        return getattr(self, self._order[i])
+
+    def names(self) -> tuple[str, ...]:
+        """Children's names in call order."""
+        return self._order
+
+    def __call__(self, x):
+        for n in self._order:
+            x = getattr(self, n)(x)
         return x

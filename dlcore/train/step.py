@@ -37,6 +37,8 @@ def init_metrics(metrics: Sequence[Any]) -> dict:
 
 def update_metrics(acc: dict, metrics: Sequence[Any], outputs, targets, per_example_loss, w) -> dict:
     """Add one batch to the accumulators (sums, so the epoch figure is exact, not a mean of means)."""
+    if isinstance(outputs, tuple):  # (main, *auxiliary) outputs, e.g. GoogLeNet's: metrics score the main one
+        outputs = outputs[0]
     new = {"loss": {"total": acc["loss"]["total"] + jnp.sum(per_example_loss * w),
                     "count": acc["loss"]["count"] + jnp.sum(w)}}
     for m in metrics:
@@ -56,8 +58,9 @@ def compute_metrics(acc: dict, metrics: Sequence[Any]) -> dict[str, float]:
 def per_example_loss(loss_fn: LossFn, outputs, targets) -> jax.Array:
     """`loss_fn(outputs, targets)` checked to give one value per example."""
     values = loss_fn(outputs, targets)
-    if values.ndim != 1 or values.shape[0] != outputs.shape[0]:
-        raise ValueError(f"the loss must return one value per example, shape ({outputs.shape[0]},); "
+    n = jax.tree.leaves(outputs)[0].shape[0]
+    if values.ndim != 1 or values.shape[0] != n:
+        raise ValueError(f"the loss must return one value per example, shape ({n},); "
                          f"got {values.shape}. Pass a per-example loss (reduction='none').")
     return values
 

@@ -1,0 +1,282 @@
+"""PyTorch state dicts in and out of dlcore models: torchvision-format weights, layouts converted.
+
+dlcore's models name their submodules as torchvision does (`conv1`, `layer1.0.bn2`,
+`features.3`, `classifier.1`), so a state-dict key is the module path joined by dots plus torch's
+parameter name. What differs is the layout, and this module converts it:
+
+| torch                                    | dlcore (Flax, channels-last)                     |
+|------------------------------------------|--------------------------------------------------|
+| Conv weight (out, in/groups, *k)         | kernel (*k, in/groups, out)                      |
+| ConvTranspose weight (in, out/groups, *k)| kernel (*k, in, out/groups)                      |
+| Linear weight (out, in)                  | kernel (in, out)                                 |
+| Linear after a flatten of (C, H, W)      | kernel rows reordered to NHWC's (H, W, C)        |
+| BatchNorm weight, bias                   | scale, bias                                      |
+| BatchNorm running_mean, running_var      | mean, var (batch statistics)                     |
+| BatchNorm num_batches_tracked            | loaded where the model keeps it, else ignored    |
+| LayerNorm weight / Embedding weight      | scale / embedding                                |
+
+A model whose Linear follows a flatten of a conv map declares it as `torch_flatten = (("fc1",
+(C, H, W)), ...)` (paths relative to the module holding the attribute).
+
+Loading checks every tensor before changing anything: a missing, unexpected (with `strict`) or
+misshapen tensor raises a ValueError naming it. Files: `.pth`/`.pt`/`.bin` are read with torch
+(`weights_only=True`) when it is installed; `.safetensors` files need only the `safetensors` package.
+
+References: Deep Learning with PyTorch (002) ch. 2 (pretrained torchvision models), 001 ch. 5/8
+(transfer learning from ImageNet weights); Hands-On ML (003) ch. 12 (pretrained models).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dlcore.nn.conv import _ConvNd, _ConvTransposeNd
+
+__all__ = ["load", "load_state_dict", "save", "state_dict", "torch_keys"]
+
+
+@dataclass
+class _Entry:
+    key: str                      # torch state-dict key
+    var: Any                      # the nnx.Variable
+    torch_shape: tuple            # shape the torch tensor must have
+    from_torch: Callable          # np.ndarray (torch layout) -> np.ndarray (dlcore layout)
+    to_torch: Callable            # inverse
+    optional: bool = False        # may be absent from a state dict (num_batches_tracked)
+
+
+def _join(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _identity(a):
+    return a
+
+
+def _flatten_perm(chw):
+    c, h, w = chw
+
+    def from_torch(wt):                        # (out, C*H*W) -> (H*W*C, out)
+        out = wt.shape[0]
+        return wt.reshape(out, c, h, w).transpose(0, 2, 3, 1).reshape(out, -1).T
+
+    def to_torch(k):                           # (H*W*C, out) -> (out, C*H*W)
+        out = k.shape[1]
+        return k.T.reshape(out, h, w, c).transpose(0, 3, 1, 2).reshape(out, -1)
+
+    return from_torch, to_torch
+
+
+def _module_entries(prefix: str, m, flat: dict) -> list[_Entry]:
+    def key(name):
+        return f"{prefix}.{name}" if prefix else name
+
+    out = []
+    handled: set[str] = set()
+
+    def add(attr, tname, from_t, to_t, tshape=None, optional=False):
+        var = getattr(m, attr, None)
+        if not isinstance(var, nnx.Variable):
+            return
+        shape = tuple(var[...].shape)
+        out.append(_Entry(key(tname), var, tuple(tshape if tshape is not None else shape), from_t, to_t,
+                          optional))
+        handled.add(attr)
+
+    if isinstance(m, _ConvTransposeNd):
+        nd = m.nd
+        kshape = tuple(m.kernel[...].shape)                  # (*k, in, out/g)
+        add("kernel", "weight", lambda w: np.transpose(w, (*range(2, nd + 2), 0, 1)),
+            lambda k: np.transpose(k, (nd, nd + 1, *range(nd))), (kshape[nd], kshape[nd + 1], *kshape[:nd]))
+        add("bias", "bias", _identity, _identity)
+    elif isinstance(m, (nnx.Conv, _ConvNd)):
+        kshape = tuple(m.kernel[...].shape)                  # (*k, in/g, out)
+        nd = len(kshape) - 2
+        add("kernel", "weight", lambda w: np.transpose(w, (*range(2, nd + 2), 1, 0)),
+            lambda k: np.transpose(k, (nd + 1, nd, *range(nd))), (kshape[-1], kshape[-2], *kshape[:nd]))
+        add("bias", "bias", _identity, _identity)
+    elif isinstance(m, nnx.Linear):
+        kin, kout = m.kernel[...].shape
+        if prefix in flat:
+            c, h, w = flat[prefix]
+            if c * h * w != kin:
+                raise ValueError(f"torch_flatten declares {prefix} sees a ({c}, {h}, {w}) map, but its "
+                                 f"in_features is {kin}")
+            f, t = _flatten_perm(flat[prefix])
+        else:
+            f, t = (lambda w: w.T), (lambda k: k.T)
+        add("kernel", "weight", f, t, (kout, kin))
+        add("bias", "bias", _identity, _identity)
+    elif isinstance(m, nnx.BatchNorm):
+        add("scale", "weight", _identity, _identity)
+        add("bias", "bias", _identity, _identity)
+        add("mean", "running_mean", _identity, _identity)
+        add("var", "running_var", _identity, _identity)
+        add("num_batches_tracked", "num_batches_tracked", _identity, _identity, optional=True)
+    elif isinstance(m, nnx.LayerNorm):
+        add("scale", "weight", _identity, _identity)
+        add("bias", "bias", _identity, _identity)
+    elif isinstance(m, nnx.Embed):
+        add("embedding", "weight", _identity, _identity)
+    # anything else held directly (PReLU weights, custom parameters, other statistics): same name, shape
+    for attr, var in vars(m).items():
+        if attr in handled or not isinstance(var, (nnx.Param, nnx.BatchStat)):
+            continue
+        add(attr, attr, _identity, _identity)
+    return out
+
+
+def _entries(model: nnx.Module) -> list[_Entry]:
+    flat: dict[str, tuple[int, int, int]] = {}
+    modules = list(nnx.iter_modules(model))
+    for path, m in modules:
+        for sub, chw in getattr(m, "torch_flatten", ()) or ():
+            flat[_join(tuple(path) + tuple(sub.split(".")))] = tuple(chw)
+    entries = []
+    for path, m in modules:
+        entries += _module_entries(_join(path), m, flat)
+    return entries
+
+
+def torch_keys(model: nnx.Module) -> dict[str, tuple[int, ...]]:
+    """The state-dict keys `model` reads and writes, with the torch shape of each tensor."""
+    return {e.key: e.torch_shape for e in _entries(model)}
+
+
+def _to_numpy(t) -> np.ndarray:
+    if hasattr(t, "detach"):  # a torch tensor, without importing torch
+        t = t.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return t.numpy()
+    return np.asarray(t)
+
+
+def _strip_prefix(sd: Mapping[str, Any], keys: set[str]) -> dict:
+    """Drop a `module.` prefix (DataParallel) when no model key starts with it."""
+    if sd and all(k.startswith("module.") for k in sd) and not any(k.startswith("module.") for k in keys):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, strict: bool = True) -> nnx.Module:
+    """Copy a PyTorch state dict (torch tensors or NumPy arrays) into `model`, in place.
+
+    Args:
+        model: a dlcore model whose submodule names match the state dict's (torchvision's for the
+            ImageNet models).
+        state_dict: key -> tensor, in torch's layouts (see the module docstring).
+        strict: raise on tensors of the state dict the model has no place for (torch's `strict`);
+            with `strict=False` missing and unexpected tensors are skipped. Shapes are always checked.
+
+    Returns:
+        `model`, with its parameters and batch statistics replaced.
+
+    Raises:
+        ValueError: a missing, unexpected or misshapen tensor, named, before anything is changed.
+    """
+    entries = _entries(model)
+    sd = _strip_prefix(state_dict, {e.key for e in entries})
+    name = type(model).__name__
+    known = {e.key for e in entries}
+    if strict:
+        missing = [e.key for e in entries if e.key not in sd and not e.optional]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise ValueError(f"state dict is missing tensor {missing[0]!r}{more} that {name} needs")
+        unexpected = [k for k in sd if k not in known and not k.endswith("num_batches_tracked")]
+        if unexpected:
+            more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+            raise ValueError(f"unexpected tensor {unexpected[0]!r}{more} in the state dict: {name} has no "
+                             f"such parameter (pass strict=False to skip it)")
+    updates = []
+    for e in entries:
+        if e.key not in sd:
+            continue
+        a = _to_numpy(sd[e.key])
+        if tuple(a.shape) != e.torch_shape:
+            raise ValueError(f"tensor {e.key!r} has shape {tuple(a.shape)}, but {name} expects "
+                             f"{e.torch_shape} (torch layout)")
+        value = e.from_torch(a)
+        updates.append((e.var, jnp.asarray(np.array(value, dtype=e.var[...].dtype, order="C"))))
+    for var, value in updates:
+        var[...] = value
+    return model
+
+
+def state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
+    """`model`'s parameters and batch statistics as a PyTorch state dict of NumPy arrays (torch layouts).
+
+    Batch norms get a `num_batches_tracked` entry (0 where the model does not count batches), so
+    `torch_module.load_state_dict({k: torch.from_numpy(v) ...})` accepts the result strictly.
+    """
+    out: dict[str, np.ndarray] = {}
+    for e in _entries(model):
+        out[e.key] = np.array(e.to_torch(np.asarray(e.var[...])), order="C")
+        if e.key.endswith("running_var"):
+            nbt = e.key[: -len("running_var")] + "num_batches_tracked"
+            out.setdefault(nbt, np.zeros((), np.int64))
+    for k, v in out.items():
+        if k.endswith("num_batches_tracked"):
+            out[k] = np.asarray(v, np.int64)
+    return out
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    if not path.exists():
+        raise ValueError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise ValueError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        return load_file(str(path))
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(f"reading {path.name} needs torch (pip install torch), or convert it to "
+                         f".safetensors where torch is installed") from None
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(obj, Mapping):
+        for k in ("state_dict", "model_state_dict", "model"):
+            if k in obj and isinstance(obj[k], Mapping):
+                return obj[k]
+        return obj
+    raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+
+
+def load(model: nnx.Module, path: str | os.PathLike, *, strict: bool = True) -> nnx.Module:
+    """Load a torchvision-format weights file into `model` (in place) and return it.
+
+    Args:
+        model: the matching dlcore model, e.g. `models.create("resnet18")`.
+        path: a `.safetensors` file (no torch needed) or a torch `.pth`/`.pt`/`.bin` state dict (or
+            a checkpoint dict holding one under "state_dict"/"model_state_dict"/"model").
+        strict: as `load_state_dict`.
+
+    Example:
+        >>> model = weights.load(models.create("resnet18"), "resnet18-f37072fd.pth")  # doctest: +SKIP
+    """
+    return load_state_dict(model, _read(Path(path).expanduser()), strict=strict)
+
+
+def save(model: nnx.Module, path: str | os.PathLike) -> Path:
+    """Write `model`'s weights in torch layout: `.safetensors` (needs `safetensors`) or `.pth` (needs torch)."""
+    path = Path(path).expanduser()
+    sd = state_dict(model)
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(sd, str(path))
+    else:
+        import torch
+
+        torch.save({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, str(path))
+    return path

@@ -1,0 +1,262 @@
+"""dlcore.nn.conv against torch: convolutions, transposed convolutions, pooling, LRN (forward and gradients)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from dlcore import nn as dnn
+from dlcore import weights
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def _nhwc(x):  # channels-first numpy -> channels-last
+    return np.moveaxis(x, 1, -1)
+
+
+def _nchw(x):
+    return np.moveaxis(x, -1, 1)
+
+
+def _check_layer(jlayer, tlayer, x_cf, rtol=RTOL, atol=ATOL):
+    """Copy torch's weights in, then compare outputs, input gradients and weight gradients."""
+    if any(True for _ in tlayer.parameters()):
+        weights.load_state_dict(jlayer, tlayer.state_dict())
+    rng = np.random.default_rng(0)
+    xt = torch.tensor(x_cf, requires_grad=True)
+    yt = tlayer(xt)
+    g = rng.standard_normal(yt.shape).astype(np.float32)
+    (yt * torch.from_numpy(g)).sum().backward()
+
+    graphdef, params, rest = nnx.split(jlayer, nnx.Param, ...)
+
+    def f(p, x):
+        return nnx.merge(graphdef, p, rest)(x)
+
+    yj, vjp = jax.vjp(f, params, jnp.asarray(_nhwc(x_cf)))
+    np.testing.assert_allclose(np.asarray(yj), _nhwc(yt.detach().numpy()), rtol=rtol, atol=atol)
+    gp, gx = vjp(jnp.asarray(_nhwc(g)))
+    np.testing.assert_allclose(np.asarray(gx), _nhwc(xt.grad.numpy()), rtol=rtol, atol=atol)
+    if any(True for _ in tlayer.parameters()):
+        nnx.update(jlayer, gp)  # gradients in the parameters' places, to export in torch layout
+        exported = weights.state_dict(jlayer)
+        for name, p in tlayer.named_parameters():
+            np.testing.assert_allclose(exported[name], p.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
+
+
+def _x(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=3),
+    dict(kernel_size=3, padding=1, stride=2),
+    dict(kernel_size=(3, 5), padding=(1, 2), dilation=(2, 1)),
+    dict(kernel_size=3, padding="same", dilation=2),
+    dict(kernel_size=4, padding="same"),        # even kernel: torch pads 1 before, 2 after
+    dict(kernel_size=3, padding="valid", stride=(2, 1)),
+    dict(kernel_size=3, groups=2, padding=1),
+    dict(kernel_size=3, padding=2, padding_mode="reflect"),
+    dict(kernel_size=3, padding=1, padding_mode="replicate", bias=False),
+    dict(kernel_size=3, padding=1, padding_mode="circular"),
+])
+def test_conv2d_matches_torch(kw):
+    torch.manual_seed(0)
+    _check_layer(dnn.Conv2d(4, 6, rngs=nnx.Rngs(0), **kw), torch.nn.Conv2d(4, 6, **kw), _x(2, 4, 9, 10))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, padding=2, dilation=2, stride=2),
+                                dict(kernel_size=5, padding="same", groups=3)])
+def test_conv1d_matches_torch(kw):
+    torch.manual_seed(0)
+    _check_layer(dnn.Conv1d(3, 6, rngs=nnx.Rngs(0), **kw), torch.nn.Conv1d(3, 6, **kw), _x(2, 3, 17))
+
+
+def test_conv3d_matches_torch():
+    torch.manual_seed(0)
+    _check_layer(dnn.Conv3d(2, 4, 3, stride=(1, 2, 2), padding=1, rngs=nnx.Rngs(0)),
+                 torch.nn.Conv3d(2, 4, 3, stride=(1, 2, 2), padding=1), _x(2, 2, 5, 6, 7))
+
+
+def test_causal_conv1d_is_left_padded_conv():
+    torch.manual_seed(0)
+    tconv = torch.nn.Conv1d(3, 4, 2, dilation=4)
+
+    class Causal(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight, self.bias = tconv.weight, tconv.bias
+
+        def forward(self, x):
+            return tconv(F.pad(x, (4, 0)))
+
+    layer = dnn.CausalConv1d(3, 4, 2, dilation=4, rngs=nnx.Rngs(0))
+    _check_layer(layer, Causal(), _x(2, 3, 12))
+    # output t must not depend on inputs after t
+    x = jnp.asarray(_x(1, 12, 3))
+    y0 = layer(x)
+    y1 = layer(x.at[:, 7:].set(100.0))
+    np.testing.assert_allclose(np.asarray(y0[:, :7]), np.asarray(y1[:, :7]), rtol=1e-6)
+
+
+def test_depthwise_and_separable_match_torch():
+    torch.manual_seed(0)
+    _check_layer(dnn.DepthwiseConv2d(4, 3, padding=1, depth_multiplier=2, rngs=nnx.Rngs(0)),
+                 torch.nn.Conv2d(4, 8, 3, padding=1, groups=4), _x(2, 4, 8, 8))
+
+    class TorchSeparable(torch.nn.Module):  # 003 L4793's module, with dlcore's child names
+        def __init__(self):
+            super().__init__()
+            self.depthwise = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4)
+            self.pointwise = torch.nn.Conv2d(4, 7, 1)
+
+        def forward(self, x):
+            return self.pointwise(self.depthwise(x))
+
+    sep = dnn.SeparableConv2d(4, 7, 3, 2, 1, rngs=nnx.Rngs(0))
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(sep, nnx.Param))) == 4 * 9 + 4 + 4 * 7 + 7
+    _check_layer(sep, TorchSeparable(), _x(2, 4, 9, 9))
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=3),
+    dict(kernel_size=4, stride=2, padding=1),                    # DCGAN's upsampling
+    dict(kernel_size=3, stride=2, padding=1, output_padding=1),
+    dict(kernel_size=3, stride=3, padding=2, dilation=2, groups=2),
+    dict(kernel_size=2, stride=2, padding=2, bias=False),  # padding beyond d*(k-1): output cropped
+])
+def test_conv_transpose2d_matches_torch(kw):
+    torch.manual_seed(0)
+    _check_layer(dnn.ConvTranspose2d(4, 6, rngs=nnx.Rngs(0), **kw), torch.nn.ConvTranspose2d(4, 6, **kw),
+                 _x(2, 4, 5, 6))
+
+
+def test_conv_transpose1d_matches_torch():
+    torch.manual_seed(0)
+    _check_layer(dnn.ConvTranspose1d(3, 2, 5, stride=2, padding=3, rngs=nnx.Rngs(0)),
+                 torch.nn.ConvTranspose1d(3, 2, 5, stride=2, padding=3), _x(2, 3, 7))
+
+
+def test_conv_default_init_is_torch_uniform():
+    conv = dnn.Conv2d(8, 16, 3, groups=2, rngs=nnx.Rngs(0))
+    bound = 1 / np.sqrt(4 * 9)
+    k = np.asarray(conv.kernel[...])
+    assert k.shape == (3, 3, 4, 16)
+    assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
+    tconv = dnn.ConvTranspose2d(8, 6, 4, rngs=nnx.Rngs(0))
+    assert np.abs(np.asarray(tconv.kernel[...])).max() <= 1 / np.sqrt(6 * 16)
+
+
+@pytest.mark.parametrize("cls,kw", [
+    ("MaxPool2d", dict(kernel_size=2)),
+    ("MaxPool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("MaxPool2d", dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ("MaxPool2d", dict(kernel_size=(2, 3), stride=1, dilation=2)),
+    ("AvgPool2d", dict(kernel_size=2)),
+    ("AvgPool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("AvgPool2d", dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+    ("AvgPool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("AvgPool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    ("AvgPool2d", dict(kernel_size=2, divisor_override=3)),
+])
+def test_pool2d_matches_torch(cls, kw):
+    _check_layer(getattr(dnn, cls)(**kw), getattr(torch.nn, cls)(**kw), _x(2, 3, 9, 8))
+
+
+def test_pool1d_and_3d_match_torch():
+    _check_layer(dnn.MaxPool1d(3, 2, 1), torch.nn.MaxPool1d(3, 2, 1), _x(2, 3, 10))
+    _check_layer(dnn.AvgPool1d(3, 2, 1, ceil_mode=True), torch.nn.AvgPool1d(3, 2, 1, ceil_mode=True), _x(2, 3, 10))
+    _check_layer(dnn.MaxPool3d(2), torch.nn.MaxPool3d(2), _x(1, 2, 4, 5, 6))
+    _check_layer(dnn.AvgPool3d(2, 1), torch.nn.AvgPool3d(2, 1), _x(1, 2, 4, 5, 6))
+
+
+@pytest.mark.parametrize("out", [1, 3, (5, 2), 7, (None, 4)])
+def test_adaptive_pools_match_torch(out):
+    x = _x(2, 3, 10, 8)
+    _check_layer(dnn.AdaptiveAvgPool2d(out), torch.nn.AdaptiveAvgPool2d(out), x)
+    _check_layer(dnn.AdaptiveMaxPool2d(out), torch.nn.AdaptiveMaxPool2d(out), x)
+
+
+def test_global_pools_and_same_pooling():
+    x = _x(2, 7, 6, 3)
+    np.testing.assert_allclose(np.asarray(dnn.GlobalAvgPool2d()(jnp.asarray(x))), x.mean((1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(dnn.global_max_pool2d(jnp.asarray(x), keepdims=True)),
+                               x.max((1, 2), keepdims=True))
+    # Keras 'same' pooling: output ceil(H/s); padded cells never win a max nor count in a mean
+    y = dnn.max_pool2d(jnp.asarray(x), 3, 2, padding="same")
+    assert y.shape == (2, 4, 3, 3)
+    ones = jnp.ones((1, 5, 5, 1))
+    np.testing.assert_allclose(np.asarray(dnn.avg_pool2d(ones, 2, 2, padding="same")), 1.0)
+
+
+def test_depth_max_pool_matches_003():
+    x = _x(2, 6, 5, 4)
+
+    class DepthPool(torch.nn.Module):  # 003 L4495
+        def forward(self, inputs):
+            batch, channels, height, width = inputs.shape
+            z = inputs.view(batch, channels, height * width).permute(0, 2, 1)
+            z = F.max_pool1d(z, kernel_size=3, stride=3)
+            return z.permute(0, 2, 1).view(batch, -1, height, width)
+
+    _check_layer(dnn.DepthMaxPool(3), DepthPool(), x)
+
+
+@pytest.mark.parametrize("size", [5, 4, 1])
+def test_local_response_norm_matches_torch(size):
+    _check_layer(dnn.LocalResponseNorm(size, 1e-2, 0.75, 2.0), torch.nn.LocalResponseNorm(size, 1e-2, 0.75, 2.0),
+                 _x(2, 7, 4, 3))
+
+
+def test_dropout2d_drops_whole_channels():
+    layer = dnn.Dropout2d(0.5, rngs=nnx.Rngs(0))
+    y = np.asarray(layer(jnp.ones((8, 5, 5, 16))))
+    per_channel = y.reshape(8, 25, 16)
+    assert np.all(per_channel.min(1) == per_channel.max(1))   # each (example, channel) all 0 or all 2
+    assert set(np.unique(y)) <= {0.0, 2.0} and 0.3 < (y == 0).mean() < 0.7
+    layer.eval()
+    np.testing.assert_array_equal(np.asarray(layer(jnp.ones((2, 3, 3, 4)))), 1.0)
+
+
+def test_bad_inputs_name_the_layer():
+    conv = dnn.Conv2d(3, 8, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 8.*expects 3 input channels"):
+        conv(jnp.ones((1, 8, 8, 4)))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 8.*too small"):
+        conv(jnp.ones((1, 2, 8, 3)))
+    with pytest.raises(ValueError, match=r"MaxPool2d\(kernel_size=\(2, 2\).*too small"):
+        dnn.MaxPool2d(2)(jnp.ones((1, 1, 1, 3)))
+    with pytest.raises(ValueError, match="channels-last"):
+        conv(jnp.ones((8, 3)))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        dnn.Conv2d(3, 8, 3, groups=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="padding"):
+        dnn.Conv2d(3, 8, 3, padding="full", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="ConvTranspose2d.*expects 4 input channels"):
+        dnn.ConvTranspose2d(4, 2, 3, rngs=nnx.Rngs(0))(jnp.ones((1, 3, 3, 2)))
+    with pytest.raises(ValueError, match="Linear\\(5, 2\\)"):
+        dnn.Linear(5, 2, rngs=nnx.Rngs(0))(jnp.ones((3, 4)))
+
+
+def test_unbatched_input_and_jit():
+    conv = dnn.Conv2d(3, 4, 3, padding="same", rngs=nnx.Rngs(0))
+    x = jnp.asarray(_x(5, 6, 3))
+    np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(conv(x[None])[0]), rtol=1e-6)
+    y = nnx.jit(lambda m, x: m(x))(conv, x[None])
+    assert y.shape == (1, 5, 6, 4)
+
+
+def test_pooling_gradients_under_jit():
+    """reduce_window is differentiable only with a recognised (constant) init value: check under jit."""
+    x = jnp.asarray(_x(2, 8, 8, 4))
+    layers = [dnn.MaxPool2d(3, 2, 1), dnn.MaxPool2d(2, dilation=2), dnn.AvgPool2d(3, 2, 1, ceil_mode=True),
+              dnn.AdaptiveMaxPool2d(3), dnn.DepthMaxPool(2), dnn.LocalResponseNorm(3)]
+    for layer in layers:
+        g = jax.jit(jax.grad(lambda x: jnp.sum(layer(x) ** 2)))(x)
+        g_eager = jax.grad(lambda x: jnp.sum(layer(x) ** 2))(x)
+        np.testing.assert_allclose(np.asarray(g), np.asarray(g_eager), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,73 @@
+"""dlcore.nn.init: fans, gains and the distributions torch.nn.init draws from."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from dlcore.nn import init
+
+KEY = jax.random.PRNGKey(0)
+
+
+def test_fans_follow_torch_for_linear_and_grouped_conv():
+    assert init._fans((300, 100)) == (300, 100)              # Linear kernel (in, out)
+    assert init._fans((3, 3, 4, 16)) == (36, 144)            # conv kernel (kh, kw, in/groups, out)
+
+
+def test_gains():
+    assert init.calculate_gain("relu") == pytest.approx(math.sqrt(2))
+    assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert init.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
+    assert init.calculate_gain("selu") == 0.75 and init.calculate_gain("conv2d") == 1.0
+    with pytest.raises(ValueError, match="nonlinearity"):
+        init.calculate_gain("swishy")
+
+
+@pytest.mark.parametrize("fn,std", [
+    (init.glorot_uniform(), math.sqrt(2 / (400 + 600))),
+    (init.glorot_normal(), math.sqrt(2 / (400 + 600))),
+    (init.he_uniform(), math.sqrt(2 / 400)),
+    (init.he_normal(mode="fan_out"), math.sqrt(2 / 600)),
+    (init.he_normal(a=0.2, nonlinearity="leaky_relu"), math.sqrt(2 / 1.04 / 400)),
+    (init.lecun_uniform(), math.sqrt(1 / 400)),
+    (init.lecun_normal(), math.sqrt(1 / 400)),
+    (init.torch_default(), math.sqrt(1 / (3 * 400))),
+    (init.torch_uniform(400), math.sqrt(1 / (3 * 400))),
+    (init.normal(0.02), 0.02),
+])
+def test_initializer_std(fn, std):
+    w = np.asarray(fn(KEY, (400, 600)))
+    assert w.shape == (400, 600) and w.dtype == np.float32
+    assert abs(w.mean()) < 0.02 * std + 1e-4
+    assert w.std() == pytest.approx(std, rel=0.02)
+
+
+def test_uniform_bounds():
+    w = np.asarray(init.glorot_uniform()(KEY, (50, 70)))
+    a = math.sqrt(6 / 120)
+    assert np.abs(w).max() <= a and np.abs(w).max() > 0.95 * a
+    w = np.asarray(init.torch_uniform(25)(KEY, (5, 5, 1, 8)))
+    assert np.abs(w).max() <= 0.2
+
+
+def test_orthogonal_and_constants():
+    w = np.asarray(init.orthogonal(2.0)(KEY, (64, 32)))
+    np.testing.assert_allclose(w.T @ w, 4.0 * np.eye(32), atol=1e-4)
+    w = np.asarray(init.orthogonal()(KEY, (3, 3, 8, 16)))     # conv kernel: columns are filters
+    m = w.reshape(-1, 16)
+    np.testing.assert_allclose(m.T @ m, np.eye(16), atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(init.constant(0.5)(KEY, (2, 3))), 0.5)
+    np.testing.assert_array_equal(np.asarray(init.zeros()(KEY, (2,))), 0.0)
+    assert init.xavier_uniform is init.glorot_uniform and init.kaiming_normal is init.he_normal
+
+
+def test_init_keys_are_reproducible_and_distinct():
+    a, b = init.InitKeys(nnx.Rngs(3)), init.InitKeys(nnx.Rngs(3))
+    ka = [np.asarray(jax.random.key_data(a.params())) for _ in range(3)]
+    kb = [np.asarray(jax.random.key_data(b.params())) for _ in range(3)]
+    np.testing.assert_array_equal(np.stack(ka), np.stack(kb))
+    assert len({k.tobytes() for k in ka}) == 3
+    assert a.dropout is not None  # other streams come from the wrapped Rngs
