@@ -1,0 +1,29 @@
+"""Clustering, density estimation and anomaly detection in JAX (Hands-On ML, PyTorch ed., ch. 8).
+
+scikit-learn's estimators and names, with jitted cores and every initialisation of `n_init` run in
+the same call:
+
+* `KMeans`, `MiniBatchKMeans`, `kmeans_plusplus`: k-means (003 L86-266);
+* `silhouette_score`, `silhouette_samples`: the silhouette, in blocks (003 L282-318);
+* `DBSCAN` (with a nearest-core-sample `predict`) and `KNeighborsClassifier` (003 L496-575);
+* `GaussianMixture` (EM, four covariance types, BIC/AIC, sampling), `BayesianGaussianMixture`
+  (variational, Dirichlet priors) and `density_anomalies` (003 L591-840);
+* `LogisticRegression`, the classifier of the semi-supervised experiments (003 L424-494);
+* `plot_elbow`, `plot_silhouette_scores`, `plot_silhouette_diagram` (matplotlib, optional).
+
+Estimators compute in float32 by default; `dtype=jnp.float64` computes in float64 under a local
+x64 context (scikit-learn's figures to many digits). Fitted attributes are NumPy arrays.
+"""
+
+from dlcore.cluster._common import NotFittedError
+from dlcore.cluster.classify import KNeighborsClassifier, LogisticRegression
+from dlcore.cluster.dbscan import DBSCAN
+from dlcore.cluster.kmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
+from dlcore.cluster.mixture import BayesianGaussianMixture, GaussianMixture, density_anomalies
+from dlcore.cluster.plot import plot_elbow, plot_silhouette_diagram, plot_silhouette_scores
+from dlcore.cluster.silhouette import silhouette_samples, silhouette_score
+
+__all__ = ["DBSCAN", "BayesianGaussianMixture", "GaussianMixture", "KMeans", "KNeighborsClassifier",
+           "LogisticRegression", "MiniBatchKMeans", "NotFittedError", "density_anomalies", "kmeans_plusplus",
+           "plot_elbow", "plot_silhouette_diagram", "plot_silhouette_scores", "silhouette_samples",
+           "silhouette_score"]

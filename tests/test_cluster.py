@@ -1,0 +1,299 @@
+"""dlcore.cluster: k-means, silhouette, DBSCAN and the classifiers against scikit-learn (the oracle) and
+the book's figures (003 ch. 8); bad input; the benchmark smoke run. Mixtures: test_cluster_mixture.py."""
+
+from __future__ import annotations
+
+import builtins
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sklearn.cluster
+import sklearn.linear_model
+import sklearn.metrics
+import sklearn.neighbors
+from sklearn.datasets import load_digits, make_blobs, make_moons
+
+from dlcore import bench, cluster
+from dlcore.cluster import kmeans as kmeans_module
+
+F64 = jnp.float64
+GOOD_INIT = np.array([[-3, 3], [-3, 2], [-3, 1], [-1, 2], [0, 2]], float)
+X_NEW = np.array([[0, 2], [3, 2], [-3, 3], [-3, 2.5]], float)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """The book's five blobs (003 L98-103, notebook arguments)."""
+    X, _ = make_blobs(n_samples=2000, centers=[[0.2, 2.3], [-1.5, 2.3], [-2.8, 1.8], [-2.8, 2.8], [-2.8, 1.3]],
+                      cluster_std=[0.4, 0.3, 0.1, 0.1, 0.1], random_state=7)
+    return X
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return make_moons(n_samples=1000, noise=0.05, random_state=42)[0]
+
+
+@pytest.fixture(scope="module")
+def good(blobs):
+    return cluster.KMeans(5, init=GOOD_INIT, dtype=F64).fit(blobs), \
+        sklearn.cluster.KMeans(5, init=GOOD_INIT, n_init=1).fit(blobs)
+
+
+# --------------------------------------------------------------------------------------------------
+# k-means
+# --------------------------------------------------------------------------------------------------
+
+
+def test_kmeans_from_good_init_equals_scikit_learn_and_the_book(blobs, good):
+    ours, theirs = good
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-12)
+    assert ours.inertia_ == pytest.approx(211.59853725816828, rel=1e-12)  # 003 L205
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)  # same init: same numbering
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(X_NEW), theirs.transform(X_NEW), rtol=1e-10)
+    np.testing.assert_array_equal(ours.predict(X_NEW), theirs.predict(X_NEW))
+    assert ours.score(blobs) == pytest.approx(theirs.score(blobs), rel=1e-12)
+    assert ours.labels_.shape == (2000,) and ours.cluster_centers_.shape == (5, 2)
+    # the book's transform (003 L133-139), up to the cluster numbering
+    book = np.array([[2.81, 0.33, 2.9, 1.49, 2.89], [5.81, 2.8, 5.85, 4.48, 5.84],
+                     [1.21, 3.29, 0.29, 1.69, 1.71], [0.73, 3.22, 0.36, 1.55, 1.22]])
+    np.testing.assert_allclose(np.sort(ours.transform(X_NEW).round(2), axis=1), np.sort(book, axis=1), atol=1e-9)
+
+
+def test_kmeans_plusplus_and_random_with_n_init_reach_the_same_optimum(blobs, good):
+    target = good[1].inertia_
+    for init in ("k-means++", "random"):
+        km = cluster.KMeans(5, init=init, n_init=10, random_state=42, dtype=F64).fit(blobs)
+        assert km.inertia_ == pytest.approx(target, rel=1e-9), init
+    f32 = cluster.KMeans(5, n_init=10, random_state=42).fit(blobs)
+    assert f32.cluster_centers_.dtype == np.float32 and f32.inertia_ == pytest.approx(target, rel=1e-5)
+    # the elbow's figures (003 L270): scikit-learn's best of 10 k-means++ runs, the same optimum
+    for k in (3, 4):
+        ref = sklearn.cluster.KMeans(k, n_init=10, random_state=0).fit(blobs).inertia_
+        ours = cluster.KMeans(k, n_init=10, random_state=0, dtype=F64).fit(blobs).inertia_
+        assert ours == pytest.approx(ref, rel=1e-9)
+
+
+def test_a_sweep_over_k_compiles_once_on_small_data(blobs):
+    cluster.KMeans(2, n_init=10, random_state=0).fit(blobs)
+    before = kmeans_module._kmeans_runs._cache_size()
+    for k in range(3, 8):
+        km = cluster.KMeans(k, n_init=10, random_state=0).fit(blobs)
+        assert km.cluster_centers_.shape == (k, 2) and set(np.unique(km.labels_)) == set(range(k))
+    assert kmeans_module._kmeans_runs._cache_size() == before
+
+
+def test_kmeans_plusplus_function_picks_distinct_points(blobs):
+    centers, idx = cluster.kmeans_plusplus(blobs, 5, random_state=3)
+    assert centers.shape == (5, 2) and len(set(idx.tolist())) == 5
+    np.testing.assert_array_equal(centers, blobs[idx].astype(np.float32))
+
+
+def test_an_empty_cluster_is_moved_to_a_far_point():
+    X, _ = make_blobs(300, centers=3, random_state=0)
+    init = np.array([X[0], X[1], [1e3, 1e3]])  # nothing is ever nearest to the third centre
+    km = cluster.KMeans(3, init=init, dtype=F64).fit(X)
+    assert np.bincount(km.labels_, minlength=3).min() > 0
+    assert km.inertia_ <= sklearn.cluster.KMeans(2, init=init[:2], n_init=1).fit(X).inertia_
+
+
+def test_minibatch_kmeans_fit_and_partial_fit(blobs, good):
+    full = good[0].inertia_  # the optimum
+    mb = cluster.MiniBatchKMeans(5, batch_size=256, n_init=3, random_state=0).fit(blobs)
+    assert mb.inertia_ < 1.15 * full and mb.labels_.shape == (2000,) and mb.n_steps_ > 0
+    np.testing.assert_array_equal(mb.predict(blobs), mb.labels_)
+    inc = cluster.MiniBatchKMeans(5, n_init=3, random_state=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        for batch in np.array_split(blobs[rng.permutation(2000)], 8):
+            inc.partial_fit(batch)
+    assert -inc.score(blobs) < 1.3 * full and inc.n_steps_ == 24
+    with pytest.raises(ValueError, match="3 features, but the estimator was fitted with 2"):
+        inc.partial_fit(np.ones((10, 3)))
+
+
+# --------------------------------------------------------------------------------------------------
+# silhouette
+# --------------------------------------------------------------------------------------------------
+
+
+def test_silhouette_equals_scikit_learn_and_the_book(blobs, good):
+    labels = good[0].labels_
+    assert cluster.silhouette_score(blobs, labels, dtype=F64) == pytest.approx(0.655517642572828, rel=1e-12)
+    # blocks of 300 rows (the last one padded), a singleton cluster, string labels
+    odd = labels.astype(str)
+    odd[7] = "alone"
+    ours = cluster.silhouette_samples(blobs, odd, chunk_size=300, dtype=F64)
+    np.testing.assert_allclose(ours, sklearn.metrics.silhouette_samples(blobs, odd), rtol=1e-9, atol=1e-12)
+    assert ours[7] == 0
+    f32 = cluster.silhouette_score(blobs, labels)
+    assert f32 == pytest.approx(0.655517642572828, rel=1e-5)
+    sub = cluster.silhouette_score(blobs, labels, sample_size=500, random_state=0, dtype=F64)
+    assert sub == pytest.approx(0.6555, abs=0.03)
+
+
+# --------------------------------------------------------------------------------------------------
+# DBSCAN and nearest neighbours
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2])
+def test_dbscan_labels_are_scikit_learns(moons, eps):
+    ours = cluster.DBSCAN(eps=eps, min_samples=5).fit(moons)
+    theirs = sklearn.cluster.DBSCAN(eps=eps, min_samples=5).fit(moons)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)  # numbering included
+    np.testing.assert_array_equal(ours.core_sample_indices_, theirs.core_sample_indices_)
+    np.testing.assert_array_equal(ours.components_, theirs.components_.astype(np.float32))
+    if eps == 0.05:  # 003 L528-540: seven clusters, the labels the book prints
+        assert ours.labels_.max() + 1 == 7
+        assert ours.labels_[:10].tolist() == [0, 2, -1, -1, 1, 0, 0, 0, 2, 5]
+
+
+def test_dbscan_in_blocks_with_border_points_and_noise():
+    X, _ = make_blobs(1500, centers=6, cluster_std=1.2, random_state=3)
+    ours = cluster.DBSCAN(eps=0.35, min_samples=12, chunk_size=128).fit(X)
+    theirs = sklearn.cluster.DBSCAN(eps=0.35, min_samples=12).fit(X)
+    assert (theirs.labels_ == -1).sum() > 50  # noise and border points are exercised
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+
+
+def test_dbscan_predict_and_knn_reproduce_the_book(moons):
+    db = cluster.DBSCAN(eps=0.2).fit(moons)
+    X_new = np.array([[-0.5, 0], [0, 0.5], [1, -0.1], [2, 1]])
+    knn = cluster.KNeighborsClassifier(50).fit(db.components_, db.labels_[db.core_sample_indices_])
+    assert knn.predict(X_new).tolist() == [1, 0, 1, 0]  # 003 L556-563
+    np.testing.assert_allclose(knn.predict_proba(X_new), [[0.18, 0.82], [1, 0], [0.12, 0.88], [1, 0]], atol=1e-6)
+    assert db.predict(X_new, max_distance=0.2).tolist() == [-1, 0, 1, -1]  # 003 L568-573
+    ref = sklearn.neighbors.KNeighborsClassifier(50).fit(db.components_, db.labels_[db.core_sample_indices_])
+    dist, idx = knn.kneighbors(X_new, n_neighbors=5)
+    rdist, ridx = ref.kneighbors(X_new, n_neighbors=5)
+    np.testing.assert_allclose(dist, rdist, rtol=1e-5)
+    np.testing.assert_array_equal(idx, ridx)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_knn_classifier_matches_scikit_learn(weights):
+    X, y = load_digits(return_X_y=True)
+    ours = cluster.KNeighborsClassifier(7, weights=weights, dtype=F64).fit(X[:1000], y[:1000])
+    theirs = sklearn.neighbors.KNeighborsClassifier(7, weights=weights).fit(X[:1000], y[:1000])
+    np.testing.assert_allclose(ours.predict_proba(X[1000:]), theirs.predict_proba(X[1000:]), atol=1e-12)
+    np.testing.assert_array_equal(ours.predict(X[1000:]), theirs.predict(X[1000:]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Logistic regression (the semi-supervised experiments' classifier)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_logistic_regression_reaches_scikit_learns_optimum():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    ours = cluster.LogisticRegression(C=1.0, tol=1e-9, max_iter=5000, dtype=F64).fit(X[:400], y[:400])
+    theirs = sklearn.linear_model.LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(X[:400], y[:400])
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5)
+    np.testing.assert_allclose(ours.predict_proba(X[400:]), theirs.predict_proba(X[400:]), atol=1e-5)
+    np.testing.assert_array_equal(ours.predict(X[400:]), theirs.predict(X[400:]))
+    # two classes: one logit, as scikit-learn
+    yb = y[:400] == 3
+    ours = cluster.LogisticRegression(tol=1e-9, max_iter=5000, dtype=F64).fit(X[:400], yb)
+    theirs = sklearn.linear_model.LogisticRegression(tol=1e-10, max_iter=10_000).fit(X[:400], yb)
+    assert ours.coef_.shape == (1, 64)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5)
+    assert ours.score(X[400:], y[400:] == 3) == theirs.score(X[400:], y[400:] == 3)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: one-line ValueErrors before any long computation
+# --------------------------------------------------------------------------------------------------
+
+
+def _fitted_kmeans():
+    return cluster.KMeans(2, random_state=0).fit(np.random.default_rng(0).normal(size=(20, 2)))
+
+
+NAN = np.ones((10, 2))
+NAN[3, 1] = np.nan
+INF = np.ones((10, 2))
+INF[4, 0] = np.inf
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: cluster.KMeans(5).fit(np.ones((3, 2))), "n_samples=3 should be >= n_clusters=5"),
+    (lambda: cluster.MiniBatchKMeans(5).fit(np.ones((3, 2))), "n_samples=3 should be >= n_clusters=5"),
+    (lambda: cluster.GaussianMixture(4).fit(np.ones((3, 2))), "n_samples=3 should be >= n_components=4"),
+    (lambda: cluster.KMeans(2).fit(NAN), "contains NaN or infinity .first at row 3"),
+    (lambda: cluster.GaussianMixture(2).fit(INF), "contains NaN or infinity .first at row 4"),
+    (lambda: cluster.DBSCAN().fit(NAN), "contains NaN or infinity"),
+    (lambda: cluster.silhouette_score(INF, np.arange(10) % 2), "contains NaN or infinity"),
+    (lambda: _fitted_kmeans().predict(np.ones((4, 3))), "X has 3 features, but the estimator was fitted with 2"),
+    (lambda: cluster.KMeans(2).predict(np.ones((4, 2))), "not fitted yet; call fit.X. before predict"),
+    (lambda: cluster.GaussianMixture(2).score_samples(np.ones((4, 2))), "not fitted yet"),
+    (lambda: cluster.DBSCAN().predict(np.ones((4, 2))), "not fitted yet"),
+    (lambda: cluster.KMeans(2).fit(np.ones(10)), "must be 2-D .* got shape .10,."),
+    (lambda: cluster.KMeans(2, init=np.ones((3, 2))).fit(np.ones((10, 2))), "init has shape .3, 2., expected"),
+    (lambda: cluster.KMeans(2, init="kmeans").fit(np.ones((10, 2))), "init must be 'k-means..'"),
+    (lambda: cluster.KMeans(0).fit(np.ones((10, 2))), "n_clusters must be an integer >= 1"),
+    (lambda: cluster.KMeans(2, dtype="float16").fit(np.ones((10, 2))), "dtype must be float32 or float64"),
+    (lambda: cluster.KMeans(2).fit([["a", "b"]]), "must be a numeric array"),
+    (lambda: cluster.DBSCAN(eps=0).fit(np.ones((10, 2))), "eps must be a finite number > 0"),
+    (lambda: cluster.GaussianMixture(2, covariance_type="round").fit(np.ones((10, 2))), "covariance_type must be"),
+    (lambda: cluster.GaussianMixture(2, weights_init=[0.5, 0.6]).fit(np.ones((10, 2))), "weights_init must be"),
+    (lambda: cluster.GaussianMixture(2, precisions_init=np.ones((2, 2))).fit(np.ones((10, 2))),
+     "precisions_init for covariance_type='full' must have shape"),
+    (lambda: cluster.silhouette_score(np.ones((10, 2)), np.zeros(10)), "needs 2 <= number of labels"),
+    (lambda: cluster.silhouette_score(np.ones((10, 2)), np.zeros(9)), "labels must have shape .10,."),
+    (lambda: cluster.KNeighborsClassifier(50).fit(np.ones((10, 2)), np.zeros(10)), "n_neighbors=50 is more than"),
+    (lambda: cluster.LogisticRegression().fit(np.ones((10, 2)), np.zeros(10)), "a single class"),
+])
+def test_bad_input_raises_a_one_line_value_error(call, message):
+    with pytest.raises(ValueError, match=message) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_not_fitted_error_is_both_value_and_attribute_error():
+    with pytest.raises(cluster.NotFittedError):
+        cluster.KMeans(2).transform(np.ones((2, 2)))
+    assert issubclass(cluster.NotFittedError, ValueError) and issubclass(cluster.NotFittedError, AttributeError)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots and the benchmark
+# --------------------------------------------------------------------------------------------------
+
+
+def test_plots_draw_the_curves_and_the_knives(blobs, good):
+    pytest.importorskip("matplotlib")
+    ax = cluster.plot_elbow([1, 2, 3, 4, 5], [3534.8, 1149.6, 653.2, 261.8, 211.6], elbow=4)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [3534.8, 1149.6, 653.2, 261.8, 211.6])
+    ax = cluster.plot_silhouette_scores([2, 3], [0.59, 0.57])
+    assert list(ax.lines[0].get_xdata()) == [2, 3]
+    labels = good[0].labels_
+    s = cluster.silhouette_samples(blobs, labels)
+    ax = cluster.plot_silhouette_diagram(s, labels, title="k = 5")
+    assert len(ax.collections) == 5 and ax.get_title() == "k = 5"
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(s.mean())  # the dashed mean
+
+
+def test_plots_without_matplotlib_say_how_to_install_it(monkeypatch):
+    real = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match=r"pip install 'dlcore\[plot\]'"):
+        cluster.plot_elbow([1, 2], [2.0, 1.0])
+
+
+def test_cluster_benchmark_quick_reports_both_libraries():
+    rows = bench.run(["cluster"], quick=True)
+    assert [r["case"].split(" n=")[0] for r in rows] == ["kmeans same init", "kmeans++ x4", "gmm full k=4 20 EM"]
+    for r in rows:
+        assert r["benchmark"] == "cluster" and r["unit"] == "s" and r["peer_name"] == "scikit-learn"
+        assert r["dlcore"] > 0 and r["peer"] > 0 and r["ratio"] == pytest.approx(r["peer"] / r["dlcore"])
