@@ -81,7 +81,7 @@ def _torch_epoch(kind: str, data: dict) -> float | None:
 
 
 def run(ctx: BenchContext) -> list[Result]:
-    n = 1024 if ctx.quick else 10_000
+    n = 256 if ctx.quick else 10_000
     data = _data(n)
     results = []
     t = _dlcore_epoch("mnist_convnet", optim.adadelta(lr=0.5), losses.nll, data)
