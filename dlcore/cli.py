@@ -40,7 +40,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(as_json: bool) -> None:
-    import jax
     from flax import nnx
 
     from dlcore import models, runner

@@ -13,6 +13,7 @@ import json
 import os
 import pkgutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,31 @@ class Context:
             why = "chosen with --data" if self.data else f"{ex.data} is not available locally" if ex.data else "inline data"
             self.print(f"data: {used} (embedded stand-in{' for ' + ex.data if ex.data else ''}; {why})")
         return splits
+
+    def plot_dir(self) -> Path:
+        """Where plots go: `$DLCORE_PLOTS` or ./plots; a temporary folder under --quick. Created."""
+        if self.quick:
+            folder = Path(tempfile.gettempdir()) / "dlcore-plots"
+        else:
+            folder = Path(os.environ.get("DLCORE_PLOTS", "plots"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def save_plot(self, name: str, draw) -> Path | None:
+        """Save the figure `draw(plt)` returns as NAME.png in `plot_dir()`; nothing without matplotlib."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        path = self.plot_dir() / f"{name}.png"
+        fig = draw(plt)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        self.print(f"plot: {path}")
+        return path
 
     def inline(self, name: str) -> None:
         """Declare that the example's data is defined inline (no dataset to load)."""

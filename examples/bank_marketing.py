@@ -21,9 +21,6 @@ Run: `dlcore run bank_marketing` or `python examples/bank_marketing.py`.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -77,26 +74,6 @@ class BankNet(nnx.Module):
         return self.out(x)
 
 
-def _save_plot(ctx: Context, name: str, draw) -> None:
-    """Saves ``draw(plt)``'s figure as NAME.png (in $DLCORE_PLOTS or ./plots; a temp dir for --quick)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    if ctx.quick:
-        folder = Path(tempfile.gettempdir()) / "dlcore-plots"
-    else:
-        folder = Path(os.environ.get("DLCORE_PLOTS", "plots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    fig = draw(plt)
-    fig.savefig(folder / f"{name}.png", dpi=100)
-    plt.close(fig)
-    ctx.print(f"plot: {folder / f'{name}.png'}")
-
-
 def _scores(trainer, split) -> dict[str, float]:
     logits = trainer.predict(split["x"])[:, 0]
     y = split["y"]
@@ -145,7 +122,7 @@ def run(ctx: Context) -> dict[str, float]:
         ax.legend()
         return fig
 
-    _save_plot(ctx, EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, draw)
     return metrics
 
 

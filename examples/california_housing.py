@@ -25,9 +25,6 @@ Run: `dlcore run california_housing` or `python examples/california_housing.py`.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -85,26 +82,6 @@ class WideAndDeep(nnx.Module):
 def main_and_aux_loss(outputs, targets):
     """0.8 * MSE of the main output + 0.2 * MSE of the auxiliary one, per example. (B, 2), (B, 1) -> (B,)."""
     return 0.8 * losses.mse(outputs[:, :1], targets) + 0.2 * losses.mse(outputs[:, 1:], targets)
-
-
-def _save_plot(ctx: Context, name: str, draw) -> None:
-    """Saves ``draw(plt)``'s figure as NAME.png (in $DLCORE_PLOTS or ./plots; a temp dir for --quick)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    if ctx.quick:
-        folder = Path(tempfile.gettempdir()) / "dlcore-plots"
-    else:
-        folder = Path(os.environ.get("DLCORE_PLOTS", "plots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    fig = draw(plt)
-    fig.savefig(folder / f"{name}.png", dpi=100)
-    plt.close(fig)
-    ctx.print(f"plot: {folder / f'{name}.png'}")
 
 
 def _rmse(pred, y) -> float:
@@ -188,7 +165,7 @@ def run(ctx: Context) -> dict[str, float]:
         ax.legend()
         return fig
 
-    _save_plot(ctx, EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, draw)
     return metrics
 
 

@@ -13,8 +13,6 @@ Run: `dlcore run colour_segmentation` or `python examples/colour_segmentation.py
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -68,8 +66,7 @@ def run(ctx: Context) -> dict[str, float]:
         try:
             from PIL import Image
 
-            folder = Path(tempfile.gettempdir()) / "dlcore-plots"
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = ctx.plot_dir()
             paths = []
             for k, img in segmented.items():
                 path = folder / f"colour_segmentation_k{k}.png"

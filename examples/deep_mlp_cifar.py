@@ -25,10 +25,7 @@ Run: `dlcore run deep_mlp_cifar` or `python examples/deep_mlp_cifar.py`.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from flax import nnx
@@ -80,26 +77,6 @@ class DeepMLP(nnx.Module):
         if self.dropout is not None:
             x = self.dropout(x)
         return self.out(x)
-
-
-def _save_plot(ctx: Context, name: str, draw) -> None:
-    """Saves ``draw(plt)``'s figure as NAME.png (in $DLCORE_PLOTS or ./plots; a temp dir for --quick)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    if ctx.quick:
-        folder = Path(tempfile.gettempdir()) / "dlcore-plots"
-    else:
-        folder = Path(os.environ.get("DLCORE_PLOTS", "plots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    fig = draw(plt)
-    fig.savefig(folder / f"{name}.png", dpi=100)
-    plt.close(fig)
-    ctx.print(f"plot: {folder / f'{name}.png'}")
 
 
 def run(ctx: Context) -> dict[str, float]:
@@ -184,7 +161,7 @@ def run(ctx: Context) -> dict[str, float]:
         ax.legend()
         return fig
 
-    _save_plot(ctx, EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, draw)
     return metrics
 
 

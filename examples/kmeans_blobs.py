@@ -12,7 +12,6 @@ Run: `dlcore run kmeans_blobs` or `python examples/kmeans_blobs.py`.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -53,9 +52,8 @@ def elbow(ks: list[int], inertias: list[float]) -> int:
     return int(ks[1 + int(np.argmax(ratios))])
 
 
-def _save(ax, name: str) -> str:
-    path = Path(tempfile.gettempdir()) / "dlcore-plots" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(ax, folder: Path, name: str) -> str:
+    path = folder / name
     ax.figure.savefig(path, dpi=100)
     return str(path)
 
@@ -87,13 +85,14 @@ def run(ctx: Context) -> dict[str, float]:
 
     if not ctx.quick:
         try:
-            saved = [_save(cluster.plot_elbow(ks, inertias, elbow=elbow_k), "kmeans_blobs_elbow.png"),
-                     _save(cluster.plot_silhouette_scores(list(scores), list(scores.values())),
+            folder = ctx.plot_dir()
+            saved = [_save(cluster.plot_elbow(ks, inertias, elbow=elbow_k), folder, "kmeans_blobs_elbow.png"),
+                     _save(cluster.plot_silhouette_scores(list(scores), list(scores.values())), folder,
                            "kmeans_blobs_silhouette.png")]
             for k in (3, 4, 5, 6):
                 m = models[ks.index(k)]
                 s = cluster.silhouette_samples(X, m.labels_, dtype=f64)
-                saved.append(_save(cluster.plot_silhouette_diagram(s, m.labels_, title=f"$k={k}$"),
+                saved.append(_save(cluster.plot_silhouette_diagram(s, m.labels_, title=f"$k={k}$"), folder,
                                    f"kmeans_blobs_silhouette_k{k}.png"))
             ctx.print(f"plots: {', '.join(saved)}")
         except ImportError:

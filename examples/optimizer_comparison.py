@@ -21,9 +21,6 @@ Run: `dlcore run optimizer_comparison` or `python examples/optimizer_comparison.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -48,26 +45,6 @@ OPTIMIZERS = {
     "adam": dict(lr=0.001),
     "sgd": dict(lr=0.01, momentum=0.9),
 }
-
-
-def _save_plot(ctx: Context, name: str, draw) -> None:
-    """Saves ``draw(plt)``'s figure as NAME.png (in $DLCORE_PLOTS or ./plots; a temp dir for --quick)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    if ctx.quick:
-        folder = Path(tempfile.gettempdir()) / "dlcore-plots"
-    else:
-        folder = Path(os.environ.get("DLCORE_PLOTS", "plots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    fig = draw(plt)
-    fig.savefig(folder / f"{name}.png", dpi=100)
-    plt.close(fig)
-    ctx.print(f"plot: {folder / f'{name}.png'}")
 
 
 def run(ctx: Context) -> dict[str, float]:
@@ -102,7 +79,7 @@ def run(ctx: Context) -> dict[str, float]:
         ax.legend()
         return fig
 
-    _save_plot(ctx, EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, draw)
     return metrics
 
 

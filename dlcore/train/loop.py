@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sys
-from functools import partial
 from typing import Any, Callable, Sequence
 
 import jax
