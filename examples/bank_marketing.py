@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 
 import dlcore
-from dlcore import losses, metrics_extra, optim
+from dlcore import losses, metrics_extra, optim, plot
 from dlcore.nn.layers import Linear
 from dlcore.runner import Context, Example
 
@@ -114,15 +114,8 @@ def run(ctx: Context) -> dict[str, float]:
     for row in rows:
         ctx.print(row)
 
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in curves.items():
-            ax.plot(range(1, len(curve) + 1), curve, label=name)
-        ax.set(xlabel="epoch", ylabel="training loss (BCE)", yscale="log", title="Loss across epochs")
-        ax.legend()
-        return fig
-
-    ctx.save_plot(EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, lambda plt: plot.learning_curves(
+        plt, curves, ylabel="training loss (BCE)", title="Loss across epochs", log=True))
     return metrics
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 import dlcore
-from dlcore import losses, optim
+from dlcore import losses, optim, plot
 from dlcore.nn.layers import Linear
 from dlcore.runner import Context, Example
 from dlcore.train import predict_step, train_step
@@ -157,15 +157,8 @@ def run(ctx: Context) -> dict[str, float]:
         ctx.print(f"{name:<18} {curve[0]:>22.4f} {curve[-1]:>16.4f}")
         metrics[f"{name}_val_rmse"] = curve[-1]
 
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in curves.items():
-            ax.plot(range(1, len(curve) + 1), curve, label=name)
-        ax.set(xlabel="epoch", ylabel="validation RMSE", title="California housing")
-        ax.legend()
-        return fig
-
-    ctx.save_plot(EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, lambda plt: plot.learning_curves(
+        plt, curves, ylabel="validation RMSE", title="California housing"))
     return metrics
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from flax import nnx
 
 import dlcore
-from dlcore import losses, optim, schedules
+from dlcore import losses, optim, plot, schedules
 from dlcore.nn import activations, init, norm, regularization
 from dlcore.nn.layers import Linear
 from dlcore.runner import Context, Example
@@ -153,15 +153,8 @@ def run(ctx: Context) -> dict[str, float]:
         if ep:
             metrics[f"{name}_epochs"] = ep
 
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in curves.items():
-            ax.plot(range(1, len(curve) + 1), curve, label=name)
-        ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title="20x100 MLP variants")
-        ax.legend()
-        return fig
-
-    ctx.save_plot(EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, lambda plt: plot.learning_curves(
+        plt, curves, ylabel="validation loss", title="20x100 MLP variants", log=True))
     return metrics
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 import dlcore
-from dlcore import losses, optim
+from dlcore import losses, optim, plot
 from dlcore.runner import Context, Example
 
 EXAMPLE = Example(
@@ -70,16 +70,8 @@ def run(ctx: Context) -> dict[str, float]:
         metrics[f"{name}_last_epoch_loss"] = curves[name][-1]
         metrics[f"{name}_test_accuracy"] = accuracy
 
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in curves.items():
-            ax.plot(range(1, len(curve) + 1), curve, label=name)
-        ax.set(xlabel="epoch", ylabel=f"loss x {n} rows", title="Loss across epochs for different optimizers",
-               yscale="log")
-        ax.legend()
-        return fig
-
-    ctx.save_plot(EXAMPLE.name, draw)
+    ctx.save_plot(EXAMPLE.name, lambda plt: plot.learning_curves(
+        plt, curves, ylabel=f"loss x {n} rows", title="Loss across epochs for different optimizers", log=True))
     return metrics
 
 
