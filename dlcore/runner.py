@@ -103,9 +103,11 @@ class Context:
         self.dataset = used
         if used == ex.data:
             self.print(f"data: {used}")
+        elif not ex.data:  # the recipe's own data is an embedded one
+            self.print(f"data: {used} (embedded)")
         else:
-            why = "chosen with --data" if self.data else f"{ex.data} is not available locally" if ex.data else "inline data"
-            self.print(f"data: {used} (embedded stand-in{' for ' + ex.data if ex.data else ''}; {why})")
+            why = "chosen with --data" if self.data else f"{ex.data} is not available locally"
+            self.print(f"data: {used} (embedded stand-in for {ex.data}; {why})")
         return splits
 
     def plot_dir(self) -> Path:
