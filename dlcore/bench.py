@@ -9,10 +9,8 @@ one run, not the absolute figure.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
-import pkgutil
 import statistics
 import sys
 import time
@@ -74,18 +72,9 @@ def timeit(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
 
 
 def _modules() -> dict[str, Any]:
-    try:
-        import dlcore.benchmarks as pkg
-    except ImportError:  # installed without the benchmarks folder
-        return {}
-    found = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"dlcore.benchmarks.{info.name}")
-        if hasattr(mod, "BENCHMARK") and hasattr(mod, "run"):
-            found[mod.BENCHMARK.name] = mod
-    return found
+    from dlcore.runner import discover
+
+    return discover("dlcore.benchmarks", "BENCHMARK")
 
 
 def benchmarks() -> list[Benchmark]:

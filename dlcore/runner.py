@@ -152,15 +152,25 @@ class Context:
 
 
 def _modules() -> dict[str, Any]:
-    import dlcore.examples as pkg
+    return discover("dlcore.examples", "EXAMPLE")
 
+
+def discover(package: str, attr: str) -> dict[str, Any]:
+    """The modules of `package` (skipping `_private` ones) that define `attr` and `run`, by `attr.name`.
+
+    How examples (`EXAMPLE`) and benchmarks (`BENCHMARK`) register themselves: by existing.
+    """
+    try:
+        pkg = importlib.import_module(package)
+    except ImportError:  # installed without that folder
+        return {}
     found = {}
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_"):
             continue
-        mod = importlib.import_module(f"dlcore.examples.{info.name}")
-        if hasattr(mod, "EXAMPLE") and hasattr(mod, "run"):
-            found[mod.EXAMPLE.name] = mod
+        mod = importlib.import_module(f"{package}.{info.name}")
+        if hasattr(mod, attr) and hasattr(mod, "run"):
+            found[getattr(mod, attr).name] = mod
     return found
 
 
