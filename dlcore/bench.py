@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import jax
 
+from dlcore.registry import Registry
+
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
@@ -71,15 +73,20 @@ def timeit(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def _modules() -> dict[str, Any]:
+def _load_benchmarks() -> None:
     from dlcore.runner import discover
 
-    return discover("dlcore.benchmarks", "BENCHMARK")
+    for name, module in discover("dlcore.benchmarks", "BENCHMARK").items():
+        BENCHMARKS.register(name, module)
+
+
+# name -> the benchmark's module (BENCHMARK and run), filled on first use
+BENCHMARKS: Registry[Any] = Registry("benchmark", loader=_load_benchmarks)
 
 
 def benchmarks() -> list[Benchmark]:
     """Every registered benchmark, sorted by name."""
-    return [m.BENCHMARK for _, m in sorted(_modules().items())]
+    return [BENCHMARKS.get(name).BENCHMARK for name in BENCHMARKS.names()]
 
 
 def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = False,
@@ -89,11 +96,8 @@ def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = 
     Returns:
         One dict per case: benchmark, case, unit, dlcore, peer, peer_name, ratio.
     """
-    mods = _modules()
-    unknown = [n for n in (names or []) if n not in mods]
-    if unknown:
-        raise ValueError(f"unknown benchmark {unknown[0]!r}; known benchmarks: {', '.join(sorted(mods)) or 'none'}")
-    chosen = [mods[n] for n in (names or sorted(mods))]
+    chosen = [BENCHMARKS.get(n) for n in (names or BENCHMARKS.names())]  # unknown names fail here, first
+    mods = {name: BENCHMARKS.get(name) for name in BENCHMARKS.names()}
     if vs is not None:
         chosen = [m for m in chosen if m.BENCHMARK.peer == vs]
         if not chosen:

@@ -40,16 +40,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(as_json: bool) -> None:
-    from flax import nnx
+    """Examples are read from their files, not imported; parameter counts come from a cache.
 
-    from dlcore import models, runner
+    See `dlcore.models.registry.param_counts`: the first listing after an install or a change to the
+    model code builds every model abstractly (seconds); later ones read the cached counts.
+    """
+    from dlcore import runner
+    from dlcore.models.registry import param_counts
 
     exs = [e.as_dict() for e in runner.examples()]
-    mods = []
-    for name in models.names():
-        # eval_shape builds the model abstractly: its parameter count without allocating weights
-        abstract = nnx.eval_shape(lambda: models.create(name))
-        mods.append({"name": name, "parameters": models.count_params(abstract)})
+    mods = [{"name": name, "parameters": n} for name, n in param_counts().items()]
     if as_json:
         print(json.dumps({"examples": exs, "models": mods}, indent=2))
         return

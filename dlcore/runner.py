@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+
+from dlcore.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,10 +154,6 @@ class Context:
         return {"seed": self.seed, "progress": self.progress, "callbacks": callbacks}
 
 
-def _modules() -> dict[str, Any]:
-    return discover("dlcore.examples", "EXAMPLE")
-
-
 def discover(package: str, attr: str) -> dict[str, Any]:
     """The modules of `package` (skipping `_private` ones) that define `attr` and `run`, by `attr.name`.
 
@@ -174,16 +173,81 @@ def discover(package: str, attr: str) -> dict[str, Any]:
     return found
 
 
+def declared(package: str, attr: str, cls: type) -> dict[str, tuple[str, Any]]:
+    """What `discover` finds, without importing a module whose `attr` is a literal `cls(...)` call.
+
+    Reads each module's source: `ATTR = Cls(keyword=literal, ...)` beside a top-level `def run` is
+    the declaration itself; any other module is imported and looked at as `discover` does. Listing
+    the examples this way costs milliseconds instead of importing every example's dependencies.
+
+    Returns:
+        `{declaration.name: (module name, declaration)}`.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except ImportError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:  # installed without that folder
+        return {}
+    found = {}
+    for info in pkgutil.iter_modules(spec.submodule_search_locations):
+        if info.name.startswith("_"):
+            continue
+        module = f"{package}.{info.name}"
+        decl = _literal_declaration(Path(info.module_finder.path) / f"{info.name}.py", attr, cls)
+        if decl is None:
+            mod = importlib.import_module(module)
+            if not (hasattr(mod, attr) and hasattr(mod, "run")):
+                continue
+            decl = getattr(mod, attr)
+        found[decl.name] = (module, decl)
+    return found
+
+
+def _literal_declaration(path: Path, attr: str, cls: type):
+    """`cls(**kwargs)` when `path` assigns `attr = Cls(literal keywords)` and defines `run`; else None."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    call, has_run = None, False
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "run":
+            has_run = True
+        elif isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [attr]:
+            call = node.value
+    func = getattr(call, "func", None)
+    if not has_run or not isinstance(call, ast.Call) or call.args or \
+            getattr(func, "id", getattr(func, "attr", None)) != cls.__name__:
+        return None
+    try:
+        return cls(**{k.arg: ast.literal_eval(k.value) for k in call.keywords})
+    except (ValueError, TypeError, SyntaxError):  # not literals, or a ** splat: import it instead
+        return None
+
+
+def _load_examples() -> None:
+    for name, entry in declared("dlcore.examples", "EXAMPLE", Example).items():
+        EXAMPLES.register(name, entry)
+
+
+EXAMPLES: Registry[tuple[str, Example]] = Registry("example", listing="dlcore list", loader=_load_examples)
+
+
 def examples() -> list[Example]:
-    """Every registered example, sorted by name."""
-    return [m.EXAMPLE for _, m in sorted(_modules().items())]
+    """Every registered example, sorted by name (read from the example files, not imported)."""
+    return [EXAMPLES.get(name)[1] for name in EXAMPLES.names()]
 
 
 def get(name: str):
-    mods = _modules()
-    if name not in mods:
-        raise ValueError(f"unknown example {name!r}; known examples: {', '.join(sorted(mods))}")
-    return mods[name]
+    """The module of example `name` (imported now).
+
+    Raises:
+        ValueError: for an unknown name (`UnknownNameError`, with the close matches).
+    """
+    return importlib.import_module(EXAMPLES.get(name)[0])
 
 
 def _device() -> str:

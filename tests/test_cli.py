@@ -41,8 +41,47 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(capsys, argv, message):
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="unknown model 'resnet9000'; known models: .*mnist_convnet"):
+    with pytest.raises(ValueError, match="unknown model 'resnet9000': did you mean 'resnet50'.*see dlcore list"):
         models.create("resnet9000")
+
+
+def test_model_names_are_case_insensitive():
+    assert models.count_params(models.create("MLP")) == 266_610
+
+
+def test_listed_parameter_counts_are_cached_and_equal_count_params(tmp_path, monkeypatch):
+    from flax import nnx
+
+    from dlcore.models import registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    wanted = ["mlp", "lenet5", "resnet18", "mnist_convnet"]
+    truth = {n: models.count_params(nnx.eval_shape(lambda: models.create(n))) for n in wanted}
+    assert registry.param_counts(wanted) == truth  # computed, then written
+    cache = tmp_path / "dlcore" / "param_counts.json"
+    assert set(json.loads(cache.read_text())) == set(wanted)
+    monkeypatch.setattr(registry, "count_params", None)  # a second call must not build anything
+    assert registry.param_counts(wanted) == truth
+    # a stale key (another version or changed model code) is recomputed, not trusted
+    data = json.loads(cache.read_text())
+    data["mlp"] = ["stale", 1]
+    cache.write_text(json.dumps(data))
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert registry.param_counts(["mlp"]) == {"mlp": truth["mlp"]}
+    assert json.loads(cache.read_text())["mlp"][1] == truth["mlp"]
+
+
+def test_list_reads_examples_without_importing_them(capsys):
+    import sys
+
+    from dlcore import runner
+
+    before = {m for m in sys.modules if m.startswith("dlcore.examples.")}
+    listed = runner.examples()
+    assert {m for m in sys.modules if m.startswith("dlcore.examples.")} == before
+    imported = [runner.get(e.name).EXAMPLE for e in listed]
+    assert listed == imported
 
 
 def test_run_writes_the_json_contract(tmp_path, capsys):
