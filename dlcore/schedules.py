@@ -17,8 +17,9 @@ updates are written here in closed form. Reduce-on-plateau depends on measured v
 ``Plateau`` is its state machine and ``dlcore.train.ReduceLROnPlateau`` the callback.
 
 References:
-    Géron, Hands-On Machine Learning, PyTorch ed. (book 003) L3764-3932 ("Learning Rate Scheduling");
-    the ``torch.optim.lr_scheduler`` documentation for the exact sequences.
+    Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Training Deep Neural Networks, sections
+    "Learning Rate Scheduling" to "1cycle Scheduling"; the ``torch.optim.lr_scheduler`` documentation
+    for the exact sequences.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any
 
 import jax.numpy as jnp
 import optax
+
+from dlcore.registry import Registry
 
 __all__ = [
     "Plateau",
@@ -126,7 +129,9 @@ def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sc
 
 
 def exponential_lr(lr: float, gamma: float) -> Schedule:
-    """``ExponentialLR``: ``lr * gamma ** t`` (book 003 L3775-3801).
+    """``ExponentialLR``: ``lr * gamma ** t``.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Exponential Scheduling.
 
     Args:
         lr: Initial learning rate (>= 0).
@@ -142,7 +147,8 @@ def exponential_lr(lr: float, gamma: float) -> Schedule:
 def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:  # noqa: N803
     """``CosineAnnealingLR``: ``eta_min + (lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
 
-    Book 003 equation 11-10 (L3803-3822). Past ``T_max`` the cosine goes on, back up to ``lr`` at
+    Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Cosine Annealing,
+    Equation 11-10. Past ``T_max`` the cosine goes on, back up to ``lr`` at
     ``2 * T_max``, as PyTorch's recursive form does (use ``cosine_annealing_warm_restarts`` to restart
     instead).
 
@@ -165,7 +171,8 @@ def cosine_annealing_warm_restarts(lr: float, T_0: int, T_mult: int = 1, eta_min
     Cycle ``i`` lasts ``T_0 * T_mult**i`` steps; within it ``lr_t = eta_min + (lr - eta_min) *
     (1 + cos(pi * T_cur / T_i)) / 2``. ``t`` may be fractional (PyTorch's ``step(epoch + i / iters)``).
 
-    Reference: book 003 L3900-3916; Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Cosine Annealing with Warm
+    Restarts; Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm
     Restarts" (2017).
 
     Args:
@@ -203,7 +210,8 @@ def linear_lr(lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
     """``LinearLR``: the factor goes linearly from ``start_factor`` to ``end_factor`` over ``total_iters``.
 
     ``lr * (start + (end - start) * min(t, total_iters) / total_iters)``: the book's warm-up from 10% to
-    100% over 3 epochs is ``linear_lr(lr, 0.1, 1.0, 3)`` (003 L3866-3880). Chain it with another
+    100% over 3 epochs is ``linear_lr(lr, 0.1, 1.0, 3)`` (Géron, Hands-On Machine Learning, PyTorch ed.,
+    ch. 11, Warming Up the Learning Rate). Chain it with another
     schedule with ``sequential_lr``.
 
     Args:
@@ -274,7 +282,8 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
     """``SequentialLR``: schedule ``i`` from ``milestones[i - 1]`` on, restarted at its own step 0.
 
     ``sequential_lr([linear_lr(0.1, 0.1, 1.0, 3), cosine_annealing_lr(0.1, 20)], [3])`` warms up for 3
-    steps, then anneals (the book's "warm up, then another schedule", 003 L3859-3898). It is
+    steps, then anneals (the book's "warm up, then another schedule":
+    Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Warming Up the Learning Rate). It is
     ``optax.join_schedules``.
 
     Args:
@@ -354,8 +363,8 @@ def one_cycle_lr(max_lr: float, total_steps: int, pct_start: float = 0.3, anneal
     and a third goes down to the minimum. Steps past ``total_steps - 1`` keep annealing along the last
     phase (PyTorch raises an error there). Pair it with ``one_cycle_momentum`` for the momentum.
 
-    Reference: book 003 L3917-3932; Smith, "A Disciplined Approach to Neural Network Hyper-Parameters:
-    Part 1" (2018).
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, 1cycle Scheduling; Smith, "A
+    Disciplined Approach to Neural Network Hyper-Parameters: Part 1" (2018).
 
     Args:
         max_lr: Peak learning rate (> 0).
@@ -425,25 +434,44 @@ def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     return lambda t: schedule(jnp.floor_divide(jnp.asarray(t, jnp.int32), steps_per_epoch))
 
 
-_SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    "step": step_lr,
-    "multistep": multistep_lr,
-    "exponential": exponential_lr,
-    "cosine": cosine_annealing_lr,
-    "cosine_warm_restarts": cosine_annealing_warm_restarts,
-    "linear": linear_lr,
-    "constant": constant_lr,
-    "polynomial": polynomial_lr,
-    "lambda": lambda_lr,
-    "sequential": sequential_lr,
-    "one_cycle": one_cycle_lr,
-    "one_cycle_momentum": one_cycle_momentum,
+# name -> (factory, PyTorch's class name, "" where PyTorch has no such class)
+_BY_NAME: dict[str, tuple[Callable[..., Schedule], str]] = {
+    "step": (step_lr, "StepLR"),
+    "multistep": (multistep_lr, "MultiStepLR"),
+    "exponential": (exponential_lr, "ExponentialLR"),
+    "cosine": (cosine_annealing_lr, "CosineAnnealingLR"),
+    "cosine_warm_restarts": (cosine_annealing_warm_restarts, "CosineAnnealingWarmRestarts"),
+    "linear": (linear_lr, "LinearLR"),
+    "constant": (constant_lr, "ConstantLR"),
+    "polynomial": (polynomial_lr, "PolynomialLR"),
+    "lambda": (lambda_lr, "LambdaLR"),
+    "sequential": (sequential_lr, "SequentialLR"),
+    "one_cycle": (one_cycle_lr, "OneCycleLR"),
+    "one_cycle_momentum": (one_cycle_momentum, ""),
 }
+_TORCH_KEYS = {torch.lower() for _, torch in _BY_NAME.values() if torch}
+
+
+def _schedule_key(name: str) -> str:
+    """The stored key of a spelling: PyTorch's class name in any case and with or without underscores
+    (``"CosineAnnealingLR"``, ``"cosine_annealing_lr"``) is its lower-case alias; otherwise the
+    lower-case name without a ``_lr`` suffix (``"step_lr"`` is ``"step"``)."""
+    key = name.lower()
+    squeezed = key.replace("_", "")
+    if squeezed in _TORCH_KEYS:
+        return squeezed
+    return key[:-3] if key.endswith("_lr") else key
+
+
+SCHEDULES: Registry[Callable[..., Schedule]] = Registry("schedule", normalize=_schedule_key)
+for _name, (_factory, _torch) in _BY_NAME.items():
+    SCHEDULES.register(_name, _factory, aliases=[_torch] if _torch else [])
+del _name, _factory, _torch
 
 
 def names() -> list[str]:
     """Names ``create`` knows, sorted."""
-    return sorted(_SCHEDULES)
+    return SCHEDULES.names()
 
 
 def create(name: str, **kwargs: Any) -> Schedule:
@@ -455,21 +483,11 @@ def create(name: str, **kwargs: Any) -> Schedule:
     PyTorch's CamelCase (``"CosineAnnealingLR"``) are accepted too.
 
     Raises:
-        ValueError: For an unknown name, an unknown or missing argument, or a bad value.
+        ValueError: For an unknown name (`dlcore.registry.UnknownNameError`, naming the close
+            matches), an unknown or missing argument, or a bad value.
     """
-    if not isinstance(name, str):
-        raise ValueError(f"A schedule name must be a string, got {name!r}.")
-    key = name.strip()
-    aliases = {"steplr": "step", "multisteplr": "multistep", "exponentiallr": "exponential",
-               "cosineannealinglr": "cosine", "cosineannealingwarmrestarts": "cosine_warm_restarts",
-               "linearlr": "linear", "constantlr": "constant", "polynomiallr": "polynomial",
-               "lambdalr": "lambda", "sequentiallr": "sequential", "onecyclelr": "one_cycle"}
-    key = aliases.get(key.lower().replace("_", ""), key.lower())
-    if key.endswith("_lr") and key[:-3] in _SCHEDULES:
-        key = key[:-3]
-    if key not in _SCHEDULES:
-        raise ValueError(f"Unknown schedule {name!r}; known schedules: {', '.join(names())}.")
-    factory = _SCHEDULES[key]
+    key = SCHEDULES.resolve(name)
+    factory = SCHEDULES.get(key)
     signature = inspect.signature(factory)
     unknown = sorted(set(kwargs) - set(signature.parameters))
     if unknown:
@@ -497,7 +515,7 @@ class Plateau:
     decrease is below ``eps``), then ``cooldown`` epochs pass without counting. optax.contrib's
     reduce_on_plateau scales updates inside the step from an averaged loss, a different rule.
 
-    Reference: book 003 L3824-3857 (performance scheduling).
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Performance Scheduling.
 
     Args:
         lr: The current learning rate, or one per parameter group.

@@ -211,7 +211,7 @@ def test_plateau_matches_torch(options):
         (lambda: schedules.one_cycle_momentum(100, base_momentum=0.9, max_momentum=0.8), "Invalid max_momentum"),
         (lambda: schedules.Plateau(0.1, factor=1.0), "Invalid factor"),
         (lambda: schedules.Plateau(0.1, mode="up"), "mode must be"),
-        (lambda: schedules.create("cosine_annealing", lr=0.1), "Unknown schedule 'cosine_annealing'"),
+        (lambda: schedules.create("cosine_annealing", lr=0.1), "unknown schedule 'cosine_annealing': did you mean 'cosine'"),
         (lambda: schedules.create("cosine", lr=0.1, T=3), "takes no argument"),
         (lambda: lr_lib.ReduceLROnPlateau(patience=-1), "Invalid patience"),
     ],
