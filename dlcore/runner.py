@@ -33,7 +33,9 @@ class Example:
         title: one line.
         book: the book's short title.
         section: chapter or section.
-        source: file and lines in the books' texts, e.g. "002 L3409-4416".
+        source: where in that section to look: the listing, figure, equation or exercise numbers the book
+            prints, e.g. "Listing 4-1" or "Figures 8-15 to 8-19"; never line numbers of a copy the reader
+            does not have.
         data: the real dataset's name ("" when the data is defined inline).
         standin: the embedded dataset used when the real one is absent.
         book_figures: the book's figures, by metric name.
@@ -143,15 +145,71 @@ class Context:
         self.dataset = name
         self.print(f"data: {name} (embedded)")
 
-    def trainer_kwargs(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        """Trainer options that follow the run's flags: seed, progress bar, checkpointing."""
+    def trainer_kwargs(self, hyperparameters: dict[str, Any], *, tag: str | None = None) -> dict[str, Any]:
+        """Trainer options that follow the run's flags: seed, progress bar, checkpointing.
+
+        Args:
+            hyperparameters: recorded in each checkpoint's metadata.
+            tag: for an example that trains several models: with --checkpoint DIR, this trainer saves
+                under DIR/tag, so the models' checkpoints do not overwrite each other.
+        """
         from dlcore.train import Checkpoint
 
         callbacks = []
         if self.checkpoint:
-            callbacks.append(Checkpoint(self.checkpoint, hyperparameters={"example": self.example.name,
-                                                                          "seed": self.seed, **hyperparameters}))
+            directory = os.path.join(self.checkpoint, tag) if tag else self.checkpoint
+            callbacks.append(Checkpoint(directory, hyperparameters={"example": self.example.name,
+                                                                    "seed": self.seed, **hyperparameters}))
         return {"seed": self.seed, "progress": self.progress, "callbacks": callbacks}
+
+    def image_splits(self, *, quick: tuple[int, int], mean: float | None = None,
+                     std: float | None = None) -> tuple[dict, dict]:
+        """The train and test splits of a 28x28 image example: MNIST-shaped images `(N, 28, 28, 1)`.
+
+        The stand-in digits are resized to 28x28; under --quick only the first `quick = (n_train,
+        n_test)` images are kept; with `mean` and `std` the pixels are normalised as the recipe says.
+        """
+        splits = self.load(standin_options={"image_size": 28})
+        train, test = splits["train"], splits["test"]
+        if self.quick:  # a subset: seconds, not minutes
+            train = {k: v[:quick[0]] for k, v in train.items()}
+            test = {k: v[:quick[1]] for k, v in test.items()}
+        if mean is not None:
+            train, test = ({**s, "x": (s["x"] - mean) / std} for s in (train, test))
+        return train, test
+
+    def fit_classifier(self, model, optimizer, loss, train: dict, held_out: dict, *, epochs: int,
+                       batch_size: int, hyperparameters: dict[str, Any], held_out_name: str = "val",
+                       eval_batch_size: int | None = None):
+        """Train a classifier with the run's flags, print its learning curve, return its figures.
+
+        The shared body of the image-classifier examples: one `Trainer` with accuracy, `fit` with
+        `held_out` evaluated after each epoch (and --resume honoured), a line per epoch (about five
+        lines for long runs).
+
+        Args:
+            model, optimizer, loss: as for `Trainer`.
+            train, held_out: {"x", "y"} splits.
+            epochs, batch_size, eval_batch_size: the recipe's.
+            hyperparameters: recorded in checkpoints, beside batch_size and epochs.
+            held_out_name: "val" or "test": how the book names the held-out split.
+
+        Returns:
+            (trainer, figures): `{NAME_accuracy, NAME_loss, train_loss}` after the last epoch.
+        """
+        import dlcore
+
+        trainer = dlcore.Trainer(model, optimizer, loss, metrics=["accuracy"], batch_size=batch_size,
+                                 eval_batch_size=eval_batch_size,
+                                 **self.trainer_kwargs({**hyperparameters, "batch_size": batch_size,
+                                                        "epochs": epochs}))
+        h = trainer.fit(train, epochs=epochs, validation=held_out, resume=self.resume)
+        n, name = len(h["loss"]), held_out_name
+        for e in sorted({*range(0, n, max(1, n // 5)), n - 1}):
+            self.print(f"epoch {e + 1}/{n}: train loss {h['loss'][e]:.4f} accuracy {h['accuracy'][e]:.4f} | "
+                       f"{name} loss {h['val_loss'][e]:.4f} accuracy {h['val_accuracy'][e]:.4f}")
+        return trainer, {f"{name}_accuracy": h["val_accuracy"][-1], f"{name}_loss": h["val_loss"][-1],
+                         "train_loss": h["loss"][-1]}
 
 
 def discover(package: str, attr: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Automatic differentiation of f = (x + y) * z at (1, -2, 3) (Deep Learning with Python, ch. 4).
+"""Automatic differentiation of f = (x + y) * z at (1, -2, 3) (Ketkar & Moolayil, ch. 4).
 
-The book (000 L6738-6803) gets f = -3 and gradients df/dx = 3, df/dy = 3, df/dz = -1 from
+The book (Listing 4-1) gets f = -3 and gradients df/dx = 3, df/dy = 3, df/dz = -1 from
 `f.backward()`; `jax.grad` gives them as a function of the inputs.
 
 Run: `dlcore run autograd` or `python examples/autograd.py`.
@@ -16,9 +16,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="autograd",
     title="reverse-mode gradients of (x + y) * z",
-    book="Deep Learning with Python, 2nd ed.",
-    section="ch. 4, Listing 4-1",
-    source="000 L6738-6803",
+    book="Ketkar & Moolayil, Deep Learning with Python, 2nd ed.",
+    section="ch. 4, Automatic Differentiation in Deep Learning, What Is Autograd?",
+    source="Listing 4-1",
     data="",
     standin="inline",
     book_figures={"f": -3.0, "df_dx": 3.0, "df_dy": 3.0, "df_dz": -1.0},

@@ -1,8 +1,8 @@
-"""Regularising a tabular classifier: none, L1, L2, dropout, all three (Deep Learning with Python, ch. 5).
+"""Regularising a tabular classifier: none, L1, L2, dropout, all three (Ketkar & Moolayil, ch. 5).
 
-The book's recipe (000 L7831-8970): the bank marketing data (48 one-hot and numeric columns, unscaled,
-80/20 split), a 48-96-192-384-1 ReLU MLP with a sigmoid output and BCE, Adam lr 1e-3, batches of 128 in
-order, 500 epochs; five runs:
+The book's recipe (ch. 5, A Practical Implementation in PyTorch, Listings 5-1 to 5-15): the bank
+marketing data (48 one-hot and numeric columns, unscaled, 80/20 split), a 48-96-192-384-1 ReLU MLP with
+a sigmoid output and BCE, Adam lr 1e-3, batches of 128 in order, 500 epochs; five runs:
 
 * no regularisation;
 * L1: ``loss + 1e-4 * sum(|p|)`` over every parameter (dlcore: ``optim.add_l1(1e-4, where=".*")``
@@ -35,9 +35,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="bank_marketing",
     title="a 48-96-192-384-1 MLP with no regularisation, L1, L2, dropout and all three",
-    book="Deep Learning with Python, 2nd ed. (Ketkar & Moolayil)",
-    section="ch. 5, Training Deep Neural Networks (regularisation)",
-    source="000 L7831-8970",
+    book="Ketkar & Moolayil, Deep Learning with Python, 2nd ed.",
+    section="ch. 5, Training Deep Learning Models, A Practical Implementation in PyTorch",
+    source="Listings 5-1 to 5-15 (regularisation: Listings 5-12 to 5-15)",
     data="bank_marketing",
     standin="breast_cancer",
     book_figures={

@@ -1,6 +1,7 @@
-"""California housing: an MLP regressor and four Wide & Deep networks (Hands-On ML, PyTorch ed., ch. 10).
+"""California housing: an MLP regressor and four Wide & Deep networks (Géron, Hands-On ML, ch. 10).
 
-The book's recipe (003 L1863-2517): standardise the 8 features with the training set's mean and std;
+The book's recipe (ch. 10, Implementing a Regression MLP, then Building Nonsequential
+Models Using Custom Modules): standardise the 8 features with the training set's mean and std;
 an 8-50-40-1 ReLU MLP, SGD lr 0.02, mini-batches of 32 (shuffled), 20 epochs, MSE; its validation RMSE
 over the whole set is 0.6388 (the mean of per-batch RMSEs, 0.5668, is the book's cautionary mistake).
 Then Wide & Deep networks (Cheng et al., 2016), SGD lr 0.002:
@@ -41,9 +42,10 @@ from dlcore.train.step import batch_plan
 EXAMPLE = Example(
     name="california_housing",
     title="8-50-40-1 MLP regressor and Wide & Deep networks with two inputs and an auxiliary head",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 10, Building Nonsequential Models / Multiple Inputs and Outputs",
-    source="003 L1863-2517",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section=("ch. 10, Building Neural Networks with PyTorch, Implementing a Regression MLP; "
+             "Building Nonsequential Models Using Custom Modules"),
+    source="Figures 10-1 to 10-3 (Wide & Deep, multiple inputs, multiple outputs)",
     data="california_housing",
     standin="diabetes",
     book_figures={"mlp_val_rmse": 0.6388},

@@ -1,10 +1,12 @@
 """Cats vs dogs: a CNN from scratch, then transfer learning on precomputed features, then an ensemble.
 
-Deep Learning with Python (000 L10150-10581): four conv blocks (16-32-64-128, ReLU, max pool) and
-Linear 25088-128-1 (`cats_dogs_cnn`), BCE, Adam lr 1e-3, batch 32, 10 epochs, images resized to 224:
-about 85% validation accuracy (85.42% after epoch 10). Deep Learning with PyTorch (001 ch. 5 and 8):
-freeze a pretrained backbone, compute its "pre-convoluted" features once, train only a small head on
-them, and average several such models' softmax probabilities (an ensemble: 99.3% there).
+Ketkar & Moolayil, Deep Learning with Python, 2nd ed., ch. 6, Implementing a larger CNN in PyTorch
+(Listings 6-8 to 6-14): four conv blocks (16-32-64-128, ReLU, max pool) and Linear 25088-128-1
+(`cats_dogs_cnn`), BCE, Adam lr 1e-3, batch 32, 10 epochs, images resized to 224: about 85% validation
+accuracy (85.42% after epoch 10). Subramanian, Deep Learning with PyTorch (ch. 5, Calculating
+pre-convoluted features; ch. 8, Model ensembling): freeze a pretrained backbone, compute its
+"pre-convoluted" features once, train only a small head on them, and average several such models'
+softmax probabilities (an ensemble: 99.3% there).
 
 dlcore: (1) `cats_dogs_cnn` from scratch with the book's recipe; (2) ResNet-18 and ResNet-34
 backbones with their `fc` replaced by an identity (`transfer.replace_head`), features computed once
@@ -23,8 +25,6 @@ Run: `dlcore run cats_vs_dogs` or `python examples/cats_vs_dogs.py`.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -38,21 +38,18 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="cats_vs_dogs",
     title="Cats vs dogs: CNN from scratch, precomputed-feature transfer, ensemble",
-    book="Deep Learning with Python (PyTorch) / Deep Learning with PyTorch",
-    section="000 ch. 6 (cats vs dogs); 001 ch. 5 and 8 (pre-convoluted features, ensembles)",
-    source="000 L10150-10581, 001 ch. 5",
+    book=("Ketkar & Moolayil, Deep Learning with Python, 2nd ed.; Subramanian, "
+          "Deep Learning with PyTorch (Packt, 2018)"),
+    section=("Ketkar & Moolayil ch. 6, Convolutional Neural Networks, Implementing a larger CNN in PyTorch; "
+             "Subramanian ch. 5, Deep Learning for Computer Vision, Calculating pre-convoluted features, "
+             "and ch. 8, Modern Network Architectures, Model ensembling"),
+    source="Listings 6-8 to 6-14; Creating an ensembling model",
     data="cats_vs_dogs",
     standin="photo_patches",
     book_figures={"scratch_val_accuracy": 0.8542, "ensemble_val_accuracy": 0.993},
 )
 
 MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def _kw(ctx: Context, tag: str, **hyperparameters) -> dict:
-    """Trainer options; with --checkpoint each of this example's trainers saves under DIR/tag."""
-    sub = dataclasses.replace(ctx, checkpoint=os.path.join(ctx.checkpoint, tag)) if ctx.checkpoint else ctx
-    return sub.trainer_kwargs(hyperparameters)
 
 
 def _prep(split: dict, n: int) -> dict:
@@ -74,7 +71,7 @@ def run(ctx: Context) -> dict[str, float]:
     bce = lambda z, y: losses.binary_cross_entropy_with_logits(z[:, 0], y.astype(jnp.float32))  # noqa: E731
     scratch = dlcore.models.create("cats_dogs_cnn", image_size=size, seed=ctx.seed)
     t = dlcore.Trainer(scratch, optim.adam(lr=1e-3), bce, metrics=["accuracy"], batch_size=32,
-                       **_kw(ctx, "scratch", model="cats_dogs_cnn", lr=1e-3, epochs=epochs))
+                       **ctx.trainer_kwargs(dict(model="cats_dogs_cnn", lr=1e-3, epochs=epochs), tag="scratch"))
     h = t.fit(train, epochs=epochs, validation=val)
     ctx.print(f"from scratch: val accuracy {h['val_accuracy'][-1]:.4f} after {epochs} epochs")
     out = {"scratch_val_accuracy": h["val_accuracy"][-1]}
@@ -89,7 +86,7 @@ def run(ctx: Context) -> dict[str, float]:
         feats_val = transfer.precompute_features(backbone, val, batch_size=64)
         head = Linear(feats_train["x"].shape[1], 2, rngs=nnx.Rngs(ctx.seed + 10 + i))
         th = dlcore.Trainer(head, optim.adam(lr=1e-3), losses.cross_entropy, metrics=["accuracy"],
-                            batch_size=32, **_kw(ctx, f"{name}_head", epochs=head_epochs))
+                            batch_size=32, **ctx.trainer_kwargs(dict(epochs=head_epochs), tag=f"{name}_head"))
         hh = th.fit(feats_train, epochs=head_epochs, validation=feats_val)
         ctx.print(f"{name} features {feats_train['x'].shape[1:]}, head val accuracy {hh['val_accuracy'][-1]:.4f}")
         out[f"{name}_val_accuracy"] = hh["val_accuracy"][-1]

@@ -1,4 +1,4 @@
-"""Birds vs airplanes with fully connected networks, Deep Learning with PyTorch ch. 7 (002 L5176-6045).
+"""Birds vs airplanes with fully connected networks, Deep Learning with PyTorch, 2nd ed., ch. 7.
 
 Recipe: CIFAR-10 images of airplanes (label 0) and birds (label 2) relabelled 0/1 ("cifar2"), each
 channel normalised with the training set's mean and std, flattened to 3072 numbers. First model:
@@ -17,8 +17,6 @@ Run: `dlcore run cifar2_mlp` or `python examples/cifar2_mlp.py`.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import jax
 import numpy as np
 
@@ -30,9 +28,10 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="cifar2_mlp",
     title="Birds vs airplanes: 3072-512-2 and 3072-1024-512-128-2 Tanh MLPs",
-    book="Deep Learning with PyTorch (Stevens et al.)",
-    section="ch. 7, Telling birds from airplanes",
-    source="002 L5176-6045",
+    book="Antiga, Stevens, Huang & Viehmann, Deep Learning with PyTorch, 2nd ed.",
+    section=("ch. 7, Telling birds from airplanes: Learning from images, "
+             "7.2 Distinguishing birds from airplanes"),
+    source="sections 7.2.2 A fully connected model to 7.2.6 The limits of going fully connected",
     data="cifar10",
     standin="digits",
     book_figures={"val_accuracy": 0.794, "deep_val_accuracy": 0.8055, "params": 1574402,
@@ -48,12 +47,6 @@ def _cifar2(split: dict) -> dict:
     if x.shape[-1] == 1:  # stand-in digits: 28x28 grey -> 32x32 with three channels
         x = np.repeat(np.asarray(transforms.resize(x, 32)), 3, axis=-1)
     return {"x": x, "y": np.vectorize(LABEL_MAP.get)(y).astype(np.int32)}
-
-
-def _kw(ctx: Context, tag: str, **hyperparameters) -> dict:
-    """Trainer options; with --checkpoint each of this example's trainers saves under DIR/tag."""
-    sub = dataclasses.replace(ctx, checkpoint=os.path.join(ctx.checkpoint, tag)) if ctx.checkpoint else ctx
-    return sub.trainer_kwargs(hyperparameters)
 
 
 def run(ctx: Context) -> dict[str, float]:
@@ -78,8 +71,8 @@ def run(ctx: Context) -> dict[str, float]:
         else:
             fn = losses.cross_entropy
         trainer = dlcore.Trainer(model, optim.sgd(lr=1e-2), fn, metrics=["accuracy"], batch_size=64,
-                                 **_kw(ctx, key + "mlp", model="-".join(map(str, sizes)), optimizer="sgd", lr=1e-2,
-                                       batch_size=64, epochs=epochs))
+                                 **ctx.trainer_kwargs(dict(model="-".join(map(str, sizes)), optimizer="sgd", lr=1e-2,
+                                                           batch_size=64, epochs=epochs), tag=key + "mlp"))
         history = trainer.fit(train, epochs=epochs, validation=val)
         ctx.print(f"{'-'.join(map(str, sizes))}: {n_params:,} parameters; final training loss "
                   f"{history['loss'][-1]:.6f}; validation accuracy {history['val_accuracy'][-1]:.4f}")

@@ -1,12 +1,12 @@
-"""Colour segmentation: k-means on the pixels of a photograph (Hands-On ML, ch. 8).
+"""Colour segmentation: k-means on the pixels of a photograph (Géron, Hands-On ML, ch. 8).
 
-The book (003 L378-422) clusters the RGB colours of its ladybug photo with KMeans(8) and paints
-each pixel with its cluster's mean colour (Figure 8-11, also with 10, 6, 4 and 2 colours); it
-reports no figure, only the images. The ladybug is not shipped with any dependency, so this runs
-on scikit-learn's sample photo `china.jpg` (427 x 640 pixels, 273,280 colours; reading it needs
-Pillow). The figures are the inertia of each fit, the share of the image the smallest colour
-segment covers, and the mean pixel error of the 8-colour image. The segmented images are saved as
-PNG files when Pillow is installed.
+The book (ch. 8, Using Clustering for Image Segmentation) clusters the RGB colours of its ladybug photo
+with KMeans(8) and paints each pixel with its cluster's mean colour (Figure 8-11, also with 10, 6, 4 and
+2 colours); it reports no figure, only the images. The ladybug is not shipped with any dependency, so
+this runs on scikit-learn's sample photo `china.jpg` (427 x 640 pixels, 273,280 colours; reading it
+needs Pillow). The figures are the inertia of each fit, the share of the image the smallest colour
+segment covers, and the mean pixel error of the 8-colour image. The segmented images are saved as PNG
+files when Pillow is installed.
 
 Run: `dlcore run colour_segmentation` or `python examples/colour_segmentation.py`.
 """
@@ -22,9 +22,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="colour_segmentation",
     title="k-means colour segmentation of a photograph (8, then 10, 6, 4, 2 colours)",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 8, Using Clustering for Image Segmentation",
-    source="003 L378-422",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 8, Unsupervised Learning Techniques, Using Clustering for Image Segmentation",
+    source="Figure 8-11",
     data="",
     standin="inline",
     book_figures={},

@@ -1,11 +1,12 @@
-"""DBSCAN on the moons, then the cluster of new points from the core samples (Hands-On ML, ch. 8).
+"""DBSCAN on the moons, then the cluster of new points from the core samples (Géron, Hands-On ML, ch. 8).
 
-The book (003 L496-575) runs DBSCAN(eps=0.05, min_samples=5) on 1,000 noisy moons: seven clusters and
-many anomalies; with eps = 0.2 the two moons come out clean. A 50-nearest-neighbours classifier on the
-core samples then labels new points [1, 0, 1, 0] with probabilities 0.82 / 1 / 0.88 / 1 for their
-class, and a 1-nearest-neighbour cutoff at distance 0.2 calls the two far points anomalies:
-[-1, 0, 1, -1]. The moons are scikit-learn's `make_moons` with the book's arguments (the same array);
-dlcore numbers the clusters the way scikit-learn does, so the labels compare one to one.
+The book (ch. 8, DBSCAN, Figures 8-13 and 8-14) runs DBSCAN(eps=0.05, min_samples=5) on 1,000 noisy
+moons: seven clusters and many anomalies; with eps = 0.2 the two moons come out clean. A
+50-nearest-neighbours classifier on the core samples then labels new points [1, 0, 1, 0] with
+probabilities 0.82 / 1 / 0.88 / 1 for their class, and a 1-nearest-neighbour cutoff at distance 0.2
+calls the two far points anomalies: [-1, 0, 1, -1]. The moons are scikit-learn's `make_moons` with the
+book's arguments (the same array); dlcore numbers the clusters the way scikit-learn does, so the labels
+compare one to one.
 
 Run: `dlcore run dbscan_moons` or `python examples/dbscan_moons.py`.
 """
@@ -21,9 +22,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="dbscan_moons",
     title="DBSCAN on moons (eps 0.05 and 0.2), k-NN predict with a distance cutoff",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 8, DBSCAN",
-    source="003 L496-575",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 8, Unsupervised Learning Techniques, DBSCAN",
+    source="Figures 8-13 and 8-14",
     data="",
     standin="inline",
     book_figures={"clusters_eps005": 7, "clusters_eps02": 2, "noise_eps02": 0,

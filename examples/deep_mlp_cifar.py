@@ -1,23 +1,23 @@
 """A 20-layer MLP on CIFAR-10: Swish + He init + NAdam, batch norm, SELU, alpha and MC dropout, 1cycle.
 
-Hands-On ML, PyTorch ed., ch. 11, exercise 8 (003 L4196-4209): a DNN of 20 hidden layers of 100
-neurons, He initialisation and the Swish activation (``nn.SiLU``), trained with NAdam and early
-stopping, "searching for the right learning rate each time you change the model"; then
+Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 11, Exercises, exercise 8: a DNN of
+20 hidden layers of 100 neurons, He initialisation and the Swish activation (``nn.SiLU``), trained with
+NAdam and early stopping, "searching for the right learning rate each time you change the model"; then
 
 * ``batch_norm``: batch norm before every activation (the linear layers lose their bias);
 * ``selu``: SELU with LeCun-normal init on standardised inputs (self-normalising);
 * ``alpha_dropout``: the SELU net with alpha dropout (rate 0.1) before the output layer;
 * ``mc_dropout``: that trained net, unchanged, predicting with dropout on: the mean of 100
-  softmax samples (003 L4051-4134);
+  softmax samples (ch. 11, Monte Carlo Dropout);
 * ``one_cycle``: the alpha-dropout net retrained with 1cycle (learning rate up to the finder's rate
   and back down, NAdam's beta1 cycled 0.95 -> 0.85 -> 0.95) for a fixed number of epochs.
 
-Every variant's learning rate comes from ``dlcore.train.lr_find`` (an exponential sweep from 1e-5;
-a tenth of the rate at the lowest loss, 003 L1453-1463). Early stopping watches the validation loss
-(patience 10, best weights restored); the validation set is 20% of the training split, the accuracy
-is on the test split. The book prints no figures for this exercise. Without CIFAR-10 it runs on
-scikit-learn's 8x8 digits (64 inputs). A plot of the validation losses is saved when matplotlib is
-installed.
+Every variant's learning rate comes from ``dlcore.train.lr_find`` (an exponential sweep from 1e-5; a
+tenth of the rate at the lowest loss; ch. 9, Hyperparameter Tuning Guidelines, Learning Rate). Early
+stopping watches the validation loss (patience 10, best weights restored); the validation set is 20% of
+the training split, the accuracy is on the test split. The book prints no figures for this exercise.
+Without CIFAR-10 it runs on scikit-learn's 8x8 digits (64 inputs). A plot of the validation losses is
+saved when matplotlib is installed.
 
 Run: `dlcore run deep_mlp_cifar` or `python examples/deep_mlp_cifar.py`.
 """
@@ -40,9 +40,9 @@ from dlcore.train.lr import lr_find
 EXAMPLE = Example(
     name="deep_mlp_cifar",
     title="20x100 Swish MLP with NAdam and early stopping; batch norm, SELU, alpha and MC dropout, 1cycle",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 11, exercise 8 (Training Deep Neural Networks)",
-    source="003 L4196-4209",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 11, Training Deep Neural Networks, Exercises",
+    source="exercise 8 (a-g)",
     data="cifar10",
     standin="digits",
 )

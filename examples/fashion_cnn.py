@@ -1,4 +1,4 @@
-"""The Fashion-MNIST CNN of Hands-On Machine Learning (PyTorch edition), ch. 12 (003 L4563-4594).
+"""The Fashion-MNIST CNN of Géron, Hands-On Machine Learning, ch. 12, CNN Architectures.
 
 Recipe (model `fashion_cnn`): conv 64 k7 -> pool -> 2 x conv 128 -> pool -> 2 x conv 256 -> pool ->
 128 -> dropout .5 -> 64 -> dropout .5 -> 10 logits, cross-entropy. The book says it "should reach
@@ -18,9 +18,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="fashion_cnn",
     title="Deep CNN (64-128-256 filters) with dropout on Fashion-MNIST",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 12, CNN architectures",
-    source="003 L4563-4594",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 12, Deep Computer Vision Using Convolutional Neural Networks, CNN Architectures",
+    source="the basic Fashion MNIST CNN after Figure 12-12",
     data="fashion_mnist",
     standin="digits",
     book_figures={"test_accuracy": 0.92},
@@ -28,22 +28,13 @@ EXAMPLE = Example(
 
 
 def run(ctx: Context) -> dict[str, float]:
-    splits = ctx.load(standin_options={"image_size": 28})
-    train, test = splits["train"], splits["test"]
-    if ctx.quick:
-        train = {k: v[:128] for k, v in train.items()}
-        test = {k: v[:64] for k, v in test.items()}
+    train, test = ctx.image_splits(quick=(128, 64))
     epochs = ctx.n_epochs(10, quick=1)
     model = dlcore.models.create("fashion_cnn", seed=ctx.seed)
-    trainer = dlcore.Trainer(model, optim.nadam(lr=1e-3), losses.cross_entropy, metrics=["accuracy"],
-                             batch_size=32,
-                             **ctx.trainer_kwargs({"optimizer": "nadam", "lr": 1e-3, "batch_size": 32,
-                                                   "epochs": epochs}))
-    history = trainer.fit(train, epochs=epochs, validation=test, resume=ctx.resume)
-    ctx.print(f"after {epochs} epochs: train loss {history['loss'][-1]:.4f}, test accuracy "
-              f"{history['val_accuracy'][-1]:.4f}")
-    return {"test_accuracy": history["val_accuracy"][-1], "test_loss": history["val_loss"][-1],
-            "train_loss": history["loss"][-1]}
+    _, figures = ctx.fit_classifier(model, optim.nadam(lr=1e-3), losses.cross_entropy, train, test,
+                                    epochs=epochs, batch_size=32, held_out_name="test",
+                                    hyperparameters={"optimizer": "nadam", "lr": 1e-3})
+    return figures
 
 
 if __name__ == "__main__":

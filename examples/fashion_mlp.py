@@ -1,4 +1,4 @@
-"""The Fashion-MNIST MLP of Hands-On Machine Learning (PyTorch edition), ch. 10 (003 L2519-2707).
+"""The Fashion-MNIST MLP of Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 10.
 
 Recipe: Flatten, Linear 784-300, ReLU, Linear 300-100, ReLU, Linear 100-10, cross-entropy on
 logits, SGD, batch 32, training set split 55,000 / 5,000. The book reports 92.8% train and 87.2%
@@ -20,9 +20,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="fashion_mlp",
     title="784-300-100-10 ReLU classifier trained with SGD",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 10, Building an Image Classifier",
-    source="003 L2519-2707",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 10, Building Neural Networks with PyTorch, Building an Image Classifier with PyTorch",
+    source="its subsections Using TorchVision to Load the Dataset and Building the Classifier",
     data="fashion_mnist",
     standin="digits",
     book_figures={"train_accuracy": 0.928, "val_accuracy": 0.872},

@@ -1,4 +1,4 @@
-"""Fine-tuning a pretrained network on Flowers102 with augmentation, Hands-On ML ch. 12 (003 L5109-5224).
+"""Fine-tuning a pretrained network on Flowers102 with augmentation, Géron, Hands-On ML, ch. 12.
 
 Recipe: replace the pretrained model's output layer by a Linear layer with one output per flower
 species (`model.classifier[2] = nn.Linear(1024, 102)`; here `transfer.replace_head(model,
@@ -9,21 +9,20 @@ a learning rate 10 times lower. Training images are augmented: random horizontal
 ImageNet normalisation (`dlcore.data.transforms`, a fresh draw every epoch). The book (ConvNeXt-base
 pretrained on ImageNet) reaches "about 90% accuracy just by training the new head".
 
-dlcore: ResNet-18 (the book's ConvNeXt is not in dlcore), Adam lr 1e-3 for the head (batch 32,
-3 epochs), then Adam lr 1e-4 for everything (2 epochs). Offline there are no ImageNet weights, so the
-backbone is randomly initialised (load torchvision weights with `dlcore.weights` to reproduce the
-book's setting); a randomly initialised MobileNetV2 is no use here, its eval-mode features vanish
-(about 1e-10) because its batch-norm running statistics were never fitted. Without Flowers102 it runs on `photo_patches` (two classes, temple vs flower crops;
-420 train / 90 valid / 90 test) at 32x32 so it takes a minute or two on a CPU; with the real data it
-uses 64x64 images. The figures are not comparable with the book's.
+dlcore: ResNet-18 (the book's ConvNeXt is not in dlcore), Adam lr 1e-3 for the head (batch 32, 3
+epochs), then Adam lr 1e-4 for everything (2 epochs). Offline there are no ImageNet weights, so the
+backbone is randomly initialised (load torchvision weights with `dlcore.weights` to reproduce the book's
+setting); a randomly initialised MobileNetV2 is no use here, its eval-mode features vanish (about 1e-10)
+because its batch-norm running statistics were never fitted. Without Flowers102 it runs on
+`photo_patches` (two classes, temple vs flower crops; 420 train / 90 valid / 90 test) at 32x32 so it
+takes a minute or two on a CPU; with the real data it uses 64x64 images. The figures are not comparable
+with the book's.
 
 Run: `dlcore run flowers_finetune` or `python examples/flowers_finetune.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from functools import partial
 
 import jax
@@ -39,9 +38,10 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="flowers_finetune",
     title="Freeze, train a new head, unfreeze at lr/10, with data augmentation",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 12, Pretrained Models for Transfer Learning",
-    source="003 L5109-5224",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section=("ch. 12, Deep Computer Vision Using Convolutional Neural Networks, "
+             "Pretrained Models for Transfer Learning"),
+    source="the Flowers102 fine-tuning of a pretrained ConvNeXt",
     data="flowers102",
     standin="photo_patches",
     book_figures={"head_val_accuracy": 0.90},
@@ -49,12 +49,6 @@ EXAMPLE = Example(
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LR = 1e-3
-
-
-def _kw(ctx: Context, tag: str, **hyperparameters) -> dict:
-    """Trainer options; with --checkpoint each of this example's trainers saves under DIR/tag."""
-    sub = dataclasses.replace(ctx, checkpoint=os.path.join(ctx.checkpoint, tag)) if ctx.checkpoint else ctx
-    return sub.trainer_kwargs(hyperparameters)
 
 
 def _float(split: dict, n: int | None) -> dict:
@@ -85,7 +79,8 @@ def run(ctx: Context) -> dict[str, float]:
     def train_phase(tx, epochs: int, tag: str) -> dict:
         nonlocal key
         trainer = dlcore.Trainer(model, tx, losses.cross_entropy, metrics=["accuracy"], batch_size=32,
-                                 **_kw(ctx, tag.split()[0], phase=tag, optimizer="adam", epochs=epochs))
+                                 **ctx.trainer_kwargs(dict(phase=tag, optimizer="adam", epochs=epochs),
+                                                      tag=tag.split()[0]))
         for e in range(epochs):  # a fresh augmentation of the training set each epoch
             key, sub = jax.random.split(key)
             h = trainer.fit({"x": normalise(augment(sub, train["x"])), "y": train["y"]}, epochs=1,

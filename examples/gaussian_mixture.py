@@ -1,16 +1,16 @@
-"""Gaussian mixtures: EM, covariance types, anomalies, BIC/AIC over k, the Bayesian mixture (Hands-On ML, ch. 8).
+"""Gaussian mixtures: EM, covariance types, anomalies, BIC/AIC over k, the Bayesian mixture (Géron, ch. 8).
 
-The book (003 L591-840) fits GaussianMixture(3, n_init=10) to two stretched blobs and a round one:
-weights [0.40005972, 0.20961444, 0.39032584], converged in 4 iterations, BIC 8189.733705221636 and
-AIC 8102.508425106598; the 2% least dense points are the anomalies; BIC and AIC are lowest at k = 3;
-a BayesianGaussianMixture with 10 components keeps 3 (weights [0.4, 0.21, 0.39, 0, ...]). The data is
-scikit-learn's `make_blobs` with the notebook's arguments and transformation (the same array). dlcore
-computes in float64 here to compare to the book's digits; the components come out in another order,
-so the weights are matched to the book's by their means. EM stops once the mean log-likelihood moves
-by less than tol = 1e-3, so the last digits of BIC and AIC depend on the k-means partition it starts
-from: dlcore's ten initialisations are not scikit-learn's ten, and the figures agree to a few parts
-in a million. From the same starting parameters dlcore and scikit-learn agree to 1e-10
-(tests/test_cluster_mixture.py).
+The book (ch. 8, Gaussian Mixtures, through Bayesian Gaussian Mixture Models) fits GaussianMixture(3,
+n_init=10) to two stretched blobs and a round one: weights [0.40005972, 0.20961444, 0.39032584],
+converged in 4 iterations, BIC 8189.733705221636 and AIC 8102.508425106598; the 2% least dense points
+are the anomalies; BIC and AIC are lowest at k = 3; a BayesianGaussianMixture with 10 components keeps 3
+(weights [0.4, 0.21, 0.39, 0, ...]). The data is scikit-learn's `make_blobs` with the notebook's
+arguments and transformation (the same array). dlcore computes in float64 here to compare to the book's
+digits; the components come out in another order, so the weights are matched to the book's by their
+means. EM stops once the mean log-likelihood moves by less than tol = 1e-3, so the last digits of BIC
+and AIC depend on the k-means partition it starts from: dlcore's ten initialisations are not
+scikit-learn's ten, and the figures agree to a few parts in a million. From the same starting parameters
+dlcore and scikit-learn agree to 1e-10 (tests/test_cluster_mixture.py).
 
 Run: `dlcore run gaussian_mixture` or `python examples/gaussian_mixture.py`.
 """
@@ -27,9 +27,11 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="gaussian_mixture",
     title="GaussianMixture by EM: weights, BIC/AIC, anomalies, k by BIC, Bayesian mixture",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 8, Gaussian Mixtures",
-    source="003 L591-840",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section=("ch. 8, Unsupervised Learning Techniques, Gaussian Mixtures; "
+             "Using Gaussian Mixtures for Anomaly Detection; Selecting the Number of Clusters; "
+             "Bayesian Gaussian Mixture Models"),
+    source="Figures 8-15 to 8-19, Equation 8-2",
     data="",
     standin="inline",
     book_figures={"weight_0": 0.40005972, "weight_1": 0.20961444, "weight_2": 0.39032584,

@@ -1,6 +1,6 @@
-"""Gradient clipping by value and by norm on the vector [0.9, 100.0] (Hands-On ML, ch. 11).
+"""Gradient clipping by value and by norm on the vector [0.9, 100.0] (Géron, Hands-On ML, ch. 11).
 
-The book (003 L3403-3425): clipping by value 1.0 gives [0.9, 1.0], which turns the vector toward
+The book (ch. 11, Gradient Clipping): clipping by value 1.0 gives [0.9, 1.0], which turns the vector toward
 the diagonal; clipping by norm 1.0 gives [0.00899964, 0.9999595], which keeps its direction.
 
 Run: `dlcore run gradient_clipping` or `python examples/gradient_clipping.py`.
@@ -16,9 +16,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="gradient_clipping",
     title="clip_grad_value_ and clip_grad_norm_ on [0.9, 100.0]",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 11, Gradient Clipping",
-    source="003 L3403-3425",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 11, Training Deep Neural Networks, Gradient Clipping",
+    source="the gradient vector [0.9, 100.0] clipped by value and by norm",
     data="",
     standin="inline",
     book_figures={"by_value_0": 0.9, "by_value_1": 1.0, "by_norm_0": 0.00899964, "by_norm_1": 0.9999595},

@@ -1,11 +1,11 @@
-"""k-means on the book's five blobs: inertia, k-means++, the elbow and the silhouette (Hands-On ML, ch. 8).
+"""k-means on the book's five blobs: inertia, k-means++, the elbow and the silhouette (Géron, ch. 8).
 
-The book (003 L86-318) clusters 2,000 points from five Gaussian blobs. Started from `good_init` its
-k-means reaches inertia 211.59853725816828 and silhouette score 0.655517642572828; k-means++ with
-several initialisations finds the same optimum. Inertia against k has an elbow at k = 4 (653.2 at
-k = 3, 127.1 at k = 8), and the silhouette score is highest at k = 4. The data is scikit-learn's
-`make_blobs` with the book notebook's arguments, so it is the same array; dlcore computes in float64
-here to compare to the book's digits.
+The book (ch. 8, k-Means Clustering, Figures 8-2 to 8-9) clusters 2,000 points from five Gaussian blobs.
+Started from `good_init` its k-means reaches inertia 211.59853725816828 and silhouette score
+0.655517642572828; k-means++ with several initialisations finds the same optimum. Inertia against k has
+an elbow at k = 4 (653.2 at k = 3, 127.1 at k = 8), and the silhouette score is highest at k = 4. The
+data is scikit-learn's `make_blobs` with the book notebook's arguments, so it is the same array; dlcore
+computes in float64 here to compare to the book's digits.
 
 Run: `dlcore run kmeans_blobs` or `python examples/kmeans_blobs.py`.
 """
@@ -24,9 +24,10 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="kmeans_blobs",
     title="k-means on five blobs: good_init, k-means++, elbow and silhouette",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 8, k-Means Clustering",
-    source="003 L86-318",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section=("ch. 8, Unsupervised Learning Techniques, "
+             "k-Means Clustering (to Finding the optimal number of clusters)"),
+    source="Figures 8-2 to 8-9",
     data="",
     standin="inline",
     book_figures={"inertia": 211.59853725816828, "silhouette": 0.655517642572828,
@@ -40,7 +41,7 @@ X_NEW = np.array([[0, 2], [3, 2], [-3, 3], [-3, 2.5]])
 
 
 def blobs() -> np.ndarray:
-    """The book's data (003 L98-103, arguments from its notebook): `(2000, 2)` float64."""
+    """The book's data (Figure 8-2; arguments from its notebook): `(2000, 2)` float64."""
     X, _ = make_blobs(n_samples=2000, centers=CENTERS, cluster_std=[0.4, 0.3, 0.1, 0.1, 0.1], random_state=7)
     return X
 

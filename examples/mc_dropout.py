@@ -1,4 +1,4 @@
-"""Monte Carlo dropout, Hands-On Machine Learning ch. 11 (003 L4025-4120, the recipe at L4059-4076).
+"""Monte Carlo dropout, Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 11.
 
 Recipe: the Fashion-MNIST MLP with `nn.Dropout(p=0.2)` before each of its four Linear layers
 (784-100-100-100-10, ReLU), trained with cross-entropy; at prediction time the model is put in eval
@@ -27,9 +27,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="mc_dropout",
     title="MC dropout: 100 stochastic predictions, their mean and std",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 11, Monte Carlo Dropout",
-    source="003 L4059-4076",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 11, Training Deep Neural Networks, Monte Carlo Dropout",
+    source="the 100 dropout predictions of the first test images",
     data="fashion_mnist",
     standin="digits",
     book_figures={"first_top_proba": 0.99, "first_top_std": 0.02},
@@ -49,11 +49,7 @@ def dropout_mlp(seed: int) -> Sequential:
 
 
 def run(ctx: Context) -> dict[str, float]:
-    splits = ctx.load(standin_options={"image_size": 28})
-    train, test = splits["train"], splits["test"]
-    if ctx.quick:
-        train = {k: v[:256] for k, v in train.items()}
-        test = {k: v[:128] for k, v in test.items()}
+    train, test = ctx.image_splits(quick=(256, 128))
     epochs = ctx.n_epochs(10, quick=1)
     model = dropout_mlp(ctx.seed)
     trainer = dlcore.Trainer(model, optim.nadam(lr=1e-3), losses.cross_entropy, metrics=["accuracy"],

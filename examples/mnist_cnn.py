@@ -1,4 +1,4 @@
-"""The MNIST CNN of Deep Learning with PyTorch (001 ch. 5), after PyTorch's MNIST example.
+"""The MNIST CNN of Subramanian, Deep Learning with PyTorch, ch. 5, after PyTorch's MNIST example.
 
 Recipe (model `mnist_cnn_001`): conv 10 k5 -> pool -> ReLU -> conv 20 k5 -> Dropout2d -> pool -> ReLU
 -> Linear 320-50 -> ReLU -> dropout -> Linear 50-10 -> log_softmax, NLL loss; SGD lr 0.01 momentum
@@ -18,9 +18,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="mnist_cnn",
     title="Small CNN with Dropout2d trained with SGD + momentum",
-    book="Deep Learning with PyTorch (Subramanian)",
-    section="ch. 5, Deep learning for computer vision",
-    source="001 ch. 5",
+    book="Subramanian, Deep Learning with PyTorch (Packt, 2018)",
+    section="ch. 5, Deep Learning for Computer Vision, Building a CNN model from scratch",
+    source="its subsection Training the model",
     data="mnist",
     standin="digits",
     book_figures={"val_accuracy": 0.989},
@@ -30,25 +30,13 @@ MEAN, STD = 0.1307, 0.3081
 
 
 def run(ctx: Context) -> dict[str, float]:
-    splits = ctx.load(standin_options={"image_size": 28})
-    train, val = splits["train"], splits["test"]
-    if ctx.quick:
-        train = {k: v[:256] for k, v in train.items()}
-        val = {k: v[:128] for k, v in val.items()}
-    normalise = lambda s: {"x": (s["x"] - MEAN) / STD, "y": s["y"]}  # noqa: E731
-    train, val = normalise(train), normalise(val)
+    train, val = ctx.image_splits(quick=(256, 128), mean=MEAN, std=STD)
     epochs = ctx.n_epochs(20, quick=1)
     model = dlcore.models.create("mnist_cnn_001", seed=ctx.seed)
-    trainer = dlcore.Trainer(model, optim.sgd(lr=0.01, momentum=0.5), losses.nll, metrics=["accuracy"],
-                             batch_size=32,
-                             **ctx.trainer_kwargs({"optimizer": "sgd", "lr": 0.01, "momentum": 0.5,
-                                                   "batch_size": 32, "epochs": epochs}))
-    history = trainer.fit(train, epochs=epochs, validation=val, resume=ctx.resume)
-    for e in range(0, epochs, max(1, epochs // 5)):
-        ctx.print(f"epoch {e + 1}: training loss {history['loss'][e]:.4f}, validation accuracy "
-                  f"{history['val_accuracy'][e]:.4f}")
-    return {"val_accuracy": history["val_accuracy"][-1], "val_loss": history["val_loss"][-1],
-            "train_loss": history["loss"][-1]}
+    _, figures = ctx.fit_classifier(model, optim.sgd(lr=0.01, momentum=0.5), losses.nll, train, val,
+                                    epochs=epochs, batch_size=32,
+                                    hyperparameters={"optimizer": "sgd", "lr": 0.01, "momentum": 0.5})
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Adam vs RMSprop vs SGD on a toy binary problem (Deep Learning with Python, Ketkar & Moolayil, ch. 3).
+"""Adam vs RMSprop vs SGD on a toy binary problem (Ketkar & Moolayil, Deep Learning with Python, ch. 3).
 
-The book's recipe (000 L5556-6173): make_blobs(5000, centers=2, n_features=64, cluster_std=10), the
-first 80% for training; a 64-256-1024-1 ReLU MLP with a sigmoid output and BCE; batches of 16 in order
-(no shuffling), 10 epochs, each optimizer from a fresh model:
+The book's recipe (ch. 3, Practical Implementation with PyTorch, Listings 3-1 to 3-5): make_blobs(5000,
+centers=2, n_features=64, cluster_std=10), the first 80% for training; a 64-256-1024-1 ReLU MLP with a
+sigmoid output and BCE; batches of 16 in order (no shuffling), 10 epochs, each optimizer from a fresh
+model:
 
 * RMSprop(lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.1, momentum=0.1, centered=True),
 * Adam(lr=0.001),
@@ -31,9 +32,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="optimizer_comparison",
     title="Adam, RMSprop and SGD training a 64-256-1024-1 MLP on Gaussian blobs",
-    book="Deep Learning with Python, 2nd ed. (Ketkar & Moolayil)",
-    section="ch. 3, Feed-Forward Neural Networks",
-    source="000 L5556-6173",
+    book="Ketkar & Moolayil, Deep Learning with Python, 2nd ed.",
+    section="ch. 3, Feed-Forward Neural Networks, Practical Implementation with PyTorch",
+    source="Listings 3-1 to 3-5",
     data="",
     standin="blobs",
     book_figures={"rmsprop_last_epoch_loss": 1058.1581, "adam_last_epoch_loss": 0.0007,

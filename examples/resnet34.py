@@ -1,4 +1,4 @@
-"""ResNet-34 from scratch, Hands-On Machine Learning ch. 12 (003 L4974-5037, Figures 12-18 and 12-19).
+"""ResNet-34 from scratch, Géron, Hands-On ML, ch. 12, Implementing a ResNet-34 CNN Using PyTorch.
 
 Recipe: a 7x7/2 conv, BN, ReLU, 3x3/2 max pool, then residual units of two 3x3 convs with batch norm
 (3 x 64, 4 x 128, 6 x 256, 3 x 512 filters; a 1x1/2 conv + BN on the skip path when the stride is 2),
@@ -27,9 +27,10 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="resnet34",
     title="ResNet-34 built from residual units, trained from scratch",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 12, Implementing a ResNet-34 CNN Using PyTorch",
-    source="003 L4974-5037",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section=("ch. 12, Deep Computer Vision Using Convolutional Neural Networks, "
+             "Implementing a ResNet-34 CNN Using PyTorch"),
+    source="the architecture of Figures 12-18 and 12-19 (section ResNet)",
     data="cifar10",
     standin="digits",
     book_figures={"params": 21797672},

@@ -1,15 +1,16 @@
-"""Semi-supervised learning on the digits with 50 labels: clustering picks and spreads them (Hands-On ML, ch. 8).
+"""Semi-supervised digits with 50 labels: clustering picks and spreads them (Géron, ch. 8).
 
-The book (003 L424-494) trains a logistic regression on 50 labelled digits: 75.8% test accuracy with
-50 random labels, 83.4% with the 50 images closest to the centroids of a 50-cluster k-means, 86.9%
-when each cluster's label is propagated to the whole cluster, and 88.4% when only the 50% of each
-cluster closest to its centroid keeps the propagated label (those labels are 98.9% right); all 1,400
-true labels give 90.9%. Here the classifier is dlcore's own L2-penalised softmax regression (C = 1,
-the book's scikit-learn settings) and the representative images get their true labels (the book's
-author labels them by hand). The data is scikit-learn's digits as dlcore embeds them: the same 1,797
-images, but dlcore's fixed random 1,437 / 360 split instead of the book's first 1,400 / last 397, so
-the figures are comparable, not equal: the book's last 397 images are harder (all labels give 90.9%
-there, about 97% on a random split). Pixels are the raw 0..16 levels, as in the book.
+The book (ch. 8, Using Clustering for Semi-Supervised Learning) trains a logistic regression on 50
+labelled digits: 75.8% test accuracy with 50 random labels, 83.4% with the 50 images closest to the
+centroids of a 50-cluster k-means, 86.9% when each cluster's label is propagated to the whole cluster,
+and 88.4% when only the 50% of each cluster closest to its centroid keeps the propagated label (those
+labels are 98.9% right); all 1,400 true labels give 90.9%. Here the classifier is dlcore's own
+L2-penalised softmax regression (C = 1, the book's scikit-learn settings) and the representative images
+get their true labels (the book's author labels them by hand). The data is scikit-learn's digits as
+dlcore embeds them: the same 1,797 images, but dlcore's fixed random 1,437 / 360 split instead of the
+book's first 1,400 / last 397, so the figures are comparable, not equal: the book's last 397 images are
+harder (all labels give 90.9% there, about 97% on a random split). Pixels are the raw 0..16 levels, as
+in the book.
 
 Run: `dlcore run semi_supervised_digits` or `python examples/semi_supervised_digits.py`.
 """
@@ -24,9 +25,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="semi_supervised_digits",
     title="50 labels: random, representative, propagated, partially propagated",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 8, Using Clustering for Semi-Supervised Learning",
-    source="003 L424-494",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 8, Unsupervised Learning Techniques, Using Clustering for Semi-Supervised Learning",
+    source="Figure 8-12 and the four LogisticRegression scores",
     data="",
     standin="digits",
     book_figures={"accuracy_random": 0.7581863979848866, "accuracy_representative": 0.8337531486146096,

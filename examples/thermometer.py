@@ -1,6 +1,6 @@
-"""Thermometer calibration: fit t_c = w * t_u + b to 11 readings (Deep Learning with PyTorch, ch. 5-6).
+"""Thermometer calibration: fit t_c = w * t_u + b to 11 readings (Antiga et al., ch. 5-6).
 
-The book's recipe (002 L3409-4416, L4924-5100):
+The book's recipe (sections 5.4.3-5.5.3, 6.2.2 and 6.3):
   1. gradient descent, lr 1e-2, on the rescaled input 0.1 * t_u, 5000 epochs, from w=1, b=0:
      loss 2.927648, w 5.3671, b -17.3012 (w is for 0.1*t_u);
   2. Adam, lr 0.1, on the raw t_u, 2000 epochs: loss 2.927646, w 0.5367, b -17.3021;
@@ -25,9 +25,10 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="thermometer",
     title="linear regression by gradient descent, Adam, nn.Linear and a 1-8-1 MLP",
-    book="Deep Learning with PyTorch, 2nd ed.",
-    section="ch. 5-6",
-    source="002 L3409-4416, L4924-5100",
+    book="Antiga, Stevens, Huang & Viehmann, Deep Learning with PyTorch, 2nd ed.",
+    section="ch. 5, The mechanics of learning; ch. 6, Using a neural network to fit the data",
+    source=("sections 5.4.4 Normalizing inputs, 5.5.2 Optimizers a la carte, 5.5.3 Training, validation, "
+            "and overfitting, 6.2.2 Returning to the linear model, 6.3 Finally a neural network"),
     data="",
     standin="thermometer",
     book_figures={"gd_loss": 2.927648, "gd_w": 5.3671, "gd_b": -17.3012,

@@ -1,4 +1,4 @@
-"""Reusing a pretrained network's layers, Hands-On Machine Learning ch. 11 (003 L3454-3512).
+"""Reusing a pretrained network's layers, Géron, Hands-On ML, ch. 11, Transfer Learning with PyTorch.
 
 Recipe: model A, Flatten -> 3 x (Linear 100, ReLU) -> Linear 8, is trained on the eight classes other
 than 0 and 2 (Fashion-MNIST's T-shirt/top and Pullover). Task B is binary (class 2 vs class 0) with
@@ -18,8 +18,6 @@ Run: `dlcore run transfer_a_to_b` or `python examples/transfer_a_to_b.py`.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import numpy as np
 from flax import nnx
 
@@ -31,9 +29,9 @@ from dlcore.runner import Context, Example
 EXAMPLE = Example(
     name="transfer_a_to_b",
     title="Transfer learning: reuse model A's layers for a 20-image binary task B",
-    book="Hands-On Machine Learning, PyTorch ed.",
-    section="ch. 11, Transfer Learning with PyTorch",
-    source="003 L3454-3512",
+    book="Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch",
+    section="ch. 11, Training Deep Neural Networks, Reusing Pretrained Layers, Transfer Learning with PyTorch",
+    source="Figure 11-5",
     data="fashion_mnist",
     standin="digits",
     book_figures={"model_a_accuracy": 0.92, "b_scratch_accuracy": 0.716, "b_on_a_accuracy": 0.925},
@@ -61,12 +59,6 @@ def _bce(logits, y):
     return losses.binary_cross_entropy_with_logits(logits[:, 0], y)
 
 
-def _kw(ctx: Context, tag: str, **hyperparameters) -> dict:
-    """Trainer options; with --checkpoint each of this example's trainers saves under DIR/tag."""
-    sub = dataclasses.replace(ctx, checkpoint=os.path.join(ctx.checkpoint, tag)) if ctx.checkpoint else ctx
-    return sub.trainer_kwargs(hyperparameters)
-
-
 def run(ctx: Context) -> dict[str, float]:
     splits = ctx.load(standin_options={"image_size": 28})
     train_a, test_a = _task_a(splits["train"]), _task_a(splits["test"])
@@ -83,7 +75,8 @@ def run(ctx: Context) -> dict[str, float]:
     model_a = dlcore.models.create("mlp", sizes=SIZES_A, seed=ctx.seed)
     trainer_a = dlcore.Trainer(model_a, optim.sgd(lr=0.1, momentum=0.9), losses.cross_entropy,
                                metrics=["accuracy"], batch_size=32,
-                               **_kw(ctx, "model_a", model="A", optimizer="sgd", lr=0.1, momentum=0.9, epochs=epochs_a))
+                               **ctx.trainer_kwargs(dict(model="A", optimizer="sgd", lr=0.1, momentum=0.9,
+                                                         epochs=epochs_a), tag="model_a"))
     trainer_a.fit(train_a, epochs=epochs_a)
     acc_a = trainer_a.evaluate(test_a)["accuracy"]
     ctx.print(f"model A: test accuracy {acc_a:.4f} on the 8 classes")
@@ -93,7 +86,8 @@ def run(ctx: Context) -> dict[str, float]:
     # model B from scratch: same architecture, one output
     model_b = dlcore.models.create("mlp", sizes=SIZES_A[:-1] + (1,), seed=ctx.seed + 1)
     trainer_b = dlcore.Trainer(model_b, optim.sgd(lr=0.01, momentum=0.9), _bce, metrics=["accuracy"],
-                               batch_size=None, **_kw(ctx, "model_b", model="B", lr=0.01, epochs=e1 + e2))
+                               batch_size=None,
+                               **ctx.trainer_kwargs(dict(model="B", lr=0.01, epochs=e1 + e2), tag="model_b"))
     trainer_b.fit(train_b, epochs=e1 + e2)
     acc_scratch = trainer_b.evaluate(test_b)["accuracy"]
     ctx.print(f"model B from scratch: test accuracy {acc_scratch:.4f}")
@@ -104,11 +98,12 @@ def run(ctx: Context) -> dict[str, float]:
                                    Linear(100, 1, rngs=nnx.Rngs(ctx.seed + 2)))
     frozen = dlcore.Trainer(b_on_a, transfer.trainable(b_on_a, r"^layers\.3\.", "sgd", lr=0.01, momentum=0.9),
                             _bce, metrics=["accuracy"], batch_size=None,
-                            **_kw(ctx, "b_on_a_frozen", model="B_on_A", phase="frozen"))
+                            **ctx.trainer_kwargs(dict(model="B_on_A", phase="frozen"), tag="b_on_a_frozen"))
     frozen.fit(train_b, epochs=e1)
     acc_frozen = frozen.evaluate(test_b)["accuracy"]
     tuned = dlcore.Trainer(b_on_a, optim.sgd(lr=0.001, momentum=0.9), _bce, metrics=["accuracy"],
-                           batch_size=None, **_kw(ctx, "b_on_a_unfrozen", model="B_on_A", phase="unfrozen"))
+                           batch_size=None,
+                           **ctx.trainer_kwargs(dict(model="B_on_A", phase="unfrozen"), tag="b_on_a_unfrozen"))
     tuned.fit(train_b, epochs=e2)
     acc_b_on_a = tuned.evaluate(test_b)["accuracy"]
     ctx.print(f"model B on A: test accuracy {acc_frozen:.4f} with the reused layers frozen, "
