@@ -163,8 +163,35 @@ def test_get_by_name_and_errors():
     assert "swiglu" in A.names() and "relu_squared" in A.names()
     np.testing.assert_allclose(A.get("leaky_relu", negative_slope=0.2)(jnp.array([-1.0])), [-0.2])
     np.testing.assert_allclose(A.get("GELU_TANH")(jnp.array([1.0])), A.gelu(jnp.array([1.0]), "tanh"))
-    with pytest.raises(ValueError, match="Unknown activation 'swishy'"):
+    with pytest.raises(ValueError, match="unknown activation 'swishy': did you mean 'swish'"):
         A.get("swishy")
+    assert A.get("relu2") is A.relu_squared and A.get("LeakyReLU") is A.leaky_relu
+    assert A.get(jax.nn.elu) is jax.nn.elu
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "LeakyReLU", "elu", "gelu", "silu", "mish", "selu"])
+def test_mlp_and_activation_module_take_any_activation_by_name(name):
+    from dlcore import nn
+
+    x = jax.random.normal(jax.random.key(0), (5, 4))
+    mlp = nn.MLP((4, 6, 3), activation=name, rngs=nnx.Rngs(0))
+    hidden = A.get(name)(mlp.layers[0](x))
+    np.testing.assert_allclose(mlp(x), mlp.layers[1](hidden), rtol=1e-6)
+    np.testing.assert_allclose(nn.Activation(name)(x), A.get(name)(x))
+
+
+def test_mlp_takes_a_callable_and_rejects_an_unknown_name_at_construction():
+    from dlcore import models, nn
+
+    mlp = nn.MLP((4, 6, 3), activation=jax.nn.softplus, rngs=nnx.Rngs(0))
+    x = jnp.ones((2, 4))
+    np.testing.assert_allclose(mlp(x), mlp.layers[1](jax.nn.softplus(mlp.layers[0](x))), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown activation 'leaky_rleu': did you mean 'leaky_relu'"):
+        nn.MLP((4, 6, 3), activation="leaky_rleu", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="unknown activation 'reul'"):
+        models.create("mlp", sizes=(4, 3), activation="reul")
+    with pytest.raises(ValueError, match="unknown activation 'relu7'"):
+        nn.ConvBNAct(3, 4, activation="relu7", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="approximate must be"):
         A.GELU("erf")
     with pytest.raises(ValueError, match="min_val"):

@@ -1,6 +1,6 @@
 """Activation functions and modules with PyTorch's names, arguments and defaults.
 
-Every activation of the books (BOOKS.md, "Activations") as a pure function of arrays and as an NNX
+Every activation the books use, as a pure function of arrays and as an NNX
 module named like its ``torch.nn`` class. The modules with state are the ones PyTorch has:
 ``PReLU`` (learnable slopes), ``Swish`` (learnable beta), ``RReLU`` (random slopes in training, their
 mean in eval; it follows ``model.train()`` / ``model.eval()`` through its ``deterministic`` flag, as
@@ -10,25 +10,30 @@ Layout: channel axis last (dlcore is NHWC), so ``PReLU(num_parameters=C)`` and `
 the last axis where PyTorch's act on axis 1.
 
 References:
-    Géron, Hands-On Machine Learning, PyTorch ed. (book 003) L3108-3235 ("Better Activation
-    Functions"); the ``torch.nn`` documentation for the exact definitions.
+    Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Training Deep Neural Networks, section
+    "Better Activation Functions" (with "Leaky ReLU", "ELU and SELU" and "GELU, Swish, SwiGLU, Mish, and
+    ReLU²"); the ``torch.nn`` documentation for the exact definitions.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.registry import Registry
+
 __all__ = [
     "CELU", "ELU", "GELU", "GLU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU",
-    "LogSigmoid", "LogSoftmax", "Mish", "PReLU", "RReLU", "ReLU", "ReLU6", "ReLUSquared", "SELU", "SiLU",
-    "Sigmoid", "Softmax", "Softplus", "Softsign", "SwiGLU", "Swish", "Tanh", "celu", "elu", "gelu", "get",
-    "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "log_sigmoid", "log_softmax",
-    "mish", "names", "prelu", "relu", "relu6", "relu_squared", "rrelu", "selu", "sigmoid", "silu",
-    "softmax", "softplus", "softsign", "swiglu", "swish", "tanh",
+    "LogSigmoid", "LogSoftmax", "Mish", "PReLU", "RReLU", "ReLU", "ReLU6", "ReLUSquared", "SELU",
+    "SiLU", "Sigmoid", "Softmax", "Softplus", "Softsign", "SwiGLU", "Swish", "Tanh", "celu", "elu",
+    "gelu", "get", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "identity",
+    "leaky_relu", "log_sigmoid", "log_softmax", "mish", "names", "prelu", "relu", "relu6",
+    "relu_squared", "rrelu", "selu", "sigmoid", "silu", "softmax", "softplus", "softsign", "swiglu",
+    "swish", "tanh",
 ]
 
 # SELU's constants (Klambauer et al., 2017), as torch.nn.SELU has them.
@@ -62,12 +67,20 @@ def relu6(x: jax.Array) -> jax.Array:
 
 
 def relu_squared(x: jax.Array) -> jax.Array:
-    """ReLU²: ``max(0, x) ** 2`` (book 003 L3226-3230; So et al., "Primer", 2021)."""
+    """ReLU²: ``max(0, x) ** 2``.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, GELU, Swish, SwiGLU, Mish, and
+    ReLU²; So et al., "Primer" (2021).
+    """
     return jnp.square(jax.nn.relu(x))
 
 
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
-    """``max(negative_slope * x, x)`` for slopes below 1 (book 003 L3121-3140); PyTorch's default 0.01."""
+    """``max(negative_slope * x, x)`` for slopes below 1; PyTorch's default slope is 0.01.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Better Activation Functions, Leaky
+    ReLU.
+    """
     return jnp.where(x >= 0, x, negative_slope * x)
 
 
@@ -79,7 +92,8 @@ def prelu(x: jax.Array, weight: jax.Array) -> jax.Array:
 def rrelu(x: jax.Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, *, training: bool = False,
           key: jax.Array | None = None) -> jax.Array:
     """Randomized leaky ReLU: slopes drawn from ``U(lower, upper)`` per element in training, their mean
-    ``(lower + upper) / 2`` in eval (book 003 L3121-3140; Xu et al., 2015).
+    ``(lower + upper) / 2`` in eval (Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Better
+    Activation Functions, Leaky ReLU; Xu et al., 2015).
 
     Args:
         x: Input.
@@ -96,7 +110,10 @@ def rrelu(x: jax.Array, lower: float = 1.0 / 8, upper: float = 1.0 / 3, *, train
 
 
 def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
-    """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise (book 003 equation 11-2)."""
+    """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, ELU and SELU, Equation 11-2.
+    """
     return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0.0)))
 
 
@@ -107,18 +124,20 @@ def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
 
 def selu(x: jax.Array) -> jax.Array:
     """Scaled ELU, ``scale * elu(x, alpha)`` with alpha ≈ 1.6733, scale ≈ 1.0507 (self-normalising;
-    book 003 L3164-3180). Pair it with LeCun-normal init, standardised inputs and ``AlphaDropout``."""
+    Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, ELU and SELU). Pair it with LeCun-normal init,
+    standardised inputs and ``AlphaDropout``."""
     return SELU_SCALE * elu(x, SELU_ALPHA)
 
 
 def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
-    """GELU, ``x * Phi(x)`` (book 003 equation 11-3).
+    """GELU, ``x * Phi(x)`` (Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, GELU, Swish, SwiGLU,
+    Mish, and ReLU², Equation 11-3).
 
     Args:
         x: Input.
         approximate: ``"none"`` (exact, with erf; PyTorch's default), ``"tanh"`` (PyTorch's
             ``approximate="tanh"``), or ``"sigmoid"`` (``x * sigmoid(1.702 x)``, the book's fast
-            approximation, 003 L3190-3196).
+            approximation in the same section).
     """
     if approximate == "none":
         return jax.nn.gelu(x, approximate=False)
@@ -135,7 +154,11 @@ def silu(x: jax.Array) -> jax.Array:
 
 
 def swish(x: jax.Array, beta: float | jax.Array = 1.0) -> jax.Array:
-    """Generalised Swish: ``x * sigmoid(beta * x)`` (book 003 L3198-3206; Ramachandran et al., 2017)."""
+    """Generalised Swish: ``x * sigmoid(beta * x)``.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, GELU, Swish, SwiGLU, Mish, and
+    ReLU²; Ramachandran et al. (2017).
+    """
     return x * jax.nn.sigmoid(beta * x)
 
 
@@ -146,7 +169,11 @@ def softplus(x: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Ar
 
 
 def mish(x: jax.Array) -> jax.Array:
-    """Mish: ``x * tanh(softplus(x))`` (book 003 L3216-3224; Misra, 2019)."""
+    """Mish: ``x * tanh(softplus(x))``.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, GELU, Swish, SwiGLU, Mish, and
+    ReLU²; Misra (2019).
+    """
     return x * jnp.tanh(softplus(x))
 
 
@@ -173,7 +200,11 @@ def hardsigmoid(x: jax.Array) -> jax.Array:
 
 
 def hardswish(x: jax.Array) -> jax.Array:
-    """``x * relu6(x + 3) / 6`` (MobileNetV3; the book's low-latency choice, 003 L4182)."""
+    """``x * relu6(x + 3) / 6`` (MobileNetV3; Howard et al., 2019).
+
+    The book's choice when runtime latency matters: Géron, Hands-On Machine Learning, PyTorch ed.,
+    ch. 11, Practical Guidelines.
+    """
     return x * hardsigmoid(x)
 
 
@@ -206,9 +237,13 @@ def glu(x: jax.Array, dim: int = -1) -> jax.Array:
 
 
 def swiglu(x: jax.Array, beta: float | jax.Array = 1.0, dim: int = -1) -> jax.Array:
-    """SwiGLU: ``swish(z1, beta) * z2`` with ``z1, z2`` the halves of ``x`` along ``dim`` (book 003
-    L3206-3214; Shazeer, 2020). Precede it with a linear layer of twice the width.
-    Shapes: ``(..., 2H) -> (..., H)``."""
+    """SwiGLU: ``swish(z1, beta) * z2`` with ``z1, z2`` the halves of ``x`` along ``dim``.
+
+    Precede it with a linear layer of twice the width. Shapes: ``(..., 2H) -> (..., H)``.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, GELU, Swish, SwiGLU, Mish, and
+    ReLU²; Shazeer (2020).
+    """
     a, b = _halves(x, dim, "swiglu")
     return swish(a, beta) * b
 
@@ -369,7 +404,8 @@ class PReLU(nnx.Module):
     ``(num_parameters,)``; ``optim.no_decay`` leaves them out of weight decay (PyTorch's docs advise
     against decaying them).
 
-    Reference: book 003 L3121-3140; He et al., "Delving Deep into Rectifiers" (2015).
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, Better Activation Functions, Leaky
+    ReLU; He et al., "Delving Deep into Rectifiers" (2015).
     """
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, *, rngs: nnx.Rngs | None = None):
@@ -390,9 +426,10 @@ class PReLU(nnx.Module):
 class Swish(nnx.Module):
     """Swish with a learnable (or fixed) beta: ``x * sigmoid(beta * x)``.
 
-    The book's parametrised Swish (003 L3198-3206): "a single trainable beta for the whole model, or
-    one per layer". With ``learnable=False`` it is a fixed hyperparameter (``beta=1`` is ``SiLU``,
-    ``beta=1.702`` approximates GELU).
+    The book's parametrised Swish (Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, GELU, Swish,
+    SwiGLU, Mish, and ReLU²): "a single trainable beta for the whole model, or one per layer". With
+    ``learnable=False`` it is a fixed hyperparameter (``beta=1`` is ``SiLU``, ``beta=1.702``
+    approximates GELU).
 
     Args:
         beta: Initial value of beta.
@@ -457,34 +494,44 @@ class RReLU(nnx.Module):
         return rrelu(x, self.lower, self.upper, training=True, key=self.rngs())
 
 
-_BY_NAME: dict[str, Callable] = {
-    "sigmoid": sigmoid, "tanh": tanh, "relu": relu, "relu6": relu6, "relu_squared": relu_squared,
-    "relu2": relu_squared, "leaky_relu": leaky_relu, "elu": elu, "celu": celu, "selu": selu, "gelu": gelu,
-    "gelu_tanh": lambda x: gelu(x, "tanh"), "silu": silu, "swish": swish, "softplus": softplus, "mish": mish,
-    "softsign": softsign, "log_sigmoid": log_sigmoid, "hardtanh": hardtanh, "hardsigmoid": hardsigmoid,
-    "hardswish": hardswish, "hardshrink": hardshrink, "softmax": softmax, "log_softmax": log_softmax,
-    "glu": glu, "swiglu": swiglu, "rrelu": rrelu, "identity": lambda x: x,
-}
+def _gelu_tanh(x: jax.Array) -> jax.Array:
+    """GELU's tanh approximation, ``gelu(x, "tanh")``."""
+    return gelu(x, "tanh")
+
+
+def identity(x: jax.Array) -> jax.Array:
+    """``torch.nn.Identity``: ``x`` unchanged."""
+    return x
+
+
+ACTIVATIONS: Registry[Callable] = Registry("activation", normalize=str.lower)
+for _fn, _aliases in [
+    (sigmoid, ()), (tanh, ()), (relu, ()), (relu6, ()), (relu_squared, ("relu2",)),
+    (leaky_relu, ("leakyrelu",)), (elu, ()), (celu, ()), (selu, ()), (gelu, ()), (silu, ()),
+    (swish, ()), (softplus, ()), (mish, ()), (softsign, ()), (log_sigmoid, ("logsigmoid",)),
+    (hardtanh, ()), (hardsigmoid, ()), (hardswish, ()), (hardshrink, ()), (softmax, ()),
+    (log_softmax, ("logsoftmax",)), (glu, ()), (swiglu, ()), (rrelu, ()), (identity, ()),
+]:
+    ACTIVATIONS.register(_fn.__name__, _fn, aliases=_aliases)
+ACTIVATIONS.register("gelu_tanh", _gelu_tanh)
+del _fn, _aliases
 
 
 def names() -> list[str]:
-    """Names ``get`` knows, sorted."""
-    return sorted(_BY_NAME)
+    """Names ``get`` knows, sorted (case-insensitive; ``relu2``, ``leakyrelu``, ``logsigmoid`` and
+    ``logsoftmax`` are accepted aliases)."""
+    return ACTIVATIONS.names()
 
 
-def get(name: str, **options: Any) -> Callable[[jax.Array], jax.Array]:
+def get(name: str | Callable, **options: Any) -> Callable[[jax.Array], jax.Array]:
     """The activation function called ``name``, with keyword options bound (``get("leaky_relu",
-    negative_slope=0.2)``). Learnable ones (PReLU, Swish with learnable beta) are modules: use the class.
+    negative_slope=0.2)``); a callable is returned as is (with ``options`` bound). Learnable ones
+    (PReLU, Swish with learnable beta) are modules: use the class.
 
     Raises:
-        ValueError: For an unknown name.
+        ValueError: For an unknown name (`dlcore.registry.UnknownNameError`, naming the close matches).
     """
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _BY_NAME:
-        raise ValueError(f"Unknown activation {name!r}; known activations: {', '.join(names())}.")
-    fn = _BY_NAME[key]
+    fn = name if callable(name) else ACTIVATIONS.get(name)
     if not options:
         return fn
-    return lambda x: fn(x, **options)
-
-
+    return functools.partial(fn, **options)

@@ -6,12 +6,12 @@ trip on: argument names, VALID padding by default, PyTorch's default init, and c
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.nn import activations
 from dlcore.nn.conv import Conv2d, _pair, max_pool2d  # noqa: F401  (kept importable from here)
 from dlcore.nn.init import torch_uniform
 
@@ -71,23 +71,18 @@ def flatten(x: jax.Array, start_dim: int = 1) -> jax.Array:
     return x.reshape(x.shape[:start_dim] + (-1,))
 
 
-ACTIVATIONS = {
-    "relu": jax.nn.relu,
-    "relu6": jax.nn.relu6,
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "gelu": jax.nn.gelu,
-    "silu": jax.nn.silu,
-    "identity": lambda x: x,
-}
+def activation(name: str | Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """The activation function called `name`: any of `dlcore.nn.activations.names()` (relu, tanh,
+    leaky_relu, gelu, silu, identity, ...), any case; a callable is returned as is.
+
+    Raises:
+        ValueError: for an unknown name (`dlcore.registry.UnknownNameError`, naming the close matches).
+    """
+    return activations.get(name)
 
 
-def activation(name: str):
-    """The activation function called `name` (relu, relu6, tanh, sigmoid, gelu, silu, identity)."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}") from None
+def _activation_name(fn: str | Callable) -> str:
+    return fn if isinstance(fn, str) else getattr(fn, "__name__", type(fn).__name__)
 
 
 class MLP(nnx.Module):
@@ -95,18 +90,19 @@ class MLP(nnx.Module):
 
     Args:
         sizes: layer widths including input and output, e.g. (784, 300, 100, 10).
-        activation: name of the hidden activation (see `activation`).
+        activation: the hidden activation: a name from `dlcore.nn.activations.names()` (e.g.
+            "relu", "tanh", "leaky_relu") or a function of arrays. An unknown name fails here.
         rngs: NNX random streams.
 
     Shapes: (N, ...) -> (N, sizes[-1]); inputs are flattened from axis 1, as `nn.Flatten` does.
     """
 
-    def __init__(self, sizes: Sequence[int], activation: str = "relu", *, rngs: nnx.Rngs):
+    def __init__(self, sizes: Sequence[int], activation: str | Callable = "relu", *, rngs: nnx.Rngs):
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least input and output sizes, got {tuple(sizes)}")
         self.sizes = tuple(int(s) for s in sizes)
-        self.activation = activation
         self._act = globals()["activation"](activation)
+        self.activation = _activation_name(activation)
         self.layers = nnx.List([Linear(a, b, rngs=rngs) for a, b in zip(self.sizes[:-1], self.sizes[1:])])
 
     def __call__(self, x):
@@ -119,14 +115,19 @@ class MLP(nnx.Module):
 
 
 class Activation(nnx.Module):
-    """A stateless module applying the activation called `name` (a `nn.ReLU()` in a `Sequential`)."""
+    """A stateless module applying an activation (a `nn.ReLU()` in a `Sequential`).
 
-    def __init__(self, name: str = "relu"):
-        activation(name)  # fail early on an unknown name
-        self.name = name
+    Args:
+        name: a name from `dlcore.nn.activations.names()` (an unknown one fails here) or a function.
+        **options: keyword options of the function, e.g. `Activation("leaky_relu", negative_slope=0.2)`.
+    """
+
+    def __init__(self, name: str | Callable = "relu", **options):
+        self._fn = activations.get(name, **options)
+        self.name = _activation_name(name)
 
     def __call__(self, x):
-        return ACTIVATIONS[self.name](x)
+        return self._fn(x)
 
 
 class Identity(nnx.Module):
