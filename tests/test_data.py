@@ -77,7 +77,7 @@ def test_names_and_info():
 def test_unknown_name_lists_known_ones():
     with pytest.raises(ValueError, match="unknown dataset 'mnsit'.*'mnist'"):
         data.load("mnsit")
-    with pytest.raises(ValueError, match="known datasets"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope' \(\d+ known: see dlcore data list\)"):
         data.info("nope")
 
 
