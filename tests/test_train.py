@@ -85,16 +85,16 @@ def test_train_epoch_compiles_once():
     data, val = toy(), toy(40, seed=1)
     t = make_trainer()
     t.fit(data, epochs=3, validation=val)
-    t.fit(data, epochs=2, validation=val)  # a second fit on same shapes reuses the compiled epoch
+    t.fit(data, epochs=5, validation=val)  # a second fit on same shapes reuses the compiled epoch
     t.evaluate(val)
     assert t.trace_counts["train_epoch"] == 1
-    assert t.trace_counts["eval_epoch_40"] == 1
+    assert t.trace_counts["eval_epoch"] == 1
     conv = dlcore.Trainer(dlcore.models.create("mnist_convnet"), optim.adadelta(0.5), losses.nll, batch_size=8,
                           progress=False)
     assert conv.epoch_mode == ("step" if jax.default_backend() == "cpu" else "scan")
     digits = {"x": np.zeros((20, 28, 28, 1), np.float32), "y": np.arange(20) % 10}
     conv.fit(digits, epochs=2, validation=digits)
-    conv.fit(digits, epochs=1, validation=digits)
+    conv.fit(digits, epochs=3, validation=digits)
     assert all(v == 1 for v in conv.trace_counts.values()), conv.trace_counts
 
 
@@ -170,7 +170,7 @@ def test_checkpoint_holds_optimizer_state_epoch_and_hyperparameters(tmp_path):
     t.fit(toy(), epochs=1)
     meta = ckpt.restore_meta(tmp_path)
     assert meta["epoch"] == 1 and meta["hyperparameters"] == {"lr": 0.01}
-    tree, _ = ckpt.restore(tmp_path, {"state": t.state.checkpoint_tree(), "callbacks": {}})
+    tree, _ = ckpt.restore(tmp_path, {**t.checkpoint_tree(), "callbacks": {}})
     mu = jax.tree.leaves(tree["state"]["opt_state"])
     assert any(np.abs(np.asarray(m)).sum() > 0 for m in mu)
     assert int(tree["state"]["step"]) == int(np.ceil(100 / 16))
@@ -219,15 +219,15 @@ def test_missing_and_corrupt_checkpoints(tmp_path):
         if f.is_file() and f.stat().st_size > 0 and f.suffix not in (".json",) and "METADATA" not in f.name:
             f.write_bytes(b"garbage")
     with pytest.raises(dlcore.CheckpointError, match="cannot be restored|does not match"):
-        ckpt.restore(tmp_path / "run", {"state": t2.state.checkpoint_tree(), "callbacks": {}})
+        ckpt.restore(tmp_path / "run", {**t2.checkpoint_tree(), "callbacks": {}})
 
 
 def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
     t = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path)])
     t.fit(toy(), epochs=1)
-    good = ckpt.restore(tmp_path, {"state": t.state.checkpoint_tree(), "callbacks": {}})[0]
+    good = ckpt.restore(tmp_path, {**t.checkpoint_tree(), "callbacks": {}})[0]
     with pytest.raises(Exception):
         ckpt.save(tmp_path, 2, {"bad": object()}, {"epoch": 2})
     assert ckpt.steps(tmp_path) == [1]
-    again = ckpt.restore(tmp_path, {"state": t.state.checkpoint_tree(), "callbacks": {}})[0]
+    again = ckpt.restore(tmp_path, {**t.checkpoint_tree(), "callbacks": {}})[0]
     assert_same(jax.tree.leaves(good), jax.tree.leaves(again))

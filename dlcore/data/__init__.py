@@ -3,6 +3,9 @@
 - `load(name, split)`: a named dataset, real (TFDS copy, dlcore's cache or a
   checksummed download) or embedded; `load_or_standin` falls back on an
   embedded stand-in when the real one cannot be had; `names`, `info`.
+- `protocol`: the one batch protocol ({"x", "y", "w"}; inputs may be a tuple or
+  dict) and `protocol.source`, which turns arrays, a `Loader`, a grain source or
+  any iterable of batches into the batches the Trainer consumes.
 - `Loader`: shuffled mini-batches on the device; `source_batches`: grain over
   random-access sources larger than memory.
 - `transforms`: jittable, batched, keyed image transforms.
@@ -11,7 +14,7 @@
 - `tabular`: CSV to arrays, one-hot and standardisation fitted on train.
 """
 
-from dlcore.data import tabular, text, timeseries, transforms
+from dlcore.data import protocol, tabular, text, timeseries, transforms
 from dlcore.data.download import ChecksumError, DownloadError
 from dlcore.data.idx import read_idx
 from dlcore.data.loader import ArraySource, Loader, batches, num_batches, source_batches, validate_split
@@ -41,6 +44,7 @@ __all__ = [
     "names",
     "num_batches",
     "prepare",
+    "protocol",
     "read_idx",
     "source_batches",
     "tabular",

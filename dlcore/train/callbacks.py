@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
 
 from dlcore import checkpoint as ckpt
 
@@ -52,25 +51,32 @@ class ProgressBar(Callback):
     def on_epoch_start(self, trainer, epoch):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.batches_per_epoch, desc=f"epoch {epoch}/{trainer.epochs}",
+        self.bar = tqdm(total=trainer.batches_per_epoch or None, desc=f"epoch {epoch}/{trainer.epochs}",
                         unit="batch", file=self.stream, leave=True, dynamic_ncols=True)
+        self.label = trainer.task.display
         self._t0 = time.perf_counter()
 
-    def on_batch(self, i, loss_total, count):
+    def on_batch(self, i, total, count):
+        """Move the bar to batch ``i``, showing the running mean ``total / count`` of the main log."""
         if self.bar is not None:
             self.bar.n = int(i)
-            self.bar.set_postfix_str(f"loss {float(loss_total) / max(float(count), 1.0):.4f}", refresh=True)
+            self.bar.set_postfix_str(f"{self.label} {float(total) / max(float(count), 1.0):.4f}", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self.bar is None:
             return
         seconds = time.perf_counter() - self._t0
-        self.bar.n = trainer.batches_per_epoch
+        self.bar.n = trainer.batches_per_epoch or self.bar.n
         shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
-        self.bar.set_postfix_str(f"{shown} | {trainer.examples_per_epoch / max(seconds, 1e-9):,.0f} ex/s",
-                                 refresh=True)
-        self.bar.close()
-        self.bar = None
+        speed = (f" | {trainer.examples_per_epoch / max(seconds, 1e-9):,.0f} ex/s" if trainer.examples_per_epoch
+                 else f" | {seconds:.1f} s")
+        self.bar.set_postfix_str(shown + speed, refresh=True)
+        self.close()
 
 
 class EarlyStopping(Callback):
@@ -114,7 +120,7 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_state = {"params": trainer.state.params, "rest": trainer.state.rest}
+                self.best_state = trainer.weights()
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -123,7 +129,7 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer):
         if self.restore_best_weights and self.best_state is not None:
-            trainer.state = trainer.state.replace(**self.best_state)
+            trainer.load_weights(self.best_state)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
@@ -141,8 +147,9 @@ class EarlyStopping(Callback):
 class Checkpoint(Callback):
     """Save a checkpoint at the end of every `every` epochs; `Trainer.fit(resume=True)` continues from it.
 
-    A checkpoint holds the weights, other model variables, optimizer state, step, PRNG key, the epoch,
-    the history, the state of the other callbacks and `hyperparameters`.
+    A checkpoint holds every model's weights, other variables, optimizer state, step and PRNG key, the
+    run's step count and key, a custom step's carry, the epoch, the history, the state of the other
+    callbacks and `hyperparameters`.
 
     Args:
         directory: the run's checkpoint directory.
@@ -165,7 +172,7 @@ class Checkpoint(Callback):
             self.save(trainer, epoch)
 
     def save(self, trainer: "Trainer", epoch: int) -> None:
-        tree = {"state": trainer.state.checkpoint_tree(), "callbacks": {}}
+        tree = {**trainer.checkpoint_tree(), "callbacks": {}}
         meta = {"epoch": epoch, "hyperparameters": self.hyperparameters, "history": trainer.history,
                 "stopped": trainer.stop_training, "callbacks": {}}
         for i, cb in enumerate(trainer.callbacks):
@@ -181,13 +188,12 @@ class Checkpoint(Callback):
         if ckpt.latest_step(self.directory) is None:
             return 0
         meta = ckpt.restore_meta(self.directory)
-        template = {"state": trainer.state.checkpoint_tree(), "callbacks": {}}
+        template = {**trainer.checkpoint_tree(), "callbacks": {}}
         for i, cb in enumerate(trainer.callbacks):
             if hasattr(cb, "arrays") and str(i) in meta.get("has_arrays", []):
-                template["callbacks"][str(i)] = {"params": trainer.state.params, "rest": trainer.state.rest}
+                template["callbacks"][str(i)] = trainer.weights()
         tree, meta = ckpt.restore(self.directory, template)
-        trainer.state = trainer.state.replace_from_checkpoint(
-            jax.tree.map(jax.numpy.asarray, tree["state"]))
+        trainer.load_checkpoint_tree({k: v for k, v in tree.items() if k != "callbacks"})
         trainer.history = {k: list(v) for k, v in meta["history"].items()}
         for i, cb in enumerate(trainer.callbacks):
             if str(i) in meta["callbacks"]:

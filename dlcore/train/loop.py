@@ -1,20 +1,29 @@
-"""Trainer: fit / evaluate / predict over epochs, on top of the pure steps of `step.py`.
+"""Trainer: fit / evaluate / predict over any batch source and any step, on the pure steps of `step.py`.
 
-When the training arrays fit in `max_device_bytes`, they go to the device once and an epoch is one
-jitted `lax.scan` over shuffled batches gathered on the device. Larger data is fed a batch at a
-time from the host to one jitted step. All paths draw the same permutation and the same dropout
-keys, so they train the same model.
+What the Trainer takes:
 
-One exception, written down because it breaks the rule above: XLA:CPU runs convolutions inside a
-loop body about 20x slower than outside one (jax-ml/jax#12868; measured here on the MNIST ConvNet:
-12.5 s vs 0.6 s an epoch of the digits). So on a CPU, a model with convolutions keeps its data on
-the device but runs one jitted step per batch (`epoch_mode="step"`), gathering each batch on the
-device inside the step.
+- data: any source of `dlcore.data.protocol` (in-memory arrays, a dict of inputs, a `Loader`, a grain or
+  TFDS random-access source, a list or generator of batches, a function ``epoch -> batches``);
+- a step: the supervised one built from ``(model, optimizer, loss, metrics)``, or a user's
+  ``step(states, batch, key, carry) -> (states, logs, carry)`` over a pytree of models and optimizers
+  (a GAN's discriminator and generator) with a ``carry`` from batch to batch (truncated BPTT).
+
+Every shape gets the same progress bar, callbacks, early stopping, checkpoints, exact resume and
+non-finite guard.
+
+In-memory training data up to `max_device_bytes` goes to the device once and an epoch is one jitted
+`lax.scan` over shuffled batches gathered there. Other sources feed one jitted step per batch. The
+key of every step is ``fold_in(trainer.key, count)`` where ``count`` counts the steps of the run, so
+all paths draw the same dropout masks and a resumed run is bit-identical to an uninterrupted one.
+
+One exception, written down because it breaks the scan rule: XLA:CPU runs convolutions inside a loop
+body about 20x slower than outside one (jax-ml/jax#12868; measured here on the MNIST ConvNet: 12.5 s
+vs 0.6 s an epoch of the digits). So on a CPU, a model with convolutions keeps its data on the device
+but runs one jitted step per batch (`epoch_mode="step"`), gathering each batch inside the step.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Callable, Sequence
 
@@ -25,30 +34,16 @@ import optax
 from flax import nnx
 
 from dlcore import metrics as metrics_lib
+from dlcore.data import protocol as P
 from dlcore.train import step as S
 from dlcore.train.callbacks import Callback, Checkpoint, ProgressBar
 from dlcore.train.state import TrainState
 
-Data = dict | tuple
+__all__ = ["NonFiniteError", "Trainer"]
 
 
-def as_split(data: Data, name: str = "data") -> dict[str, np.ndarray]:
-    """A dataset split as {"x", "y"} NumPy arrays, checked for equal, non-zero length.
-
-    Args:
-        data: {"x": (N, ...), "y": (N, ...)} or a tuple (x, y).
-        name: how the error messages call it.
-    """
-    if isinstance(data, tuple) and len(data) == 2:
-        data = {"x": data[0], "y": data[1]}
-    if not isinstance(data, dict) or "x" not in data or "y" not in data:
-        raise ValueError(f"{name} must be a dict with 'x' and 'y' arrays or a tuple (x, y)")
-    x, y = np.asarray(data["x"]), np.asarray(data["y"])
-    if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: 'x' and 'y' must have the same first dimension, got {x.shape} and {y.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    return {"x": x, "y": y}
+class NonFiniteError(FloatingPointError):
+    """A training step produced a non-finite loss, gradient or parameter; training stopped."""
 
 
 def _first_line(exc: Exception) -> str:
@@ -56,15 +51,41 @@ def _first_line(exc: Exception) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+def _is_module(x) -> bool:
+    return isinstance(x, nnx.Module)
+
+
+def _is_tx(x) -> bool:
+    return hasattr(x, "init") and hasattr(x, "update") and callable(x.init)
+
+
+def _abstract(tree):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype), tree)
+
+
 class Trainer:
-    """Fits an NNX module with an optax optimizer and a per-example loss.
+    """Fits NNX modules with optax optimizers, on any batch source, with the supervised step or yours.
 
     Args:
-        model: the `nnx.Module` to train; the trained weights are written back into it.
-        optimizer: an `optax.GradientTransformation` (e.g. from `dlcore.optim`).
-        loss: per-example loss `(outputs, targets) -> (B,)`, e.g. `dlcore.losses.cross_entropy`.
-        metrics: streaming metrics or their names ("accuracy", "rmse", ...).
-        batch_size: rows per training batch; None for full-batch gradient descent.
+        model: the `nnx.Module` to train, or a pytree (dict, tuple) of modules for a custom step; the
+            trained weights are written back into them.
+        optimizer: an `optax.GradientTransformation` (e.g. from `dlcore.optim`), or a pytree of them
+            matching `model` (each module gets its own optimizer state).
+        loss: per-example loss `(outputs, targets) -> (B,)`, e.g. `dlcore.losses.cross_entropy`
+            (`loss(outputs)` for batches without targets). Not with `step`.
+        step: a custom step `(states, batch, key, carry) -> (states, logs, carry)`: `states` has the
+            structure of `model` with a `TrainState` for each module, `logs` is a dict of scalars
+            (their epoch means are the history), `carry` persists from batch to batch. It must return
+            states and carry of the structure it was given. The key is this step's alone.
+        eval_step: for a custom step, `(states, batch, carry) -> (logs, carry)` used by validation
+            and `evaluate` (in eval mode: `state.model()`).
+        carry: the initial carry of a custom step: a pytree of arrays, or a function
+            `batch_size -> pytree`. None: the step gets None.
+        reset_carry: start every epoch (and every evaluation) from the initial carry; False carries
+            it across epochs too. Either way the carry is saved in checkpoints.
+        metrics: streaming metrics or their names ("accuracy", "rmse", "precision", ...).
+        batch_size: rows per training batch of in-memory data; None for full-batch gradient descent.
+            Loaders and iterables bring their own batches.
         eval_batch_size: rows per evaluation batch (default: max(batch_size, 500)).
         shuffle: reshuffle the training rows every epoch.
         drop_last: drop a short last batch instead of padding it with weight-0 rows. Padded rows count
@@ -73,29 +94,68 @@ class Trainer:
         seed: seeds the shuffling and the dropout masks (the model's init has its own seed).
         callbacks: e.g. `EarlyStopping`, `Checkpoint`.
         progress: draw a progress bar; None draws one when stderr is a terminal.
-        max_device_bytes: training data up to this size is kept on the device.
+        max_device_bytes: in-memory training data up to this size is kept on the device.
         epoch_mode: "scan" (an epoch is one `lax.scan`), "step" (one jitted step per batch, data on
             the device) or "auto" ("step" for convolutional models on a CPU, else "scan").
+        on_nonfinite: "stop": a step with a non-finite loss, gradient or parameter is not applied and
+            `fit` raises `NonFiniteError` naming the epoch and step after writing the last good
+            weights back (the last checkpoint stays the last good one); "skip": such a step is not
+            applied, training goes on, and the epoch logs count them as "skipped_steps"; "off": no
+            check (for runs meant to diverge, such as the learning-rate finder).
 
     Example:
         >>> trainer = Trainer(model, optim.adadelta(0.5), losses.nll, metrics=["accuracy"], batch_size=32)
         >>> history = trainer.fit(train, epochs=2, validation=test)
+        >>> history = trainer.fit(train, epochs=4)  # two more: epochs 3 and 4 (Keras's initial_epoch)
+
+    A GAN (two models, two optimizers, updated in turn in one step):
+        >>> def gan_step(states, batch, key, carry):
+        ...     d, g = states["d"], states["g"]
+        ...     ...  # update d on real and fake, then g through d
+        ...     return {"d": d, "g": g}, {"d_loss": d_loss, "g_loss": g_loss}, carry
+        >>> Trainer({"d": D, "g": G}, {"d": optim.adam(2e-4), "g": optim.adam(2e-4)}, step=gan_step)
     """
 
-    def __init__(self, model: nnx.Module, optimizer: optax.GradientTransformation, loss: Callable,
-                 *, metrics: Sequence[Any] = (), batch_size: int | None = 32,
+    def __init__(self, model: Any, optimizer: Any, loss: Callable | None = None, *,
+                 step: Callable | None = None, eval_step: Callable | None = None, carry: Any = None,
+                 reset_carry: bool = True, metrics: Sequence[Any] = (), batch_size: int | None = 32,
                  eval_batch_size: int | None = None, shuffle: bool = True, drop_last: bool = False,
                  seed: int = 0, callbacks: Sequence[Callback] = (), progress: bool | None = None,
-                 max_device_bytes: int = 2 << 30, epoch_mode: str = "auto"):
-        if not isinstance(model, nnx.Module):
-            raise ValueError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
-        if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-            raise ValueError("optimizer must be an optax.GradientTransformation, e.g. dlcore.optim.sgd(0.01)")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None (full batch), got {batch_size}")
+                 max_device_bytes: int = 2 << 30, epoch_mode: str = "auto", on_nonfinite: str = "stop"):
+        modules, self._treedef = jax.tree.flatten(model, is_leaf=_is_module)
+        if not modules or not all(_is_module(m) for m in modules):
+            raise ValueError(f"model must be a flax.nnx.Module or a dict/tuple of them, got {type(model).__name__}")
+        if _is_tx(optimizer):
+            txs = [optimizer] * len(modules)
+        else:
+            txs, tx_def = jax.tree.flatten(optimizer, is_leaf=_is_tx)
+            if tx_def != self._treedef or not all(_is_tx(t) for t in txs):
+                raise ValueError("optimizer must be an optax.GradientTransformation (e.g. dlcore.optim.sgd(0.01)) "
+                                 f"or a pytree of them with the structure of model ({self._treedef})")
+        if step is None:
+            if loss is None or not callable(loss):
+                raise ValueError("pass a per-example loss (e.g. dlcore.losses.cross_entropy), or a custom step=")
+            if len(modules) != 1 or not _is_module(model):
+                raise ValueError("several models need a custom step= that says how each is updated")
+            if eval_step is not None or carry is not None:
+                raise ValueError("eval_step= and carry= belong to a custom step=; pass step= too")
+            self.task = S.Supervised(loss, tuple(metrics_lib.get(m) for m in metrics))
+        else:
+            if loss is not None or metrics:
+                raise ValueError("a custom step= computes its own loss and logs: pass no loss or metrics")
+            if not callable(step) or (eval_step is not None and not callable(eval_step)):
+                raise ValueError("step= and eval_step= must be functions")
+            self.task = S.Custom(step, eval_step)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be an int >= 1 or None (full batch), got {batch_size!r}")
+        if epoch_mode not in ("auto", "scan", "step"):
+            raise ValueError(f"epoch_mode must be 'auto', 'scan' or 'step', got {epoch_mode!r}")
+        if on_nonfinite not in ("stop", "skip", "off"):
+            raise ValueError(f"on_nonfinite must be 'stop', 'skip' or 'off', got {on_nonfinite!r}")
         self.model = model
+        self.modules = modules
         self.loss_fn = loss
-        self.metrics = tuple(metrics_lib.get(m) for m in metrics)
+        self.metrics = getattr(self.task, "metrics", ())
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.shuffle = shuffle
@@ -106,78 +166,128 @@ class Trainer:
             progress = sys.stderr.isatty()
         self.progress = ProgressBar() if progress else None
         self.max_device_bytes = max_device_bytes
-        if epoch_mode not in ("auto", "scan", "step"):
-            raise ValueError(f"epoch_mode must be 'auto', 'scan' or 'step', got {epoch_mode!r}")
         if epoch_mode == "auto":
-            has_conv = any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
+            has_conv = any(isinstance(m, (nnx.Conv, nnx.ConvTranspose))
+                           for module in modules for _, m in nnx.iter_modules(module))
             epoch_mode = "step" if has_conv and jax.default_backend() == "cpu" else "scan"
         self.epoch_mode = epoch_mode
+        self.on_nonfinite = on_nonfinite
+        self.initial_carry = carry
+        self.reset_carry = reset_carry
         root = jax.random.PRNGKey(seed)
-        self.state = TrainState.create(model, optimizer, key=jax.random.fold_in(root, 0))
-        self._shuffle_root = jax.random.fold_in(root, 1)
+        self.key = jax.random.fold_in(root, 0)  # step c draws fold_in(key, c)
+        self._shuffle_key = jax.random.fold_in(root, 1)
+        states = [TrainState.create(m, tx, key=self.key if len(modules) == 1 else jax.random.fold_in(self.key, i))
+                  for i, (m, tx) in enumerate(zip(modules, txs))]
+        self.state = jax.tree.unflatten(self._treedef, states)
+        self.carry = None
+        self.count = 0  # steps run, over every fit of this trainer
         self.history: dict[str, list[float]] = {}
         self.stop_training = False
-        self.epochs = 0
+        self.epoch = 0  # epochs completed
+        self.epochs = 0  # the last epoch of the current fit
         self.batches_per_epoch = 0
         self.examples_per_epoch = 0
         self._compiled: dict[Any, Callable] = {}
         self.trace_counts: dict[str, int] = {}
 
-    # -- compiled functions, built once per trainer and shape -------------------------------------
+    # -- the states --------------------------------------------------------------------------------
+
+    def states(self) -> list[TrainState]:
+        """The `TrainState` of each module, in the order of `self.modules`."""
+        return jax.tree.leaves(self.state, is_leaf=S.is_state)
+
+    def weights(self):
+        """Each module's weights and other variables: what early stopping keeps and restores."""
+        return jax.tree.map(lambda s: {"params": s.params, "rest": s.rest}, self.state, is_leaf=S.is_state)
+
+    def load_weights(self, tree) -> None:
+        self.state = jax.tree.map(lambda s, t: s.replace(**t), self.state, tree,
+                                  is_leaf=lambda x: S.is_state(x))
+
+    def checkpoint_tree(self) -> dict:
+        """The arrays a checkpoint needs: every state's weights, optimizer state, step and key; the
+        run's step count and key; the carry."""
+        tree = {"state": jax.tree.map(lambda s: s.checkpoint_tree(), self.state, is_leaf=S.is_state),
+                "loop": {"count": np.int64(self.count), "key": self.key}}
+        if self.carry is not None:
+            tree["loop"]["carry"] = self.carry
+        return tree
+
+    def load_checkpoint_tree(self, tree: dict) -> None:
+        tree = jax.tree.map(jnp.asarray, tree)
+        self.state = jax.tree.map(lambda s, t: s.replace_from_checkpoint(t), self.state, tree["state"],
+                                  is_leaf=S.is_state)
+        self.count = int(tree["loop"]["count"])
+        self.key = tree["loop"]["key"]
+        if "carry" in tree["loop"]:
+            self.carry = tree["loop"]["carry"]
+
+    def _write_back(self) -> None:
+        for module, state in zip(self.modules, self.states()):
+            state.write_to(module)
+
+    # -- compiled functions, keyed by what they depend on ------------------------------------------
 
     def _count(self, name: str) -> None:
-        # Runs at trace time only: the tests read it to show a step compiles once.
+        # Runs at trace time only: the tests read it to show a step compiles once per shape.
         self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
 
     def _jit(self, name: str, fn: Callable, **static) -> Callable:
-        if name not in self._compiled:
+        """`fn` jitted with `static` bound: one entry per (name, static values); jit itself keys the
+        traced arguments by shape and dtype."""
+        key = (name, fn, tuple(sorted(static.items())))
+        if key not in self._compiled:
             def traced(*args):
                 self._count(name)
                 return fn(*args, **static)
-            self._compiled[name] = jax.jit(traced)
-        return self._compiled[name]
+            self._compiled[key] = jax.jit(traced)
+        return self._compiled[key]
 
-    def _train_epoch_fn(self, batch_size: int):
-        bar = self.progress
-        every = max(1, self.batches_per_epoch // bar.updates_per_epoch) if bar else 0
-        return self._jit("train_epoch", S.train_epoch, batch_size=batch_size, loss_fn=self.loss_fn,
-                         metrics=self.metrics, drop_last=self.drop_last,
-                         on_batch=bar.on_batch if bar else None, report_every=every)
+    # -- sources and checks --------------------------------------------------------------------------
 
-    def _train_step_fn(self):
-        # One step on the batch at row `i` of the epoch's plan, gathered from `data` inside the step
-        # (so `data` may be device-resident arrays or a host batch with idx = arange(B)).
-        def step(state, data, idx, w, i, acc, **static):
-            batch = S.gather(data, idx[i], w[i])
-            return S.train_step(state, batch, jax.random.fold_in(state.key, state.step), acc=acc, **static)
-        return self._jit("train_step", step, loss_fn=self.loss_fn, metrics=self.metrics)
+    def _source(self, data, name: str, *, train: bool, steps: int | None = None) -> P.BatchSource:
+        if train:
+            return P.source(data, batch_size=self.batch_size, shuffle=self.shuffle, key=self._shuffle_key,
+                            drop_last=self.drop_last, steps_per_epoch=steps, name=name)
+        src = P.source(data, batch_size=None, shuffle=False, name=name, steps_per_epoch=steps)
+        if isinstance(src, P.ArraySplit):
+            src = P.ArraySplit(src.split, min(src.n, self.eval_batch_size or max(self.batch_size or src.n, 500)))
+        return src
 
-    def _eval_epoch_fn(self, batch_size: int):
-        return self._jit(f"eval_epoch_{batch_size}", S.eval_epoch, batch_size=batch_size,
-                         loss_fn=self.loss_fn, metrics=self.metrics)
+    def _init_carry(self, batch_size: int):
+        c = self.initial_carry
+        c = c(batch_size) if callable(c) else c
+        return None if c is None else jax.tree.map(jnp.asarray, c)
 
-    # -- checks that run before anything compiles ------------------------------------------------
+    def check(self, src: P.BatchSource, name: str = "data", *, train: bool = True, first_epoch: int = 1) -> None:
+        """Fail fast, with one line, when the batches do not fit the model, the loss or the classes, or a
+        custom step returns something of another structure.
 
-    def check(self, split: dict[str, np.ndarray], name: str = "data") -> None:
-        """Fail fast, with one line, when `split` does not fit the model, the loss or the classes.
-
-        Uses `jax.eval_shape` (tracing, no compilation) on one batch.
+        Traces with `jax.eval_shape` on one batch (no compilation).
         """
-        x, y = split["x"], split["y"]
-        b = min(len(x), self.batch_size or len(x))
-        xs = jax.ShapeDtypeStruct((b,) + x.shape[1:], jnp.asarray(x[:1]).dtype)
-        ys = jax.ShapeDtypeStruct((b,) + y.shape[1:], jnp.asarray(y[:1]).dtype)
+        batch = src.example(first_epoch)
+        shapes = {k: jax.tree.map(lambda a: tuple(np.shape(a)[1:]), v) for k, v in batch.items() if k != "w"}
+        if isinstance(self.task, S.Custom):
+            self._check_custom(batch, src, name, train)
+            return
+        abstract = _abstract(batch)
         try:
-            out = jax.eval_shape(lambda v: S.predict_step(self.state, v), xs)
+            out = jax.eval_shape(lambda v: S.predict_step(self.state, v), abstract["x"])
         except Exception as exc:
-            raise ValueError(f"{name}: inputs of shape {x.shape[1:]} per example do not fit "
+            raise ValueError(f"{name}: inputs of shape {shapes['x']} per example do not fit "
                              f"{type(self.model).__name__}: {_first_line(exc)}") from None
+        if "y" not in batch and self.metrics:
+            raise ValueError(f"{name} has no targets 'y', which the metrics {[m.name for m in self.metrics]} need")
         try:
-            jax.eval_shape(lambda o, t: S.per_example_loss(self.loss_fn, o, t), out, ys)
+            jax.eval_shape(lambda o, t: S.per_example_loss(self.loss_fn, o, t), out, abstract.get("y"))
         except Exception as exc:
-            raise ValueError(f"{name}: targets of shape {y.shape[1:]} per example do not fit the model's "
-                             f"outputs {out.shape[1:]} under the loss: {_first_line(exc)}") from None
-        if np.issubdtype(y.dtype, np.integer) and out.ndim == y.ndim + 1 and out.shape[-1] > 1:
+            raise ValueError(f"{name}: targets of shape {shapes.get('y')} per example do not fit the model's "
+                             f"outputs under the loss: {_first_line(exc)}") from None
+        y = src.split.get("y") if isinstance(src, P.ArraySplit) else batch.get("y")
+        out = out[0] if isinstance(out, tuple) else out
+        if (isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and hasattr(out, "ndim")
+                and out.ndim == y.ndim + 1 and out.shape[-1] > 1):
             n_classes = out.shape[-1]
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= n_classes:
@@ -185,121 +295,207 @@ class Trainer:
                 raise ValueError(f"{name}: {bad} labels lie outside [0, {n_classes}) (min {lo}, max {hi}); "
                                  f"the model has {n_classes} outputs")
 
-    # -- public API --------------------------------------------------------------------------------
+    def _check_custom(self, batch, src, name: str, train: bool) -> None:
+        import dataclasses
 
-    def fit(self, train: Data, *, epochs: int, validation: Data | None = None,
-            resume: bool = False) -> dict[str, list[float]]:
-        """Train for `epochs` epochs (counting any already done when resuming).
+        carry = self._init_carry(src.batch_size) if self.carry is None or not train else self.carry
+        abstract = _abstract(batch)
+        if train:
+            new_states, logs, new_carry = jax.eval_shape(self.task.step, self.state, abstract, self.key, carry)
+            S.check_returned(self.state, new_states, carry, new_carry, logs, "step")
+            self.task = dataclasses.replace(self.task, names=tuple(sorted(logs)))
+        else:
+            if self.task.eval_step is None:
+                raise ValueError(f"{name}: evaluating a custom step needs eval_step=(states, batch, carry) -> "
+                                 f"(logs, carry) in the Trainer")
+            logs, new_carry = jax.eval_shape(self.task.eval_step, self.state, abstract, carry)
+            S.check_returned(None, None, carry, new_carry, logs, "eval_step")
+            self.task = dataclasses.replace(self.task, eval_names=tuple(sorted(logs)))
+
+    # -- fit -----------------------------------------------------------------------------------------
+
+    def fit(self, train: Any, *, epochs: int, validation: Any = None, resume: bool = False,
+            initial_epoch: int | None = None, steps_per_epoch: int | None = None) -> dict[str, list[float]]:
+        """Train until epoch `epochs`, counting the epochs of earlier fits (Keras's `epochs` and
+        `initial_epoch`).
+
+        A second `fit(train, epochs=4)` after `fit(train, epochs=2)` trains epochs 3 and 4 and appends to
+        the same history; shapes may change between fits (another batch size, another dataset size):
+        each new shape compiles once.
 
         Args:
-            train: {"x": (N, ...), "y": (N, ...)} or (x, y), NumPy or JAX arrays.
-            epochs: total number of epochs.
-            validation: optional split evaluated after each epoch (logged with a "val_" prefix).
+            train: a batch source (see `dlcore.data.protocol`): {"x", "y"} arrays or (x, y), a dict of
+                inputs under "x", a `Loader`, a random-access source, an iterable of batches, or a
+                function `epoch -> batches`.
+            epochs: the number of the last epoch to train.
+            validation: optional source evaluated after each epoch (logged with a "val_" prefix).
             resume: continue from the latest checkpoint of the `Checkpoint` callback, if any.
+            initial_epoch: the epoch to continue after; default: the epochs this trainer has completed
+                (the checkpoint's epoch when resuming).
+            steps_per_epoch: batches per epoch instead of one pass over the data (a generator that
+                never ends needs it).
 
         Returns:
-            The history: metric name -> list of per-epoch values.
+            The history: log name -> list of per-epoch values, over every fit of this trainer.
+
+        Raises:
+            ValueError: bad data or arguments, before anything compiles.
+            NonFiniteError: a step's loss, gradients or parameters were not finite (`on_nonfinite="stop"`).
         """
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        train = as_split(train, "train")
-        self.check(train, "train")
-        if validation is not None:
-            validation = as_split(validation, "validation")
-            self.check(validation, "validation")
-        n = len(train["x"])
-        bs = min(self.batch_size or n, n)
-        self.epochs = epochs
-        self.batches_per_epoch = n // bs if self.drop_last else math.ceil(n / bs)
-        self.examples_per_epoch = self.batches_per_epoch * bs if self.drop_last else n
-        callbacks = self.callbacks + ([self.progress] if self.progress else [])
-        start = 0
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        saver = [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
+        if resume and not saver:
+            raise ValueError("resume=True needs a Checkpoint callback that says where the checkpoints are")
+        src = self._source(train, "train", train=True, steps=steps_per_epoch)
+        val = self._source(validation, "validation", train=False) if validation is not None else None
+        start = self.epoch if initial_epoch is None else initial_epoch
+        self.check(src, "train", first_epoch=start + 1)
+        if val is not None:
+            self.check(val, "validation", train=False)
+        if self.carry is None:
+            self.carry = self._init_carry(src.batch_size)
+        stopped = False
         if resume:
-            saver = [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
-            if not saver:
-                raise ValueError("resume=True needs a Checkpoint callback that says where the checkpoints are")
-            start = saver[0].restore(self)
-        self.stop_training = self.stop_training and start > 0
+            restored = saver[0].restore(self)
+            if restored:
+                start, stopped = restored, self.stop_training
+        if epochs <= start and not resume:
+            raise ValueError(f"epochs={epochs} is the number of the last epoch, and this trainer has completed "
+                             f"{start}; pass epochs={start + epochs} to train {epochs} more")
+        self.stop_training = stopped
+        self.epochs = epochs
+        self.batches_per_epoch = src.batches_per_epoch or 0
+        self.examples_per_epoch = src.examples_per_epoch or 0
+        callbacks = self.callbacks + ([self.progress] if self.progress else [])
         for cb in callbacks:
             cb.on_fit_start(self)
-
-        on_device = train["x"].nbytes + train["y"].nbytes <= self.max_device_bytes
-        data = jax.device_put(train) if on_device else train
-        val_data = jax.device_put(validation) if validation is not None else None
         for epoch in range(start + 1, epochs + 1):
             if self.stop_training:
                 break
             for cb in callbacks:
                 cb.on_epoch_start(self, epoch)
-            key = jax.random.fold_in(self._shuffle_root, epoch) if self.shuffle else None
-            if on_device and self.epoch_mode == "scan":
-                self.state, acc = self._train_epoch_fn(bs)(self.state, data, key)
-            else:
-                self.state, acc = self._stepwise_epoch(data, key, bs, on_device)
-            logs = S.compute_metrics(acc, self.metrics)
-            if val_data is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate(val_data).items()})
+            if self.reset_carry:
+                self.carry = self._init_carry(src.batch_size)
+            acc, guard = self._train_epoch(src, epoch)
+            logs = self.task.compute(acc)
+            self._after_guard(guard, epoch, logs)
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate(val).items()})
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(v)
+            self.epoch = epoch
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
         for cb in callbacks:
             cb.on_fit_end(self)
-        self.state.write_to(self.model)
+        self._write_back()
         return self.history
 
-    def _stepwise_epoch(self, data: dict, key, bs: int, on_device: bool):
-        """One jitted step per batch: gathered on the device, or sliced on the host and sent."""
-        idx, w = S.batch_plan(key, len(data["x"]), bs, self.drop_last)
-        step = self._train_step_fn()
-        acc = S.init_metrics(self.metrics)
-        every = max(1, len(idx) // self.progress.updates_per_epoch) if self.progress else 0
-        if not on_device:
-            idx, w = np.asarray(idx), np.asarray(w)
-            local = np.arange(bs, dtype=np.int32)[None]
-        for i in range(len(idx)):
+    def _train_epoch(self, src: P.BatchSource, epoch: int):
+        task, policy = self.task, self.on_nonfinite
+        acc, guard = task.init_acc(), S.new_guard(self.count)
+        bar = self.progress
+        every = max(1, (src.batches_per_epoch or 1) // bar.updates_per_epoch) if bar else 0
+        on_device = isinstance(src, P.ArraySplit) and src.nbytes() <= self.max_device_bytes
+        if on_device and self.epoch_mode == "scan":
+            fn = self._jit("train_epoch", S.run_epoch, task=task, policy=policy,
+                           on_batch=bar.on_batch if bar else None)
+            idx, w = src.plan(epoch)
+            self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key, src.on_device(),
+                                                    idx, w, np.int32(every))
+        else:
+            fn = self._jit("train_step", S.one_step, task=task, policy=policy)
             if on_device:
-                self.state, acc = step(self.state, data, idx, w, np.int32(i), acc)
+                data, (idx, w) = src.on_device(), src.plan(epoch)
+                batches = ((data, idx, w, np.int32(i)) for i in range(len(idx)))
             else:
-                batch = {"x": data["x"][idx[i]], "y": data["y"][idx[i]]}
-                self.state, acc = step(self.state, batch, local, w[i:i + 1], np.int32(0), acc)
-            if every and (i + 1) % every == 0:
-                self.progress.on_batch(i + 1, acc["loss"]["total"], acc["loss"]["count"])
-        return self.state, acc
+                batches = ((b, np.arange(src.batch_size, dtype=np.int32)[None], np.ones((1, src.batch_size),
+                            np.float32), np.int32(0)) for b in src.epoch(epoch))
+            for i, args in enumerate(batches):
+                self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key, *args)
+                if every and (i + 1) % every == 0:
+                    bar.on_batch(i + 1, *task.running(acc))
+        return acc, guard
 
-    def _eval_bs(self, n: int) -> int:
-        return min(n, self.eval_batch_size or max(self.batch_size or n, 500))
+    def _after_guard(self, guard: dict, epoch: int, logs: dict) -> None:
+        guard = jax.device_get(guard)
+        first_count = self.count
+        self.count = int(guard["count"])
+        bad = int(guard["bad"])
+        if self.on_nonfinite == "skip":
+            logs["skipped_steps"] = float(bad)
+        elif bad:
+            first = int(guard["first"])
+            if self.progress:
+                self.progress.close()
+            self._write_back()
+            raise NonFiniteError(
+                f"non-finite loss or gradient at epoch {epoch}, step {first + 1} (batch {first - first_count + 1} "
+                f"of the epoch): training stopped with the weights of the step before; the last checkpoint "
+                f"is the last good one. Lower the learning rate, clip gradients, or pass on_nonfinite='skip'")
 
-    def evaluate(self, data: Data) -> dict[str, float]:
-        """Loss and metrics over `data` in eval mode (dropout off, batch-norm running averages)."""
-        split = as_split(data, "evaluation data")
-        self.check(split, "evaluation data")
-        return self._evaluate(jax.device_put(split))
+    # -- evaluate and predict ------------------------------------------------------------------------
 
-    def _evaluate(self, split: dict) -> dict[str, float]:
-        bs = self._eval_bs(len(split["x"]))
-        if self.epoch_mode == "scan":
-            acc = self._eval_epoch_fn(bs)(self.state, split)
-        else:  # one jitted step per batch, for the reason in the module docstring
-            def step(state, data, idx, w, i, acc, **static):
-                return S.eval_step(state, S.gather(data, idx[i], w[i]), acc=acc, **static)[1]
-            fn = self._jit(f"eval_step_{bs}", step, loss_fn=self.loss_fn, metrics=self.metrics)
-            idx, w = S.batch_plan(None, len(split["x"]), bs)
-            acc = S.init_metrics(self.metrics)
-            for i in range(len(idx)):
-                acc = fn(self.state, split, idx, w, np.int32(i), acc)
-        return S.compute_metrics(acc, self.metrics)
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Loss and metrics (or a custom step's eval logs) over `data` in eval mode (dropout off,
+        batch-norm running averages). `data` is any batch source."""
+        src = self._source(data, "evaluation data", train=False)
+        self.check(src, "evaluation data", train=False)
+        return self._evaluate(src)
 
-    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
-        """Model outputs for inputs `x` of shape (N, ...), in eval mode, as a NumPy array."""
-        x = np.asarray(x)
-        bs = min(len(x), batch_size or self._eval_bs(len(x)))
+    def _evaluate(self, src: P.BatchSource) -> dict[str, float]:
+        task = self.task
+        carry = self._init_carry(src.batch_size)
+        acc = task.init_acc(eval=True)
+        if isinstance(src, P.ArraySplit):
+            data, (idx, w) = src.on_device(), src.plan(1)
+            if self.epoch_mode == "scan":
+                carry, acc = self._jit("eval_epoch", S.eval_batches, task=task)(self.state, carry, acc, data, idx, w)
+            else:  # one jitted step per batch, for the reason in the module docstring
+                fn = self._jit("eval_step", S.eval_one, task=task)
+                for i in range(len(idx)):
+                    carry, acc = fn(self.state, carry, acc, data, idx, w, np.int32(i))
+        else:
+            fn = self._jit("eval_step", S.eval_one, task=task)
+            local = np.arange(src.batch_size, dtype=np.int32)[None]
+            ones = np.ones((1, src.batch_size), np.float32)
+            for batch in src.epoch(1):
+                carry, acc = fn(self.state, carry, acc, batch, local, ones, np.int32(0))
+        return task.compute(acc)
+
+    def predict(self, x: Any, batch_size: int | None = None, *, which: Any = None) -> np.ndarray:
+        """Model outputs in eval mode, as NumPy arrays.
+
+        Args:
+            x: inputs (N, ...), or a tuple / dict of such for several inputs; or a batch source (a
+                Loader, an iterable of batches), whose batches' "x" are predicted in order.
+            batch_size: rows per call (default: the evaluation batch size).
+            which: for several models, the key (or index) of the one to run.
+        """
+        state = self.state
+        if not S.is_state(state):
+            if which is None:
+                raise ValueError("this trainer holds several models: pass which= (the key of the one to run)")
+            state = state[which]
         fn = self._jit("predict", S.predict_step)
+        if isinstance(x, dict) and "x" in x:  # a split: predict its inputs
+            x = x["x"]
+        if isinstance(x, (np.ndarray, jax.Array, tuple, dict, list)) and not (
+                isinstance(x, list) and x and isinstance(x[0], dict)):
+            inputs = jax.tree.map(np.asarray, x if not isinstance(x, list) else np.asarray(x))
+            n = P.num_rows(inputs)
+            if n == 0:
+                raise ValueError("predict: no rows")
+            bs = min(n, batch_size or self.eval_batch_size or max(self.batch_size or n, 500))
+            chunks = [P.take_rows(inputs, np.arange(i, min(i + bs, n))) for i in range(0, n, bs)]
+        else:
+            chunks = [b["x"] for b in P.source(x, batch_size=batch_size, name="predict").raw(1)]
+            bs = P.num_rows(chunks[0])
         out = []
-        for i in range(0, len(x), bs):
-            chunk = x[i:i + bs]
-            pad = bs - len(chunk)
-            if pad:  # keep one shape, so one compilation
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            out.append(np.asarray(fn(self.state, chunk))[: bs - pad])
-        return np.concatenate(out)
+        for chunk in chunks:
+            m = P.num_rows(chunk)
+            if m < bs:  # keep one shape, so one compilation
+                chunk = P.take_rows(chunk, np.arange(bs) % m)
+            out.append(jax.tree.map(lambda a, m=m: np.asarray(a)[:m], fn(state, chunk)))
+        return jax.tree.map(lambda *a: np.concatenate(a), *out)

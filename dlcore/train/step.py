@@ -1,15 +1,28 @@
-"""Pure train and eval steps, and a whole epoch as one `lax.scan`.
+"""Pure train and eval steps, whole epochs as one `lax.scan`, and the step shapes the Trainer runs.
 
-Every function here is pure: `(state, batch, key) -> (state, metrics)`. The model is merged from
-the state only inside the traced function, so `jax.jit`, `jax.vmap` and `lax.scan` apply as is.
+Every function here is pure. The model is merged from the state only inside the traced function,
+so `jax.jit`, `jax.vmap` and `lax.scan` apply as is.
 
-A batch is a dict with `"x"` (inputs), `"y"` (targets) and `"w"` (per-example weights, shape
-(B,)): the loop pads a short last batch with weight-0 rows, so every batch has one shape (one
-compilation) and the padded rows count nowhere (loss, gradients, metrics).
+A batch follows `dlcore.data.protocol`: a dict with ``"x"`` (an array, or a tuple / dict of arrays
+for models with several inputs), ``"y"`` (targets; absent for self-supervised data) and ``"w"``
+(per-example weights, shape (B,); absent means all ones). The loop pads a short last batch with
+weight-0 rows, so every batch has one shape (one compilation) and the padded rows count nowhere
+(loss, gradients, metrics).
+
+The Trainer runs one of two step shapes, both written as a `Task`:
+
+- `Supervised`: one model, one optax optimizer, one per-example loss, streaming metrics;
+- `Custom`: a user-written ``step(states, batch, key, carry) -> (states, logs, carry)`` over a pytree
+  of `TrainState`s (a GAN's generator and discriminator with their own optimizers) and a ``carry``
+  that persists from batch to batch (truncated BPTT's hidden state).
+
+Both run under the same non-finite guard: a step whose loss (or logs), gradients or new parameters
+are not finite is not applied.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
@@ -17,9 +30,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from dlcore.data.protocol import batch_plan, call_model, gather
 from dlcore.train.state import _REST, TrainState, fresh_rngs
 
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]  # (outputs, targets) -> per-example (B,)
+__all__ = ["Custom", "Supervised", "batch_plan", "compute_metrics", "eval_epoch", "eval_step", "gather",
+           "init_metrics", "per_example_loss", "predict_step", "train_epoch", "train_step", "update_metrics",
+           "weighted_mean"]
+
+LossFn = Callable[..., jax.Array]  # (outputs, targets) -> per-example (B,); (outputs) without targets
 
 
 def weighted_mean(per_example: jax.Array, w: jax.Array) -> jax.Array:
@@ -27,8 +45,18 @@ def weighted_mean(per_example: jax.Array, w: jax.Array) -> jax.Array:
     return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+def _weights(batch: dict) -> jax.Array:
+    if "w" in batch:
+        return jnp.asarray(batch["w"], jnp.float32)
+    return jnp.ones((jax.tree.leaves(batch["x"])[0].shape[0],), jnp.float32)
+
+
 def init_metrics(metrics: Sequence[Any]) -> dict:
-    """Zeroed accumulators for the loss and each streaming metric."""
+    """Zeroed accumulators for the loss and each streaming metric.
+
+    The accumulator is ``{"loss": {"total", "count"}, metric.name: metric.init(), ...}``: sums, so the
+    epoch figure (`compute_metrics`) is exact, not a mean of per-batch means.
+    """
     acc = {"loss": {"total": jnp.zeros(()), "count": jnp.zeros(())}}
     for m in metrics:
         acc[m.name] = m.init()
@@ -46,7 +74,7 @@ def update_metrics(acc: dict, metrics: Sequence[Any], outputs, targets, per_exam
     return new
 
 
-def compute_metrics(acc: dict, metrics: Sequence[Any]) -> dict[str, float]:
+def compute_metrics(acc: dict, metrics: Sequence[Any] = ()) -> dict[str, float]:
     """Final figures from accumulators, as Python floats (one transfer from the device)."""
     acc = jax.device_get(acc)
     out = {"loss": float(acc["loss"]["total"] / max(float(acc["loss"]["count"]), 1.0))}
@@ -55,14 +83,42 @@ def compute_metrics(acc: dict, metrics: Sequence[Any]) -> dict[str, float]:
     return out
 
 
-def per_example_loss(loss_fn: LossFn, outputs, targets) -> jax.Array:
-    """`loss_fn(outputs, targets)` checked to give one value per example."""
-    values = loss_fn(outputs, targets)
+def per_example_loss(loss_fn: LossFn, outputs, targets=None) -> jax.Array:
+    """`loss_fn(outputs, targets)` (or `loss_fn(outputs)` without targets), checked to give one value per
+    example."""
+    values = loss_fn(outputs) if targets is None else loss_fn(outputs, targets)
     n = jax.tree.leaves(outputs)[0].shape[0]
     if values.ndim != 1 or values.shape[0] != n:
         raise ValueError(f"the loss must return one value per example, shape ({n},); "
                          f"got {values.shape}. Pass a per-example loss (reduction='none').")
     return values
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)
+              if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: LossFn, metrics, acc):
+    """One optimizer step; also whether its loss and gradients were finite."""
+    rngs = fresh_rngs(state.rngs, key)
+    w = _weights(batch)
+    targets = batch.get("y")
+
+    def objective(params):
+        model = nnx.merge(state.graphdef, params, state.rest, rngs, copy=True)
+        outputs = call_model(model, batch["x"])
+        losses = per_example_loss(loss_fn, outputs, targets)
+        return weighted_mean(losses, w), (outputs, losses, nnx.state(model, _REST))
+
+    (loss, (outputs, losses, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(params=params, rest=rest, opt_state=opt_state, step=state.step + 1)
+    acc = init_metrics(metrics) if acc is None else acc
+    acc = update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses, w)
+    return new_state, acc, jnp.isfinite(loss) & _all_finite(grads)
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossFn,
@@ -71,30 +127,26 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossF
 
     Args:
         state: the training state.
-        batch: {"x": (B, ...), "y": (B, ...), "w": (B,)}.
+        batch: {"x": (B, ...) or a tuple/dict of such, "y": (B, ...), "w": (B,)}; "w" may be absent
+            (every row counts), "y" too (the loss is then called as ``loss_fn(outputs)``).
         key: PRNG key for this step's dropout masks.
         loss_fn: per-example loss `(outputs, targets) -> (B,)`.
-        metrics: streaming metrics (objects with init/update/compute).
-        acc: accumulators to add this batch to (fresh ones when None).
+        metrics: streaming metrics (objects with init/update/compute, see `dlcore.metrics`).
+        acc: accumulators to add this batch to (fresh ones when None; see `init_metrics`).
 
     Returns:
-        (new state, accumulators including this batch).
+        (new state, accumulators including this batch); `compute_metrics(acc, metrics)` gives the figures.
+
+    Example (an explicit jitted loop):
+        >>> step = jax.jit(lambda st, b, acc: train_step(st, b, jax.random.fold_in(st.key, st.step),
+        ...                                              loss_fn=losses.cross_entropy, acc=acc))
+        >>> acc = init_metrics(())
+        >>> for batch in batches:
+        ...     state, acc = step(state, batch, acc)
+        >>> compute_metrics(acc)["loss"]
     """
-    rngs = fresh_rngs(state.rngs, key)
-    w = batch["w"].astype(jnp.float32)
-
-    def objective(params):
-        model = nnx.merge(state.graphdef, params, state.rest, rngs, copy=True)
-        outputs = model(batch["x"])
-        losses = per_example_loss(loss_fn, outputs, batch["y"])
-        return weighted_mean(losses, w), (outputs, losses, nnx.state(model, _REST))
-
-    (_, (outputs, losses, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(params=params, rest=rest, opt_state=opt_state, step=state.step + 1)
-    acc = init_metrics(metrics) if acc is None else acc
-    return new_state, update_metrics(acc, metrics, outputs, batch["y"], losses, w)
+    new_state, acc, _ = _supervised_update(state, batch, key, loss_fn, metrics, acc)
+    return new_state, acc
 
 
 def eval_step(state: TrainState, batch: dict, *, loss_fn: LossFn, metrics: Sequence[Any] = (),
@@ -105,89 +157,233 @@ def eval_step(state: TrainState, batch: dict, *, loss_fn: LossFn, metrics: Seque
         (model outputs (B, ...), accumulators including this batch).
     """
     model = nnx.merge(state.eval_graphdef, state.params, state.rest, state.rngs, copy=True)
-    outputs = model(batch["x"])
-    losses = per_example_loss(loss_fn, outputs, batch["y"])
+    outputs = call_model(model, batch["x"])
+    targets = batch.get("y")
+    losses = per_example_loss(loss_fn, outputs, targets)
     acc = init_metrics(metrics) if acc is None else acc
-    return outputs, update_metrics(acc, metrics, outputs, batch["y"], losses, batch["w"].astype(jnp.float32))
+    return outputs, update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses,
+                                   _weights(batch))
 
 
-def predict_step(state: TrainState, x: jax.Array) -> jax.Array:
-    """Model outputs in eval mode for a batch `x` of shape (B, ...)."""
-    return nnx.merge(state.eval_graphdef, state.params, state.rest, state.rngs, copy=True)(x)
+def predict_step(state: TrainState, x) -> jax.Array:
+    """Model outputs in eval mode for inputs `x`: (B, ...), or a tuple / dict of such for several inputs."""
+    return call_model(nnx.merge(state.eval_graphdef, state.params, state.rest, state.rngs, copy=True), x)
 
 
-def batch_plan(key: jax.Array | None, n: int, batch_size: int, drop_last: bool = False):
-    """Row indices and weights of every batch of one epoch.
+# -- the two step shapes the Trainer runs -------------------------------------------------------------
 
-    Args:
-        key: shuffle key, or None for the data's order.
-        n: number of rows.
-        batch_size: rows per batch.
-        drop_last: drop a short last batch instead of padding it.
 
-    Returns:
-        idx (num_batches, batch_size) int32 and w (num_batches, batch_size) float32, where padded
-        slots repeat real rows with weight 0.
+@dataclasses.dataclass(frozen=True)
+class Supervised:
+    """One model, one optimizer, one per-example loss and streaming metrics (hashable: a jit static)."""
+
+    loss_fn: LossFn
+    metrics: tuple = ()
+
+    display = "loss"
+
+    def init_acc(self, eval: bool = False) -> dict:
+        return init_metrics(self.metrics)
+
+    def train(self, state, batch, key, carry, acc):
+        state, acc, finite = _supervised_update(state, batch, key, self.loss_fn, self.metrics, acc)
+        return state, carry, acc, finite
+
+    def eval(self, state, batch, carry, acc):
+        return carry, eval_step(state, batch, loss_fn=self.loss_fn, metrics=self.metrics, acc=acc)[1]
+
+    def compute(self, acc) -> dict[str, float]:
+        return compute_metrics(acc, self.metrics)
+
+    @staticmethod
+    def running(acc):
+        return acc["loss"]["total"], acc["loss"]["count"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Custom:
+    """A user-written step over a pytree of `TrainState`s, with a carry from batch to batch.
+
+    Attributes:
+        step: ``(states, batch, key, carry) -> (states, logs, carry)``; ``logs`` is a dict of scalars
+            (batch means); the epoch figure of each is its mean over the epoch's real rows.
+        eval_step: ``(states, batch, carry) -> (logs, carry)`` for validation and `evaluate`, or None.
+        names: the log names, learnt from tracing the step once (see `Trainer.check`).
     """
-    order = jnp.arange(n) if key is None else jax.random.permutation(key, n)
-    nb = n // batch_size if drop_last else -(-n // batch_size)
-    total = nb * batch_size
-    if total > n:
-        order = jnp.concatenate([order, order[: total - n]])
-    idx = order[:total].reshape(nb, batch_size)
-    w = (jnp.arange(total) < n).astype(jnp.float32).reshape(nb, batch_size)
-    return idx.astype(jnp.int32), w
+
+    step: Callable
+    eval_step: Callable | None = None
+    names: tuple = ()
+    eval_names: tuple = ()
+
+    @property
+    def display(self) -> str:
+        return self.names[0] if self.names else "loss"
+
+    def init_acc(self, eval: bool = False) -> dict:
+        return {k: {"total": jnp.zeros(()), "count": jnp.zeros(())} for k in (self.eval_names if eval else self.names)}
+
+    @staticmethod
+    def _add(acc, logs, w):
+        n = jnp.sum(w)
+        return {k: {"total": acc[k]["total"] + jnp.asarray(logs[k], jnp.float32) * n,
+                    "count": acc[k]["count"] + n} for k in acc}
+
+    def train(self, states, batch, key, carry, acc):
+        new_states, logs, new_carry = self.step(states, batch, key, carry)
+        check_returned(states, new_states, carry, new_carry, logs, "step")
+        finite = _all_finite(logs) & _all_finite(_weights_of(new_states))
+        return new_states, new_carry, self._add(acc, logs, _weights(batch)), finite
+
+    def eval(self, states, batch, carry, acc):
+        logs, new_carry = self.eval_step(states, batch, carry)
+        check_returned(None, None, carry, new_carry, logs, "eval_step")
+        return new_carry, self._add(acc, logs, _weights(batch))
+
+    @staticmethod
+    def compute(acc) -> dict[str, float]:
+        acc = jax.device_get(acc)
+        return {k: float(v["total"] / max(float(v["count"]), 1.0)) for k, v in acc.items()}
+
+    def running(self, acc):
+        if not acc:
+            return jnp.zeros(()), jnp.zeros(())
+        a = acc[self.display]
+        return a["total"], a["count"]
 
 
-def gather(data: dict, idx: jax.Array, w: jax.Array) -> dict:
-    """The batch of device-resident `data` at rows `idx`, with weights `w`."""
-    return {"x": data["x"][idx], "y": data["y"][idx], "w": w}
+def is_state(x) -> bool:
+    return isinstance(x, TrainState)
+
+
+def _weights_of(states):
+    """The parameters of every `TrainState` in ``states`` (what a step must keep finite)."""
+    return [s.params for s in jax.tree.leaves(states, is_leaf=is_state) if is_state(s)]
+
+
+def _spec(tree) -> tuple:
+    leaves, treedef = jax.tree.flatten(tree, is_leaf=lambda x: x is None)
+    return treedef, tuple((tuple(getattr(a, "shape", ())), str(getattr(a, "dtype", type(a).__name__)))
+                          for a in leaves)
+
+
+def check_returned(states, new_states, carry, new_carry, logs, what: str) -> None:
+    """At trace time: a user step must return states and carry of the structure it was given, and logs
+    that are a dict of scalars. One clear line otherwise."""
+    if states is not None and _spec(states) != _spec(new_states):
+        raise ValueError(f"the {what} returned states of another structure than it was given: got "
+                         f"{jax.tree.structure(new_states, is_leaf=is_state)}, expected "
+                         f"{jax.tree.structure(states, is_leaf=is_state)} (same TrainStates, same shapes and "
+                         f"dtypes: return state.replace(...) or the result of a step on it)")
+    if _spec(carry) != _spec(new_carry):
+        raise ValueError(f"the {what} returned a carry of another structure, shape or dtype than it was given: "
+                         f"got {_spec(new_carry)[1]}, expected {_spec(carry)[1]}")
+    if not isinstance(logs, dict) or not all(isinstance(k, str) for k in logs):
+        raise ValueError(f"the {what} must return logs as a dict of name -> scalar, got {type(logs).__name__}")
+    bad = {k: jnp.shape(v) for k, v in logs.items() if jnp.ndim(v) != 0}
+    if bad:
+        raise ValueError(f"the {what}'s logs must be scalars (batch means); got shapes {bad}")
+
+
+# -- whole epochs ------------------------------------------------------------------------------------
+
+
+def guarded_train(states, carry, batch, key, acc, guard, *, task, policy: str):
+    """`task.train` under the non-finite guard.
+
+    ``guard`` is {"bad": int32 count of non-finite steps, "first": the loop count of the first (-1)}.
+    Policy "stop": from the first non-finite step on, nothing is applied (the state stays the last good
+    one and the Trainer raises after the epoch). Policy "skip": a non-finite step is not applied and
+    is counted; training goes on. Policy "off": every step is applied, unchecked.
+    """
+    new_states, new_carry, new_acc, finite = task.train(states, batch, key, carry, acc)
+    if policy == "off":
+        return new_states, new_carry, new_acc, {**guard, "count": guard["count"] + 1}
+    ok = finite if policy == "skip" else finite & (guard["bad"] == 0)
+    pick = lambda new, old: jax.tree.map(lambda a, b: jax.lax.select(ok, a, b), new, old)  # noqa: E731
+    states, carry, acc = pick(new_states, states), pick(new_carry, carry), pick(new_acc, acc)
+    guard = {"bad": guard["bad"] + (~finite).astype(jnp.int32),
+             "first": jnp.where((guard["first"] < 0) & ~finite, guard["count"], guard["first"]),
+             "count": guard["count"] + 1}
+    return states, carry, acc, guard
+
+
+def new_guard(count) -> dict:
+    return {"bad": jnp.zeros((), jnp.int32), "first": jnp.full((), -1, jnp.int32),
+            "count": jnp.asarray(count, jnp.int32)}
+
+
+def run_epoch(states, carry, guard, acc, key, data: dict, idx, w, every=0, *, task, policy: str, on_batch=None):
+    """The batches ``idx``/``w`` (num_batches, B) of device-resident ``data`` as one ``lax.scan``.
+
+    The key of the step with loop count ``c`` is ``fold_in(key, c)``, whichever way the epoch runs.
+    ``on_batch(i, total, count)`` is called every ``every`` batches through ``jax.debug.callback``
+    (0: never).
+    """
+    def body(c, inputs):
+        st, ca, acc, g = c
+        i, bidx, bw = inputs
+        st, ca, acc, g = guarded_train(st, ca, gather(data, bidx, bw), jax.random.fold_in(key, g["count"]), acc, g,
+                                       task=task, policy=policy)
+        if on_batch is not None:
+            total, count = task.running(acc)
+            jax.lax.cond((every > 0) & ((i + 1) % jnp.maximum(every, 1) == 0),
+                         lambda: jax.debug.callback(on_batch, i + 1, total, count), lambda: None)
+        return (st, ca, acc, g), None
+
+    steps = jnp.arange(idx.shape[0])
+    (states, carry, acc, guard), _ = jax.lax.scan(body, (states, carry, acc, guard), (steps, idx, w))
+    return states, carry, acc, guard
+
+
+def one_step(states, carry, guard, acc, key, data: dict, idx, w, i, *, task, policy: str):
+    """Batch ``i`` of the plan ``idx``/``w``, gathered from ``data`` inside the step (``data`` may be the
+    device-resident split, or one host batch with ``idx = arange(B)[None]``)."""
+    return guarded_train(states, carry, gather(data, idx[i], w[i]), jax.random.fold_in(key, guard["count"]), acc,
+                         guard, task=task, policy=policy)
+
+
+def eval_batches(states, carry, acc, data: dict, idx, w, *, task):
+    """Evaluation over the batches ``idx``/``w`` of ``data`` as one ``lax.scan``."""
+    def body(c, inputs):
+        ca, acc = c
+        bidx, bw = inputs
+        return task.eval(states, gather(data, bidx, bw), ca, acc), None
+
+    (carry, acc), _ = jax.lax.scan(body, (carry, acc), (idx, w))
+    return carry, acc
+
+
+def eval_one(states, carry, acc, data: dict, idx, w, i, *, task):
+    return task.eval(states, gather(data, idx[i], w[i]), carry, acc)
 
 
 def train_epoch(state: TrainState, data: dict, shuffle_key: jax.Array | None, *, batch_size: int,
-                loss_fn: LossFn, metrics: Sequence[Any] = (), drop_last: bool = False,
-                on_batch: Callable | None = None, report_every: int = 0):
-    """One epoch as a single `lax.scan` over shuffled batches of device-resident arrays.
+                loss_fn: LossFn, metrics: Sequence[Any] = (), drop_last: bool = False):
+    """One epoch of the supervised step as a single `lax.scan` over shuffled batches of `data`.
 
     Args:
         state: the training state.
-        data: {"x": (N, ...), "y": (N, ...)} on the device.
+        data: {"x": (N, ...), "y": (N, ...), "w": (N,)} on the device ("w" optional).
         shuffle_key: key of this epoch's permutation (None: no shuffling).
         batch_size, loss_fn, metrics, drop_last: as in `train_step` / `batch_plan`.
-        on_batch: host callback `(batch_index, loss_total, count)` for a progress bar, called every
-            `report_every` batches through `jax.debug.callback`.
-        report_every: 0 disables the callback.
 
     Returns:
         (state after the epoch, accumulators over the epoch).
     """
-    idx, w = batch_plan(shuffle_key, data["x"].shape[0], batch_size, drop_last)
-
-    def body(carry, inputs):
-        st, acc = carry
-        i, bidx, bw = inputs
-        st, acc = train_step(st, gather(data, bidx, bw), jax.random.fold_in(st.key, st.step),
-                             loss_fn=loss_fn, metrics=metrics, acc=acc)
-        if on_batch is not None and report_every:
-            jax.lax.cond((i + 1) % report_every == 0,
-                         lambda: jax.debug.callback(on_batch, i + 1, acc["loss"]["total"], acc["loss"]["count"]),
-                         lambda: None)
-        return (st, acc), None
-
-    steps = jnp.arange(idx.shape[0])
-    (state, acc), _ = jax.lax.scan(body, (state, init_metrics(metrics)), (steps, idx, w))
+    data = dict(data)
+    data.setdefault("w", jnp.ones((jax.tree.leaves(data["x"])[0].shape[0],), jnp.float32))
+    idx, w = batch_plan(shuffle_key, data["w"].shape[0], batch_size, drop_last)
+    task = Supervised(loss_fn, tuple(metrics))
+    state, _, acc, _ = run_epoch(state, None, new_guard(state.step), task.init_acc(), state.key, data, idx, w,
+                                 task=task, policy="off")
     return state, acc
 
 
-def eval_epoch(state: TrainState, data: dict, *, batch_size: int, loss_fn: LossFn,
-               metrics: Sequence[Any] = ()):
+def eval_epoch(state: TrainState, data: dict, *, batch_size: int, loss_fn: LossFn, metrics: Sequence[Any] = ()):
     """Loss and metrics over all of `data` in eval mode, as one `lax.scan` (no shuffling)."""
-    idx, w = batch_plan(None, data["x"].shape[0], batch_size)
-
-    def body(acc, inputs):
-        bidx, bw = inputs
-        _, acc = eval_step(state, gather(data, bidx, bw), loss_fn=loss_fn, metrics=metrics, acc=acc)
-        return acc, None
-
-    acc, _ = jax.lax.scan(body, init_metrics(metrics), (idx, w))
-    return acc
+    data = dict(data)
+    data.setdefault("w", jnp.ones((jax.tree.leaves(data["x"])[0].shape[0],), jnp.float32))
+    idx, w = batch_plan(None, data["w"].shape[0], batch_size)
+    task = Supervised(loss_fn, tuple(metrics))
+    return eval_batches(state, None, task.init_acc(), data, idx, w, task=task)[1]
