@@ -37,10 +37,11 @@ def test_every_example_runs_quick_on_embedded_data(name):
 def test_thermometer_reproduces_the_book_exactly():
     m, _ = run("thermometer")
     m = m["metrics"]
-    # 002 L3913-3915: loss 2.927648, w 5.3671, b -17.3012 (float32; the book's own reruns print ...647)
+    # section 5.4.4, Normalizing inputs: loss 2.927648, w 5.3671, b -17.3012 (float32; the book's own reruns
+    # print ...647)
     assert m["gd_loss"] == pytest.approx(2.927648, abs=2e-6)
     assert round(m["gd_w"], 4) == 5.3671 and round(m["gd_b"], 4) == -17.3012
-    # 002 L4272-4274: Adam lr 0.1 on raw t_u, 2000 epochs
+    # section 5.5.2, Optimizers a la carte: Adam lr 0.1 on raw t_u, 2000 epochs
     assert m["adam_loss"] == pytest.approx(2.927646, abs=2e-6)
     assert round(m["adam_w"], 4) == 0.5367 and round(m["adam_b"], 4) == -17.3021
     # the split-dependent variants still converge to a comparable line
@@ -53,6 +54,16 @@ def test_autograd_and_clipping_match_the_books():
     c, _ = run("gradient_clipping")
     for k, v in c["book"].items():
         assert c["metrics"][k] == pytest.approx(v, abs=1e-7)
+
+
+def test_explicit_loop_gives_the_trainers_figures_on_the_same_data_and_seed():
+    # the written-out loop (TrainState, train_step, scan, compute_metrics) against Trainer.fit (fashion_mlp)
+    loop, _ = run("explicit_loop", quick=True, epochs=2, seed=3)
+    fit, _ = run("fashion_mlp", quick=True, epochs=2, seed=3)
+    assert loop["dataset"] == fit["dataset"]
+    assert loop["metrics"].keys() == fit["metrics"].keys()
+    for k, v in fit["metrics"].items():
+        assert loop["metrics"][k] == pytest.approx(v, rel=1e-5), k
 
 
 def _final_params(directory):
