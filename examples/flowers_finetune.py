@@ -83,7 +83,7 @@ def run(ctx: Context) -> dict[str, float]:
                                                       tag=tag.split()[0]))
         for e in range(epochs):  # a fresh augmentation of the training set each epoch
             key, sub = jax.random.split(key)
-            h = trainer.fit({"x": normalise(augment(sub, train["x"])), "y": train["y"]}, epochs=1,
+            h = trainer.fit({"x": normalise(augment(sub, train["x"])), "y": train["y"]}, epochs=e + 1,
                             validation=val_n)
             ctx.print(f"{tag} epoch {e + 1}: train loss {h['loss'][-1]:.4f}, val accuracy {h['val_accuracy'][-1]:.4f}")
         return trainer
