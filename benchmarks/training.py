@@ -1,9 +1,14 @@
 """Training throughput: an epoch of the books' MNIST ConvNet and Fashion-MNIST MLP, dlcore vs PyTorch.
 
-Both sides train the same architecture with the same optimizer, batch size and number of
-examples on the same random MNIST-shaped arrays, on this machine's CPU, in one run. dlcore's
-epoch is timed after a first epoch has compiled it (`Trainer.fit` again reuses the compiled code);
-PyTorch runs eagerly, as the books do. Figures are seconds per epoch; ratio = torch / dlcore.
+The ConvNet is the one of Jha, Mastering PyTorch, ch. 1 (Training a neural network using PyTorch);
+the MLP the 784-300-100-10 classifier of Géron, Hands-On Machine Learning with Scikit-Learn and
+PyTorch, ch. 10 (Building an Image Classifier with PyTorch). Both sides train the same architecture
+with the same optimizer, batch size and number of examples on the same random MNIST-shaped arrays, on
+this machine's CPU, in one run. Each side runs one untimed warm-up epoch (dlcore's compiles the step),
+then the same number of timed epochs: dlcore counts the optimizer steps its timed `fit` ran
+(`TrainState.step`), and PyTorch runs that many epochs of its `DataLoader`. PyTorch runs eagerly, as the
+books do. Figures are seconds per epoch; ratio = torch / dlcore; each case's note says how many epochs
+and steps each side timed.
 
 Run: `dlcore bench training [--quick] [--json FILE]`.
 """
@@ -18,7 +23,8 @@ import dlcore
 from dlcore import losses, optim
 from dlcore.bench import BenchContext, Benchmark, Result
 
-BENCHMARK = Benchmark(name="training", title="one training epoch of the ConvNet (004) and the MLP (003)", peer="torch")
+BENCHMARK = Benchmark(name="training", title="one training epoch of Mastering PyTorch's ConvNet and Géron's MLP",
+                      peer="torch")
 
 
 def _data(n: int, seed: int = 0) -> dict:
@@ -26,16 +32,25 @@ def _data(n: int, seed: int = 0) -> dict:
     return {"x": rng.random((n, 28, 28, 1), np.float32), "y": rng.integers(0, 10, n).astype(np.int32)}
 
 
-def _dlcore_epoch(name: str, tx, loss, data: dict, **model_kw) -> float:
+def _dlcore_epochs(name: str, tx, loss, data: dict, **model_kw) -> tuple[float, int, int]:
+    """Seconds of the timed epochs, how many epochs were timed, and the steps in one epoch."""
     model = dlcore.models.create(name, **model_kw)
     trainer = dlcore.Trainer(model, tx, loss, batch_size=32, progress=False)
-    trainer.fit(data, epochs=1)  # compiles
+    trainer.fit(data, epochs=1)  # the warm-up epoch compiles the step
+    per_epoch = int(trainer.state.step)
     t0 = time.perf_counter()
-    trainer.fit(data, epochs=2)  # one more epoch with the compiled step
-    return time.perf_counter() - t0
+    # Epoch 2 with the compiled step. Whether `fit` counts the epoch already done or starts its count
+    # again, the steps it ran say how many epochs were timed.
+    trainer.fit(data, epochs=2)
+    seconds = time.perf_counter() - t0
+    steps = int(trainer.state.step) - per_epoch
+    if steps <= 0 or steps % per_epoch:
+        raise RuntimeError(f"the timed fit ran {steps} steps, not whole epochs of {per_epoch}")
+    return seconds, steps // per_epoch, per_epoch
 
 
-def _torch_epoch(kind: str, data: dict) -> float | None:
+def _torch_epochs(kind: str, data: dict, epochs: int) -> tuple[float, int] | None:
+    """Seconds of `epochs` timed epochs after a warm-up one, and the steps in one epoch."""
     try:
         import torch
         from torch import nn
@@ -43,7 +58,7 @@ def _torch_epoch(kind: str, data: dict) -> float | None:
     except ImportError:
         return None
 
-    class ConvNet(nn.Module):  # 004 L446, NCHW
+    class ConvNet(nn.Module):  # Mastering PyTorch's ConvNet class, NCHW
         def __init__(self):
             super().__init__()
             self.cn1, self.cn2 = nn.Conv2d(1, 16, 3, 1), nn.Conv2d(16, 32, 3, 1)
@@ -76,16 +91,24 @@ def _torch_epoch(kind: str, data: dict) -> float | None:
 
     epoch()  # warm-up, as dlcore's first epoch
     t0 = time.perf_counter()
-    epoch()
-    return time.perf_counter() - t0
+    for _ in range(epochs):
+        epoch()
+    return time.perf_counter() - t0, len(loader)
 
 
 def run(ctx: BenchContext) -> list[Result]:
     n = 256 if ctx.quick else 10_000
     data = _data(n)
     results = []
-    t = _dlcore_epoch("mnist_convnet", optim.adadelta(lr=0.5), losses.nll, data)
-    results.append(Result(f"mnist_convnet epoch, {n} images", "s", t, _torch_epoch("convnet", data)))
-    t = _dlcore_epoch("mlp", optim.sgd(lr=0.1), losses.cross_entropy, data, sizes=(784, 300, 100, 10))
-    results.append(Result(f"784-300-100-10 MLP epoch, {n} images", "s", t, _torch_epoch("mlp", data)))
+    cases = (("convnet", f"mnist_convnet epoch, {n} images", "mnist_convnet", optim.adadelta(lr=0.5),
+              losses.nll, {}),
+             ("mlp", f"784-300-100-10 MLP epoch, {n} images", "mlp", optim.sgd(lr=0.1), losses.cross_entropy,
+              {"sizes": (784, 300, 100, 10)}))
+    for kind, case, name, tx, loss, model_kw in cases:
+        seconds, epochs, steps = _dlcore_epochs(name, tx, loss, data, **model_kw)
+        note = f"timed: dlcore {epochs} epoch(s) x {steps} steps"
+        peer = _torch_epochs(kind, data, epochs)
+        if peer is not None:
+            note += f", torch {epochs} epoch(s) x {peer[1]} steps"
+        results.append(Result(case, "s", seconds / epochs, None if peer is None else peer[0] / epochs, note=note))
     return results
