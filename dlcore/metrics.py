@@ -11,10 +11,24 @@ Two forms of each metric:
   frozen dataclasses: hashable, so they can be static arguments of ``jax.jit``.
 
 Streaming metrics aggregate over the whole data set, not per batch: ``RMSE`` is the square root of the
-mean squared error over all examples, not the mean of per-batch RMSEs (book 003
-L2191-2240: the book's per-batch mean gives 0.5668 where the true validation RMSE is 0.6388). The
-``weights`` mask (shape ``(B,)``, 1 for real examples, 0 for the padding of a last partial batch) keeps
-padded rows out of every sum. Sums are float32: counts are exact up to 2**24 examples per accumulator.
+mean squared error over all examples, not the mean of per-batch RMSEs (Géron, Hands-On Machine Learning, PyTorch ed., ch. 10,
+Implementing a Regression MLP, Model Evaluation: the book's per-batch mean gives 0.5668 where the true
+validation RMSE is 0.6388). The ``weights`` mask (shape ``(B,)``, 1 for real examples, 0 for the padding
+of a last partial batch) keeps padded rows out of every sum. Sums are float32: counts are exact up to
+2**24 examples per accumulator.
+
+Every streaming metric has a name (``names()``, ``get(name)``), so ``Trainer(..., metrics=["accuracy",
+"precision", "recall", "f1"])`` reports them each epoch. ROC-AUC is the exception: it ranks the whole
+set's scores, which no fixed-size sum can do exactly, so it is a function of all the predictions
+(``roc_auc(trainer.predict(x), y)``) and ``get("roc_auc")`` says so.
+
+Binary classification (precision, recall, F1, ROC-AUC, confusion counts): single logits ``(B,)`` or
+``(B, 1)``, the positive class when ``> threshold`` (0 for logits; 0.5 for sigmoid probabilities), as
+``accuracy`` decides; labels are 0/1. References: Ketkar & Moolayil, Deep Learning with Python, 2nd
+ed., ch. 5, Training Deep Learning Models, A Practical Implementation in PyTorch (the bank marketing
+exercise: accuracy, precision, recall, ROC-AUC); Stevens, Antiga & Viehmann, Deep Learning with
+PyTorch, ch. 4, Real-world data representation using tensors, 4.3.6 Finding thresholds (precision and
+recall of a threshold rule).
 
 Layout: class axis last, as in ``dlcore.losses``.
 """
@@ -28,22 +42,33 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from dlcore.registry import Registry
 
 __all__ = [
+    "Accuracy",
+    "F1",
     "MAE",
     "MSE",
-    "RMSE",
-    "Accuracy",
     "Mean",
     "Metric",
+    "Precision",
+    "RMSE",
+    "Recall",
     "TopKAccuracy",
     "accuracy",
+    "confusion_counts",
     "confusion_matrix",
+    "f1",
     "get",
     "mae",
     "mse",
     "names",
+    "precision",
+    "recall",
     "rmse",
+    "roc_auc",
     "top_k_accuracy",
 ]
 
@@ -126,7 +151,9 @@ def accuracy(logits: jax.Array, labels: jax.Array, *, threshold: float = 0.0) ->
     is ``logits > threshold`` (0 for logits; pass 0.5 for sigmoid probabilities). Logits with the labels'
     shape ``(B, L)`` give the element-wise (multi-label) accuracy.
 
-    Reference: book 003 L2636-2640 (multiclass), L3499-3503 (binary ``torchmetrics.Accuracy``).
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 10, Building Neural Networks with PyTorch, Other
+    Classification Losses (multiclass ``torchmetrics.Accuracy``); ch. 11, Training Deep Neural Networks,
+    Transfer Learning with PyTorch (binary).
 
     Args:
         logits: Shape ``(..., C)``, ``(..., 1)`` or the labels' shape.
@@ -142,7 +169,8 @@ def accuracy(logits: jax.Array, labels: jax.Array, *, threshold: float = 0.0) ->
 def top_k_accuracy(logits: jax.Array, labels: jax.Array, k: int = 5) -> jax.Array:
     """Fraction of positions whose label is among the ``k`` highest logits.
 
-    Reference: book 003 L4900-4910 (top-1 and top-5 accuracy of ImageNet models).
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 12, Deep Computer Vision Using Convolutional Neural
+    Networks, Choosing the Right CNN Architecture (top-1 and top-5 accuracy of ImageNet models).
 
     Args:
         logits: Shape ``(..., C)``, class axis last.
@@ -203,11 +231,101 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int
     return counts.reshape(num_classes, num_classes)
 
 
+def _binary(outputs, labels, threshold: float, fn: str) -> tuple[jax.Array, jax.Array]:
+    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
+    if outputs.ndim == labels.ndim + 1 and outputs.shape[-1] == 1:
+        outputs = outputs[..., 0]
+    if outputs.shape != labels.shape:
+        raise ValueError(f"{fn}: binary outputs of shape {outputs.shape} do not match labels {labels.shape}; "
+                         "pass one logit (or probability) per example, shape (B,) or (B, 1).")
+    return outputs > threshold, labels > 0.5
+
+
+def confusion_counts(outputs: jax.Array, labels: jax.Array, weights: jax.Array | None = None, *,
+                     threshold: float = 0.0) -> dict[str, jax.Array]:
+    """Weighted counts ``tp``, ``fp``, ``fn``, ``tn`` of binary predictions (float32 scalars).
+
+    Args:
+        outputs: Logits or probabilities, shape ``(B,)`` or ``(B, 1)``.
+        labels: 0/1 targets, shape ``(B,)``.
+        weights: Optional ``(B,)`` weights (0 for padded rows).
+        threshold: Decision threshold (0 for logits, 0.5 for probabilities).
+    """
+    pred, true = _binary(outputs, labels, threshold, "confusion_counts")
+    w = jnp.ones(pred.shape, jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+
+    def count(mask):
+        return jnp.sum(jnp.where(mask, w, 0.0))
+
+    return {"tp": count(pred & true), "fp": count(pred & ~true), "fn": count(~pred & true),
+            "tn": count(~pred & ~true)}
+
+
+def _ratio(num, den) -> jax.Array:
+    return jnp.where(den > 0, num / jnp.maximum(den, 1e-30), 0.0)  # 0 when undefined, as sklearn's default
+
+
+def precision(outputs: jax.Array, labels: jax.Array, *, threshold: float = 0.0) -> jax.Array:
+    """``tp / (tp + fp)``: the fraction of predicted positives that are positive (0 if none predicted)."""
+    c = confusion_counts(outputs, labels, threshold=threshold)
+    return _ratio(c["tp"], c["tp"] + c["fp"])
+
+
+def recall(outputs: jax.Array, labels: jax.Array, *, threshold: float = 0.0) -> jax.Array:
+    """``tp / (tp + fn)``: the fraction of positives found (0 if there are none)."""
+    c = confusion_counts(outputs, labels, threshold=threshold)
+    return _ratio(c["tp"], c["tp"] + c["fn"])
+
+
+def f1(outputs: jax.Array, labels: jax.Array, *, threshold: float = 0.0) -> jax.Array:
+    """Harmonic mean of precision and recall, ``2 tp / (2 tp + fp + fn)``."""
+    c = confusion_counts(outputs, labels, threshold=threshold)
+    return _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"])
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random negative.
+
+    Computed exactly from ranks (Mann-Whitney U), ties counting one half, as
+    ``sklearn.metrics.roc_auc_score``. Any monotone score works (logits or probabilities).
+
+    It needs every score at once (their ranks), so it does not stream: no fixed-size accumulator
+    gives it exactly, and ``get("roc_auc")`` (``Trainer(metrics=["roc_auc"])``) raises. Compute it
+    on the whole set's predictions: ``roc_auc(trainer.predict(x), y)``.
+
+    Args:
+        scores: Shape ``(N,)`` or ``(N, 1)``.
+        labels: 0/1 targets, shape ``(N,)``.
+
+    Returns:
+        A Python float in ``[0, 1]``.
+
+    Raises:
+        ValueError: On mismatched shapes, or when only one class is present.
+    """
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels)
+    if s.ndim == 2 and s.shape[1] == 1:
+        s = s[:, 0]
+    if s.ndim != 1 or s.shape != y.shape:
+        raise ValueError(f"roc_auc: scores of shape {np.shape(scores)} do not match labels {np.shape(labels)}.")
+    pos = y > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("roc_auc: both classes must be present in labels.")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    average_rank = ends - (counts - 1) / 2.0  # 1-based rank of each distinct score, ties averaged
+    ranks = average_rank[inverse]
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
 def rmse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Root mean squared error over all elements.
 
-    Reference: book 003 L2191-2240: over a data set, stream it with ``RMSE()``; the
-    mean of per-batch RMSEs is not the RMSE.
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 10, Implementing a Regression MLP, Model Evaluation:
+    over a data set, stream it with ``RMSE()``; the mean of per-batch RMSEs is not the RMSE.
 
     Args:
         predictions: Any shape ``S``.
@@ -381,7 +499,8 @@ class RMSE(_WeightedMean):
     """Streaming root mean squared error: ``sqrt(sum of squared errors / count)`` over the whole set.
 
     It accumulates squared errors and takes the root once, in ``compute``; the mean of per-batch roots
-    underestimates it (Jensen), the mistake book 003 L2191-2240 warns about.
+    underestimates it (Jensen), the mistake Géron, Hands-On Machine Learning, PyTorch ed., ch. 10, Implementing a
+    Regression MLP, Model Evaluation warns about.
     """
 
     name: str = "rmse"
@@ -393,19 +512,71 @@ class RMSE(_WeightedMean):
         return jnp.sqrt(acc["total"] / acc["count"])
 
 
-_FACTORIES: dict[str, Callable[[], Metric]] = {
-    "accuracy": Accuracy,
-    "top_k_accuracy": TopKAccuracy,
-    "mae": MAE,
-    "mse": MSE,
-    "rmse": RMSE,
-}
+@dataclasses.dataclass(frozen=True)
+class _Counts(Metric):
+    name: str = ""
+    threshold: float = 0.0
+
+    def init(self) -> Accumulator:
+        z = jnp.zeros((), jnp.float32)
+        return {"tp": z, "fp": z, "fn": z}
+
+    def update(self, acc, outputs, targets, weights=None):
+        c = confusion_counts(outputs, targets, weights, threshold=self.threshold)
+        return {k: acc[k] + c[k] for k in ("tp", "fp", "fn")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision(_Counts):
+    """Streaming ``precision`` over the whole set (not a mean of per-batch values)."""
+
+    name: str = "precision"
+
+    def compute(self, acc):
+        return _ratio(acc["tp"], acc["tp"] + acc["fp"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Recall(_Counts):
+    """Streaming ``recall`` over the whole set."""
+
+    name: str = "recall"
+
+    def compute(self, acc):
+        return _ratio(acc["tp"], acc["tp"] + acc["fn"])
+
+
+@dataclasses.dataclass(frozen=True)
+class F1(_Counts):
+    """Streaming ``f1`` over the whole set."""
+
+    name: str = "f1"
+
+    def compute(self, acc):
+        return _ratio(2 * acc["tp"], 2 * acc["tp"] + acc["fp"] + acc["fn"])
+
+
+METRICS: Registry[Callable[[], Metric]] = Registry("metric", normalize=str.lower)
+METRICS.register("accuracy", Accuracy)
+METRICS.register("top_k_accuracy", TopKAccuracy)
+METRICS.register("mae", MAE)
+METRICS.register("mse", MSE)
+METRICS.register("rmse", RMSE)
+METRICS.register("precision", Precision)
+METRICS.register("recall", Recall)
+METRICS.register("f1", F1, aliases=["f1_score"])
 _TOP_K = re.compile(r"top(\d+)_accuracy")
+# Names that exist as functions but cannot be streamed exactly, and what to do instead.
+_NOT_STREAMING = {
+    "roc_auc": "metric 'roc_auc' cannot stream: it ranks every score of the set at once, which no "
+               "per-batch sum gives exactly; compute it on all the predictions instead, "
+               "dlcore.metrics.roc_auc(trainer.predict(x), y)",
+}
 
 
 def names() -> list[str]:
     """The metric names ``get`` resolves (``"topK_accuracy"`` stands for any ``K``, e.g. ``top5``)."""
-    return sorted([*_FACTORIES, "topK_accuracy"])
+    return sorted([*METRICS.names(), "topK_accuracy"])
 
 
 def get(name_or_metric: str | Metric) -> Metric:
@@ -413,22 +584,23 @@ def get(name_or_metric: str | Metric) -> Metric:
 
     Args:
         name_or_metric: ``"accuracy"``, ``"top_k_accuracy"`` (k = 5), ``"top5_accuracy"`` (any k),
-            ``"mae"``, ``"mse"``, ``"rmse"`` (case-insensitive), or a ``Metric`` instance.
+            ``"mae"``, ``"mse"``, ``"rmse"``, ``"precision"``, ``"recall"``, ``"f1"`` (any case), or a
+            ``Metric`` instance.
 
     Returns:
         The ``Metric``.
 
     Raises:
-        ValueError: For an unknown name; the message lists the valid ones.
+        ValueError: For an unknown name (`dlcore.registry.UnknownNameError`, naming the close
+            matches), or for ``"roc_auc"``, which cannot stream (see ``roc_auc``).
     """
     if isinstance(name_or_metric, Metric):
         return name_or_metric
-    if not isinstance(name_or_metric, str):
-        raise ValueError(f"Expected a metric name or a Metric, got {name_or_metric!r}.")
-    key = name_or_metric.strip().lower()
-    if key in _FACTORIES:
-        return _FACTORIES[key]()
-    match = _TOP_K.fullmatch(key)
-    if match and int(match.group(1)) >= 1:
-        return TopKAccuracy(k=int(match.group(1)))
-    raise ValueError(f"Unknown metric {name_or_metric!r}; valid names: {', '.join(names())}.")
+    if isinstance(name_or_metric, str):
+        key = name_or_metric.strip().lower()
+        if key in _NOT_STREAMING:
+            raise ValueError(_NOT_STREAMING[key])
+        match = _TOP_K.fullmatch(key)
+        if match and int(match.group(1)) >= 1:
+            return TopKAccuracy(k=int(match.group(1)))
+    return METRICS.get(name_or_metric)()

@@ -28,7 +28,8 @@ import optax
 from flax import nnx
 
 import dlcore
-from dlcore import losses, metrics_extra, optim, plot
+from dlcore import losses, optim, plot
+from dlcore.metrics import precision, recall, roc_auc
 from dlcore.nn.layers import Linear
 from dlcore.runner import Context, Example
 
@@ -78,9 +79,9 @@ def _scores(trainer, split) -> dict[str, float]:
     logits = trainer.predict(split["x"])[:, 0]
     y = split["y"]
     return {"accuracy": float(np.mean((logits > 0) == (y > 0.5))),
-            "precision": float(metrics_extra.precision(logits, y)),
-            "recall": float(metrics_extra.recall(logits, y)),
-            "roc_auc": metrics_extra.roc_auc(logits, y)}
+            "precision": float(precision(logits, y)),
+            "recall": float(recall(logits, y)),
+            "roc_auc": roc_auc(logits, y)}
 
 
 def run(ctx: Context) -> dict[str, float]:

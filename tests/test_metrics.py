@@ -155,8 +155,8 @@ def test_get_resolves_names():
 
 
 def test_get_unknown_name_lists_valid_ones():
-    with pytest.raises(ValueError, match="Unknown metric 'f1'; valid names: accuracy, mae, mse, rmse"):
-        metrics.get("f1")
+    with pytest.raises(ValueError, match="unknown metric 'precison': did you mean 'precision'.*known: accuracy, f1, mae"):
+        metrics.get("precison")
     with pytest.raises(ValueError, match="k must be a positive int"):
         metrics.TopKAccuracy(k=0)
 

@@ -1,11 +1,11 @@
-"""Tests for dlcore.metrics_extra: precision, recall, F1, ROC-AUC (golden, sklearn parity, streaming)."""
+"""Tests for the binary metrics of dlcore.metrics: precision, recall, F1, ROC-AUC (golden, sklearn parity, streaming)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore import metrics_extra as M
+from dlcore import metrics as M
 
 
 def test_golden_counts_and_ratios():
@@ -59,3 +59,35 @@ def test_streaming_equals_whole_set_and_masks_padding():
         assert float(metric.compute(acc)) == pytest.approx(float(fn(s, y)), rel=1e-6), metric.name
     with pytest.raises(ValueError, match="do not match labels"):
         M.Precision()(jnp.ones((4, 2)), jnp.ones(4))
+
+
+# ---- by name, in the Trainer ---------------------------------------------------------------------------
+
+
+def test_names_resolve_to_the_streaming_classes_and_roc_auc_says_why_not():
+    assert M.get("precision") == M.Precision() and M.get("Recall") == M.Recall()
+    assert M.get("f1") == M.F1() and M.get("f1_score") == M.F1()
+    assert {"precision", "recall", "f1"} <= set(M.names())
+    with pytest.raises(ValueError, match="'roc_auc' cannot stream.*roc_auc\\(trainer.predict"):
+        M.get("roc_auc")
+
+
+def test_trainer_reports_precision_recall_f1_by_name_equal_to_the_functions():
+    from flax import nnx
+
+    from dlcore import Trainer, losses, optim
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(70, 2)).astype(np.float32)
+    y = ((x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=70)) > 0.2).astype(np.float32)[:, None]
+    model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+    # batches of 16: the last of 70 rows is padded, which the weights mask must keep out of the counts
+    trainer = Trainer(model, optim.sgd(0.1), losses.binary_cross_entropy_with_logits,
+                      metrics=["precision", "recall", "f1"], batch_size=16, progress=False)
+    history = trainer.fit({"x": x, "y": y}, epochs=3)
+    assert {"precision", "recall", "f1"} <= set(history)
+    logs = trainer.evaluate({"x": x, "y": y})
+    logits = trainer.predict(x)
+    assert 0 < float(M.precision(logits, y)) < 1  # a real mix of right and wrong predictions
+    for name, fn in [("precision", M.precision), ("recall", M.recall), ("f1", M.f1)]:
+        assert logs[name] == pytest.approx(float(fn(logits, y)), abs=1e-6)
