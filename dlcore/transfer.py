@@ -1,13 +1,17 @@
 r"""Transfer learning: new heads, frozen backbones, differential learning rates, precomputed features,
 ensembles.
 
-The books' recipe (000 L10150-10581, 001 ch. 5 and 8, 003 L3454-3512 and L5109-5224): take a trained
-network, put a new classifier head on it (``model.fc = nn.Linear(512, 2)``), freeze the rest
-(``requires_grad = False``) and train the head, then unfreeze and fine-tune at a lower learning rate.
+The books' recipe (Ketkar & Moolayil, Deep Learning with Python, 2nd ed., ch. 6, the VGG16 transfer
+learning of Listing 6-15; Subramanian, Deep Learning with PyTorch, ch. 5, Classifying dogs and cats using
+transfer learning, and ch. 8, Modern Network Architectures; Géron, Hands-On Machine Learning, PyTorch
+ed., ch. 11, Reusing Pretrained Layers, Transfer Learning with PyTorch, and ch. 12, Pretrained Models
+for Transfer Learning): take a trained network, put a new classifier head on it
+(``model.fc = nn.Linear(512, 2)``), freeze the rest (``requires_grad = False``) and train the head,
+then unfreeze and fine-tune at a lower learning rate.
 Here freezing is an optimizer matter, as everywhere in optax: a frozen parameter's update is zero and
 it has no optimizer state at all (``optim.param_groups`` with ``"frozen": True``). When the backbone
-is frozen for good, its outputs can be computed once ("pre-convoluted features", 001 ch. 5) and a
-small head trained on them in seconds.
+is frozen for good, its outputs can be computed once ("pre-convoluted features": Subramanian, ch. 5,
+Calculating pre-convoluted features) and a small head trained on them in seconds.
 
 Example:
     >>> model = dlcore.models.create("resnet18", num_classes=1000)
@@ -18,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -96,20 +99,9 @@ def replace_head(model: nnx.Module, attr: str, new_module: Any) -> nnx.Module:
 # -- freezing and learning rates ------------------------------------------------------------------
 
 
-def _match(pattern: optim.Pattern) -> Callable[[str, Any], bool]:
-    if callable(pattern):
-        return pattern
-    pats = [pattern] if isinstance(pattern, str) else list(pattern)
-    if not pats or not all(isinstance(p, str) for p in pats):
-        raise ValueError(f"a parameter pattern must be a regex, a list of regexes or a function "
-                         f"(path, array) -> bool; got {pattern!r}.")
-    compiled = [re.compile(p) for p in pats]
-    return lambda path, value: any(c.search(path) for c in compiled)
-
-
 def frozen_paths(model_or_params: Any, where: optim.Pattern) -> list[str]:
     """The dotted parameter paths ``where`` matches (what ``freeze`` would freeze), in tree order."""
-    match = _match(where)
+    match = optim.path_matcher(where)
     return [p for p, v in optim.named_leaves(model_or_params) if match(p, v)]
 
 
@@ -158,12 +150,14 @@ def trainable(model_or_params: Any, where: optim.Pattern, optimizer: str = "sgd"
     """The converse of ``freeze``: only the parameters ``where`` matches train (e.g. a new head).
 
     ``trainable(model, "^fc\\.", "sgd", lr=1e-3)`` is the book's ``for p in model.parameters():
-    p.requires_grad = False`` followed by a new ``model.fc`` (003 L5109-5224, 001 ch. 5).
+    p.requires_grad = False`` followed by a new ``model.fc`` (Géron, Hands-On Machine Learning,
+    PyTorch ed., ch. 12, Pretrained Models for Transfer Learning; Subramanian, Deep Learning with
+    PyTorch, ch. 5, Freezing the layers).
 
     Raises:
         ValueError: When ``where`` matches no parameter.
     """
-    match = _match(where)
+    match = optim.path_matcher(where)
     leaves = optim.named_leaves(model_or_params)
     if not any(match(p, v) for p, v in leaves):
         raise ValueError(f"trainable: the pattern {where!r} matches no parameter.")
@@ -266,7 +260,8 @@ def precompute_features(backbone_fn: Any, split: Mapping[str, Any], batch_size: 
                         flatten: bool = True) -> dict[str, np.ndarray]:
     """Run a frozen backbone over a split once: ``{"x": features, "y": labels, ...}`` to train a head on.
 
-    The "pre-convoluted features" of 001 ch. 5: the convolutional part of a pretrained network is
+    The "pre-convoluted features" of Subramanian, Deep Learning with PyTorch, ch. 5, Calculating
+    pre-convoluted features: the convolutional part of a pretrained network is
     applied to every image once, and only the classifier is trained, on its outputs, for many epochs.
 
     Args:
@@ -289,7 +284,8 @@ def precompute_features(backbone_fn: Any, split: Mapping[str, Any], batch_size: 
 
 def ensemble_predict(models_or_fns: Sequence[Any], x: Any, *, batch_size: int | None = 256,
                      transform: Callable[[jax.Array], jax.Array] | None = jax.nn.softmax) -> np.ndarray:
-    """The mean of several models' probabilities: the book's ensemble of classifiers (001 ch. 8).
+    """The mean of several models' probabilities: the book's ensemble of classifiers (Subramanian,
+    Deep Learning with PyTorch, ch. 8, Model ensembling).
 
     Each member's outputs (logits or log-probabilities: softmax gives the same probabilities for
     both) go through ``transform`` and are averaged; ``argmax`` of the result is the ensemble's vote.
