@@ -16,8 +16,9 @@ Shapes are checked when the function is traced, from static shapes, and a mismat
 ``(B,)`` targets, and the broadcast ``(B, B)`` loss it then computes is a classic silent bug.
 
 References:
-    Géron, Hands-On Machine Learning, PyTorch ed. (book 003): L1275 (MSE, MAE, Huber), L2611-2705
-    (cross-entropy on logits, NLL, BCE, label smoothing, class weights);
+    Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch: ch. 9, Regression MLPs (MSE, MAE,
+    Huber); ch. 10, Building the Classifier and Other Classification Losses (cross-entropy on logits, NLL,
+    BCE, label smoothing, class weights);
     Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (2016) for label
     smoothing.
 """
@@ -135,7 +136,8 @@ def reduce(losses: jax.Array, reduction: str = "mean", *, weights: jax.Array | N
 def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean squared error per example (PyTorch ``nn.MSELoss``).
 
-    Reference: book 003 L2025-2030 (``nn.MSELoss``); ``mean(mse(p, t)) == F.mse_loss(p, t)``.
+    Reference: Géron, ch. 10, Linear Regression Using PyTorch's High-Level API;
+    ``mean(mse(p, t)) == F.mse_loss(p, t)``.
 
     Args:
         predictions: Shape ``(B, ...)``.
@@ -151,7 +153,7 @@ def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 def mae(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean absolute error per example (PyTorch ``nn.L1Loss``).
 
-    Reference: book 003 L1275 (MSE, MAE and Huber compared).
+    Reference: Géron, ch. 9, Regression MLPs (MSE, MAE and Huber compared).
 
     Args:
         predictions: Shape ``(B, ...)``.
@@ -170,7 +172,8 @@ def huber(predictions: jax.Array, targets: jax.Array, delta: float = 1.0) -> jax
     Element-wise ``0.5 * d**2`` for ``|d| <= delta`` and ``delta * (|d| - 0.5 * delta)`` beyond, with
     ``d = p - t``: quadratic near zero, linear (robust to outliers) far from it.
 
-    Reference: book 003 L1275, L6043-6051; Huber, "Robust Estimation of a Location Parameter" (1964).
+    Reference: Géron, ch. 9, Regression MLPs; ch. 13, Forecasting Using a Linear Model; Huber, "Robust
+    Estimation of a Location Parameter" (1964).
 
     Args:
         predictions: Shape ``(B, ...)``.
@@ -241,9 +244,10 @@ def nll(
 ) -> jax.Array:
     """Negative log-likelihood of class labels given log-probabilities (PyTorch ``F.nll_loss``).
 
-    Use after a ``log_softmax`` head (book 004's MNIST ConvNet); on raw logits use ``cross_entropy``.
+    Use after a ``log_softmax`` head (Jha, Mastering PyTorch, ch. 1); on raw logits use ``cross_entropy``.
 
-    Reference: book 003 L2631 (``nn.LogSoftmax`` + ``nn.NLLLoss``); book 004 (MNIST ConvNet).
+    Reference: Géron, ch. 10, Other Classification Losses (``nn.LogSoftmax`` + ``nn.NLLLoss``); Jha,
+    Mastering PyTorch, ch. 1 (MNIST ConvNet).
 
     Args:
         log_probs: Log-probabilities, shape ``(..., C)`` (class axis last; PyTorch's is dim 1).
@@ -298,7 +302,8 @@ def cross_entropy(
 
     A mean over no positions (all ignored) is NaN, as in PyTorch.
 
-    Reference: book 003 L2611-2627 (loss on logits), L2683 (label smoothing), L2705 (class weights);
+    Reference: Géron, ch. 10, Building the Classifier (loss on logits) and Other Classification Losses
+    (label smoothing, class weights);
     Szegedy et al. (2016) for label smoothing.
 
     Args:
@@ -376,7 +381,8 @@ def binary_cross_entropy(
     loss. Prefer ``binary_cross_entropy_with_logits`` on raw scores: it is exact where the sigmoid
     saturates.
 
-    Reference: book 003 L2633; book 000 L5845 (``nn.BCELoss``).
+    Reference: Géron, ch. 10, Other Classification Losses; Ketkar & Moolayil, ch. 3, Listing 3-4
+    (``nn.BCELoss``).
 
     Args:
         probs: Probabilities in ``[0, 1]``, shape ``(B, ...)``.
@@ -416,7 +422,8 @@ def binary_cross_entropy_with_logits(
     Computed as ``pos_weight * t * softplus(-x) + (1 - t) * softplus(x)`` (since
     ``-log sigmoid(x) = softplus(-x)``), which never takes the log of a rounded-off 0.
 
-    Reference: book 003 L2633, L3499-3503 (``nn.BCEWithLogitsLoss``).
+    Reference: Géron, ch. 10, Other Classification Losses, and ch. 11, Transfer Learning with PyTorch
+    (``nn.BCEWithLogitsLoss``).
 
     Args:
         logits: Raw scores, shape ``(B, ...)``.

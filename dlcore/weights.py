@@ -22,8 +22,9 @@ Loading checks every tensor before changing anything: a missing, unexpected (wit
 misshapen tensor raises a ValueError naming it. Files: `.pth`/`.pt`/`.bin` are read with torch
 (`weights_only=True`) when it is installed; `.safetensors` files need only the `safetensors` package.
 
-References: Deep Learning with PyTorch (002) ch. 2 (pretrained torchvision models), 001 ch. 5/8
-(transfer learning from ImageNet weights); Hands-On ML (003) ch. 12 (pretrained models).
+References: Antiga et al., Deep Learning with PyTorch, 2nd ed., ch. 2 (pretrained torchvision models);
+Subramanian, Deep Learning with PyTorch, ch. 5/8 (transfer learning from ImageNet weights); Géron,
+Hands-On ML ch. 12, Using TorchVision's Pretrained Models.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 scikit-learn's estimators and names, with jitted cores and every initialisation of `n_init` run in
 the same call:
 
-* `KMeans`, `MiniBatchKMeans`, `kmeans_plusplus`: k-means (003 L86-266);
-* `silhouette_score`, `silhouette_samples`: the silhouette, in blocks (003 L282-318);
-* `DBSCAN` (with a nearest-core-sample `predict`) and `KNeighborsClassifier` (003 L496-575);
+* `KMeans`, `MiniBatchKMeans`, `kmeans_plusplus`: k-means (Géron, ch. 8, k-Means Clustering);
+* `silhouette_score`, `silhouette_samples`: the silhouette, in blocks (Géron, ch. 8, Figures 8-7 to 8-9);
+* `DBSCAN` (with a nearest-core-sample `predict`) and `KNeighborsClassifier` (Géron, ch. 8, DBSCAN);
 * `GaussianMixture` (EM, four covariance types, BIC/AIC, sampling), `BayesianGaussianMixture`
-  (variational, Dirichlet priors) and `density_anomalies` (003 L591-840);
-* `LogisticRegression`, the classifier of the semi-supervised experiments (003 L424-494);
+  (variational, Dirichlet priors) and `density_anomalies` (Géron, ch. 8, Gaussian Mixtures);
+* `LogisticRegression`, the classifier of the semi-supervised experiments (Géron, ch. 8, semi-supervised learning);
 * `plot_elbow`, `plot_silhouette_scores`, `plot_silhouette_diagram` (matplotlib, optional).
 
 Estimators compute in float32 by default; `dtype=jnp.float64` computes in float64 under a local

@@ -1,7 +1,8 @@
-"""The two classifiers 003 ch. 8 pairs with clustering: k-nearest neighbours and logistic regression.
+"""The two classifiers Géron's ch. 8 pairs with clustering: k-nearest neighbours and logistic regression.
 
-`KNeighborsClassifier` predicts the cluster of new points from DBSCAN's core samples (003 L546-575);
-`LogisticRegression` is the classifier of the semi-supervised digits experiments (003 L424-494): the
+`KNeighborsClassifier` predicts the cluster of new points from DBSCAN's core samples (Géron, ch. 8, Figure 8-14);
+`LogisticRegression` is the classifier of the semi-supervised digits experiments (Géron, ch. 8, Using
+Clustering for Semi-Supervised Learning): the
 same L2-penalised multinomial (softmax) model scikit-learn fits, minimised to convergence with optax's
 L-BFGS in one jitted loop, so both land on the same (unique) optimum.
 """
@@ -75,7 +76,7 @@ class KNeighborsClassifier:
     Attributes:
         classes_: the sorted distinct labels; n_features_in_.
 
-    Example (003 L546-575):
+    Example (Géron, ch. 8, DBSCAN):
         >>> knn = KNeighborsClassifier(50).fit(db.components_, db.labels_[db.core_sample_indices_])
         >>> knn.predict(X_new), knn.predict_proba(X_new), knn.kneighbors(X_new, n_neighbors=1)
     """
@@ -212,7 +213,7 @@ class LogisticRegression:
         classes_ `(n_classes,)`; coef_ `(n_classes, d)` (`(1, d)` for two classes); intercept_;
         n_iter_; n_features_in_.
 
-    Example (003 L424-436):
+    Example (Géron, ch. 8, Using Clustering for Semi-Supervised Learning):
         >>> clf = LogisticRegression(max_iter=10_000).fit(X_train[:50], y_train[:50])
         >>> clf.score(X_test, y_test)
     """

@@ -1,6 +1,6 @@
 """DBSCAN: clusters as connected regions of high density, and its nearest-core-sample predict.
 
-Hands-On Machine Learning (PyTorch edition), ch. 8, "DBSCAN" (003 L496-575): core instances have at
+Hands-On Machine Learning (PyTorch edition), ch. 8, "DBSCAN" (Figures 8-13 and 8-14): core instances have at
 least `min_samples` points (themselves included) within `eps`; neighbouring core instances form a
 cluster, the other points within `eps` of a core instance join it, and the rest is noise (-1).
 
@@ -60,7 +60,7 @@ def _components(src, dst, core, *, n):
 
 
 class DBSCAN:
-    """Density-based clustering with noise (003 L496-575).
+    """Density-based clustering with noise (Géron, ch. 8, DBSCAN).
 
     Args:
         eps: neighbourhood radius (Euclidean; points at distance <= eps are neighbours).
@@ -133,7 +133,7 @@ class DBSCAN:
         return self.fit(X).labels_
 
     def predict(self, X, *, n_neighbors: int = 1, max_distance: float | None = None) -> np.ndarray:
-        """Cluster of new points by their nearest core samples, -1 when too far (003 L546-575).
+        """Cluster of new points by their nearest core samples, -1 when too far (Géron, ch. 8, Figure 8-14).
 
         DBSCAN itself has no predict; the book votes among the `n_neighbors` nearest core samples
         (`KNeighborsClassifier` on `components_`) and calls a point an anomaly when its nearest core

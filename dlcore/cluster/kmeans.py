@@ -1,7 +1,8 @@
 """k-means: Lloyd iterations from random, explicit or greedy k-means++ centres, and mini-batch k-means.
 
-Hands-On Machine Learning (PyTorch edition), ch. 8, "k-Means Clustering" (003 L86-320): the
-algorithm (L150-165), centroid initialisation and inertia (L181-236), mini-batch k-means (L254-266).
+Hands-On Machine Learning (PyTorch edition), ch. 8, "k-Means Clustering": the
+algorithm ("The k-means algorithm"), centroid initialisation and inertia ("Centroid initialization
+methods"), mini-batch k-means ("Accelerated k-means and mini-batch k-means").
 
 Every initialisation of `n_init` runs in the same jitted call (`lax.map` with a batch size, i.e. a
 `vmap` over as many runs as fit in memory at once); the run with the lowest inertia is kept.
@@ -49,7 +50,7 @@ def _assign(X, x_sq, centers, valid=None):
 
 
 def _kmeanspp(key, X, x_sq, k, k_pad: int, n_local_trials: int, trials=None):
-    """Greedy k-means++ seeding (003 L226-236; Arthur and Vassilvitskii, 2007).
+    """Greedy k-means++ seeding (Géron, ch. 8, Centroid initialization methods; Arthur and Vassilvitskii, 2007).
 
     The first centre is a uniformly drawn point; each next one is the best (lowest potential, the sum of
     squared distances to the nearest centre) of `n_local_trials` points drawn with probability
@@ -110,7 +111,7 @@ def _update_centers(X, labels, min_d2, valid):
 
 def _lloyd(X, x_sq, centers, valid, max_iter, tol):
     """Lloyd iterations until the labels stop changing, the centres move less than `tol` (sum of
-    squared shifts), or `max_iter` (003 L150-165). Only the `valid` centres take part.
+    squared shifts), or `max_iter` (Géron, ch. 8, The k-means algorithm). Only the `valid` centres take part.
 
     Returns:
         centres `(k_pad, d)`, labels `(n,)` consistent with them, inertia, number of iterations.
@@ -241,15 +242,15 @@ class _CentroidMixin:
             return np.asarray(_centroid_outputs(jnp.asarray(X), jnp.asarray(self.cluster_centers_), what=what))
 
     def transform(self, X) -> np.ndarray:
-        """Euclidean distance from each row of `X (n, d)` to every centre: `(n, n_clusters)` (003 L131-146)."""
+        """Euclidean distance from each row of `X (n, d)` to every centre: `(n, n_clusters)` (Géron, ch. 8)."""
         return self._outputs(X, "transform", "distances")
 
     def predict(self, X) -> np.ndarray:
-        """Index of the nearest centre of each row of `X (n, d)`: `(n,)` int32 (003 L118-124)."""
+        """Index of the nearest centre of each row of `X (n, d)`: `(n,)` int32 (Géron, ch. 8, k-Means Clustering)."""
         return self._outputs(X, "predict", "labels")
 
     def score(self, X, y=None) -> float:
-        """Minus the inertia of `X` under the fitted centres (greater is better, 003 L208-213)."""
+        """Minus the inertia of `X` under the fitted centres (greater is better; Géron, ch. 8)."""
         return -float(self._outputs(X, "score", "inertia"))
 
     def fit_predict(self, X, y=None) -> np.ndarray:
@@ -262,12 +263,12 @@ class _CentroidMixin:
 
 
 class KMeans(_CentroidMixin):
-    """k-means clustering by Lloyd's algorithm, `n_init` initialisations at once (003 L86-236).
+    """k-means clustering by Lloyd's algorithm, `n_init` initialisations at once (Géron, ch. 8, k-Means Clustering).
 
     Args:
         n_clusters: number of clusters k.
         init: 'k-means++' (greedy k-means++, the default), 'random' (k distinct points), or an array
-            `(n_clusters, n_features)` of initial centres (003 L183-188).
+            `(n_clusters, n_features)` of initial centres (Géron, ch. 8, Centroid initialization methods).
         n_init: number of initialisations, the best (lowest inertia) kept; 'auto' is 10 for 'random'
             and 1 otherwise, as in scikit-learn.
         max_iter: most Lloyd iterations per run.
@@ -340,7 +341,7 @@ class KMeans(_CentroidMixin):
 
 def kmeans_plusplus(X, n_clusters: int, *, n_local_trials: int | None = None, random_state: Any = None,
                     dtype: Any = jnp.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy k-means++ seeds for `X (n, d)` (003 L226-236).
+    """Greedy k-means++ seeds for `X (n, d)` (Géron, ch. 8, Centroid initialization methods).
 
     Returns:
         centres `(n_clusters, d)` (rows of X) and their indices `(n_clusters,)`.
@@ -364,7 +365,7 @@ def _kmeanspp_jit(key, X, k, trials):
 
 
 # --------------------------------------------------------------------------------------------------
-# Mini-batch k-means (Sculley, 2010; 003 L254-266)
+# Mini-batch k-means (Sculley, 2010; Géron, ch. 8, Accelerated k-means and mini-batch k-means)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -427,7 +428,7 @@ def _labels_inertia(X, centers):
 
 
 class MiniBatchKMeans(_CentroidMixin):
-    """Mini-batch k-means (003 L254-266; Sculley, "Web-Scale K-Means Clustering", 2010).
+    """Mini-batch k-means (Géron, ch. 8, Accelerated k-means...; Sculley, "Web-Scale K-Means Clustering", 2010).
 
     Each step draws `batch_size` points, assigns them to the nearest centre and moves every centre to the
     running mean of all points ever assigned to it (per-centre learning rate 1 / count). Training stops

@@ -1,8 +1,9 @@
 """Gaussian mixtures by expectation-maximisation, the variational Bayesian mixture, density anomalies.
 
-Hands-On Machine Learning (PyTorch edition), ch. 8, "Gaussian Mixtures" (003 L591-913): the model and
-EM (L591-660), covariance types (L700-725), anomaly detection with a density threshold (L727-760),
-BIC and AIC (L762-815), Bayesian Gaussian mixtures (L817-840).
+Hands-On Machine Learning (PyTorch edition), ch. 8, "Gaussian Mixtures": the model and EM
+(Figure 8-15), covariance types (Figure 8-16), anomaly detection with a density threshold ("Using Gaussian
+Mixtures for Anomaly Detection", Figure 8-17), BIC and AIC ("Selecting the Number of Clusters", Equation
+8-2, Figure 8-19), Bayesian Gaussian mixtures ("Bayesian Gaussian Mixture Models").
 
 All `n_init` initialisations run in one jitted call (`lax.map` with a batch size: a `vmap` over as
 many runs as fit in memory); EM stops when the mean log-likelihood (the lower bound for the Bayesian
@@ -139,7 +140,7 @@ def _gmm_lower_bound(log_prob_norm, log_resp, p, hyper, cov_type):
 
 
 # --------------------------------------------------------------------------------------------------
-# Variational Bayesian mixture (Bishop, PRML sect. 10.2; 003 L817-840)
+# Variational Bayesian mixture (Bishop, PRML sect. 10.2; Géron, ch. 8, Bayesian Gaussian Mixture Models)
 # Posterior q(weights) Dirichlet or stick-breaking Beta; q(mean_k, precision_k) Normal-Wishart
 # (Normal-Gamma per feature for diag, one Gamma per component for spherical, one shared Wishart for
 # tied), with parameters beta (mean precision), nu (degrees of freedom) and Winv (inverse scale);
@@ -482,7 +483,7 @@ class _BaseMixture:
                                                process=self._process, what=what))
 
     def score_samples(self, X) -> np.ndarray:
-        """Log of the mixture's density at each row of `X (n, d)`: `(n,)` (003 L676-690)."""
+        """Log of the mixture's density at each row of `X (n, d)`: `(n,)` (Géron, ch. 8, Gaussian Mixtures)."""
         return self._outputs(X, "score_samples", "log_density")
 
     def score(self, X, y=None) -> float:
@@ -490,7 +491,7 @@ class _BaseMixture:
         return float(np.mean(self.score_samples(X), dtype=np.float64))
 
     def predict_proba(self, X) -> np.ndarray:
-        """Posterior probability of each component for each row: `(n, n_components)` (003 L640-656)."""
+        """Posterior probability of each component for each row: `(n, n_components)` (Géron, ch. 8)."""
         return self._outputs(X, "predict_proba", "proba")
 
     def predict(self, X) -> np.ndarray:
@@ -502,7 +503,7 @@ class _BaseMixture:
         return self.fit(X).predict(X)
 
     def sample(self, n_samples: int = 1, *, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Draw points from the fitted mixture, ordered by component (003 L660-672).
+        """Draw points from the fitted mixture, ordered by component (Géron, ch. 8, Gaussian Mixtures: `sample`).
 
         Args:
             n_samples: number of points.
@@ -527,12 +528,12 @@ class _BaseMixture:
 
 
 class GaussianMixture(_BaseMixture):
-    """Gaussian mixture fitted by expectation-maximisation (003 L591-815).
+    """Gaussian mixture fitted by expectation-maximisation (Géron, ch. 8, Gaussian Mixtures).
 
     Args:
         n_components: number of Gaussians k.
         covariance_type: 'full' (each its own covariance), 'tied' (one shared), 'diag' (axis-aligned) or
-            'spherical' (one variance per component) (003 L700-725).
+            'spherical' (one variance per component) (Géron, ch. 8, Gaussian Mixtures, Figure 8-16).
         tol: stop when the mean log-likelihood changes by less than this.
         reg_covar: added to the covariances' diagonals (keeps them positive definite).
         max_iter: most EM iterations per initialisation.
@@ -620,7 +621,7 @@ class GaussianMixture(_BaseMixture):
         return _n_covariance_parameters(self.covariance_type, K, d) + K * d + K - 1
 
     def bic(self, X) -> float:
-        """Bayesian information criterion on `X`: log(m) p - 2 log L (Equation 8-2, 003 L773-781)."""
+        """Bayesian information criterion on `X`: log(m) p - 2 log L (Géron, ch. 8, Equation 8-2)."""
         log_density = self.score_samples(X)
         n = len(log_density)
         return float(-2 * np.sum(log_density, dtype=np.float64) + self._n_parameters() * math.log(n))
@@ -631,7 +632,7 @@ class GaussianMixture(_BaseMixture):
 
 
 class BayesianGaussianMixture(_BaseMixture):
-    """Variational Bayesian Gaussian mixture that gives unneeded components (near-)zero weight (003 L817-840).
+    """Variational Bayesian Gaussian mixture that gives unneeded components (near-)zero weight (Géron, ch. 8).
 
     Mean-field variational inference (Bishop, Pattern Recognition and Machine Learning, sect. 10.2) with a
     Dirichlet-process (stick-breaking, the default) or Dirichlet-distribution prior on the weights and
@@ -763,7 +764,7 @@ def _pad_component_axis(v, K_pad: int, name: str, cov_type: str):
 
 
 def density_anomalies(model, X, *, percentile: float = 2.0, threshold: float | None = None):
-    """Points of `X` whose log density under `model` is below a threshold (003 L727-760).
+    """Points of `X` whose log density under `model` is below a threshold (Géron, ch. 8, Figure 8-17).
 
     Args:
         model: a fitted mixture (anything with `score_samples`).

@@ -1,6 +1,7 @@
 """Plots for choosing k: the elbow of the inertia curve, silhouette scores, silhouette diagrams.
 
-Hands-On Machine Learning (PyTorch edition), ch. 8, Figures 8-7 to 8-9 (003 L268-318). matplotlib
+Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 8, Finding the optimal number of clusters,
+Figures 8-7 to 8-9. matplotlib
 is optional (`pip install 'dlcore[plot]'`); it is imported only when a plot is drawn, and figures are
 made without pyplot, so no display or backend is needed to save them.
 """

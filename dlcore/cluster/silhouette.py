@@ -1,7 +1,8 @@
 """Silhouette coefficients, computed a block of rows at a time so 100k points fit in memory.
 
 Hands-On Machine Learning (PyTorch edition), ch. 8, "Finding the optimal number of clusters"
-(003 L282-310): an instance's coefficient is (b - a) / max(a, b), with a the mean distance to the
+(Géron, ch. 8, Figures 8-8 and 8-9): an instance's coefficient is (b - a) / max(a, b), with a the mean
+distance to the
 other members of its cluster and b the mean distance to the members of the nearest other cluster.
 """
 
@@ -65,7 +66,7 @@ def _chunk_for(n: int, chunk_size: int | None) -> int:
 
 
 def silhouette_samples(X, labels, *, chunk_size: int | None = None, dtype: Any = jnp.float32) -> np.ndarray:
-    """Silhouette coefficient of every sample (003 L282-292).
+    """Silhouette coefficient of every sample (Géron, ch. 8, Finding the optimal number of clusters, Figure 8-9).
 
     Args:
         X: `(n_samples, n_features)` points.
@@ -96,7 +97,7 @@ def silhouette_samples(X, labels, *, chunk_size: int | None = None, dtype: Any =
 
 def silhouette_score(X, labels, *, sample_size: int | None = None, random_state: Any = None,
                      chunk_size: int | None = None, dtype: Any = jnp.float32) -> float:
-    """Mean silhouette coefficient over all samples, or over `sample_size` drawn at random (003 L294-300).
+    """Mean silhouette coefficient over all samples, or over `sample_size` drawn at random (Géron, Figure 8-8).
 
     Args:
         X, labels, chunk_size, dtype: as in `silhouette_samples`.

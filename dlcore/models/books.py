@@ -1,6 +1,6 @@
 """The books' own small CNNs, NHWC, with the books' layer names (so their state dicts load).
 
-`mnist_convnet` (Mastering PyTorch ch. 1) lives in `vision.py`; LeNet-5 (003 Table 12-1) in `vgg.py`.
+`mnist_convnet` (Mastering PyTorch ch. 1) lives in `vision.py`; LeNet-5 (Géron, Table 12-1) in `vgg.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dlcore.nn.layers import Activation, Dropout2d, Flatten, Linear, Sequential,
 
 
 def _unit(cin: int, cout: int, bn: bool, rngs: nnx.Rngs) -> Sequential:
-    """conv k3 p1 [-> BN] -> ReLU -> max pool 2/2, the books' "convolutional unit" (000 ch. 6)."""
+    """conv k3 p1 [-> BN] -> ReLU -> max pool 2/2, the books' "convolutional unit" (Ketkar & Moolayil, ch. 6)."""
     layers = [Conv2d(cin, cout, 3, 1, 1, rngs=rngs)]
     if bn:
         layers.append(batch_norm2d(cout, rngs=rngs))
@@ -25,7 +25,7 @@ def _unit(cin: int, cout: int, bn: bool, rngs: nnx.Rngs) -> Sequential:
 
 @register("mnist_bn_cnn")
 class MNISTBatchNormCNN(nnx.Module):
-    """The MNIST CNN with batch norm of Deep Learning with Python (000 L9700-10077, Listing 6-4).
+    """The MNIST CNN with batch norm of Ketkar & Moolayil, Deep Learning with Python, ch. 6, Listing 6-4.
 
     2 x [conv k3 p1 (16, 32), BN, ReLU, max pool 2] -> flatten 7*7*32 = 1568 -> Linear 128 ->
     Linear 10 -> log_softmax. As in the book there is no activation between fc1 and fc2.
@@ -62,7 +62,7 @@ class MNISTBatchNormCNN(nnx.Module):
 
 @register("cats_dogs_cnn")
 class CatsDogsCNN(nnx.Module):
-    """The cats-vs-dogs CNN of Deep Learning with Python (000 L10150-10581).
+    """The cats-vs-dogs CNN of Ketkar & Moolayil, Deep Learning with Python, ch. 6, Listings 6-8 to 6-14.
 
     4 x [conv k3 p1 (16, 32, 64, 128), ReLU, max pool 2] -> flatten 14*14*128 = 25088 -> Linear 128
     -> Linear 1. The book ends with `nn.Sigmoid()` and `BCELoss`; this returns the logit, to train
@@ -101,7 +101,7 @@ class CatsDogsCNN(nnx.Module):
 
 @register("mnist_cnn_001")
 class MNISTCNN001(nnx.Module):
-    """The MNIST CNN of Deep Learning with PyTorch (001 ch. 5), after PyTorch's MNIST example.
+    """The MNIST CNN of Subramanian, Deep Learning with PyTorch, ch. 5, after PyTorch's MNIST example.
 
     conv 1-10 k5 -> max pool 2 -> ReLU -> conv 10-20 k5 -> Dropout2d(0.5) -> max pool 2 -> ReLU ->
     flatten 4*4*20 = 320 -> Linear 50 -> ReLU -> dropout(0.5) -> Linear 10 -> log_softmax.
@@ -138,7 +138,7 @@ class MNISTCNN001(nnx.Module):
 
 @register("fashion_cnn")
 class FashionCNN(Sequential):
-    """The Fashion-MNIST CNN of Hands-On ML (003 L4563-4594), an `nn.Sequential` there and here.
+    """The Fashion-MNIST CNN of Géron, Hands-On ML, ch. 12, CNN Architectures, an `nn.Sequential` there and here.
 
     conv 64 k7 'same' -> pool 2 -> 2 x conv 128 k3 'same' -> pool 2 -> 2 x conv 256 -> pool 2 ->
     flatten 3*3*256 = 2304 -> 128 ReLU -> dropout .5 -> 64 ReLU -> dropout .5 -> 10 logits.

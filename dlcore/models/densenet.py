@@ -1,7 +1,7 @@
 """DenseNet-121/161/169/201 (DenseNet-BC), NHWC, torchvision's parameter names.
 
 References: Huang et al., "Densely Connected Convolutional Networks" (2017), Table 1; Hands-On ML
-(003) ch. 12 "DenseNet"; Deep Learning with PyTorch (001) ch. 8 (DenseNet-121 features for
+ch. 12 "DenseNet"; Subramanian, Deep Learning with PyTorch, ch. 8 (DenseNet-121 features for
 transfer learning).
 """
 

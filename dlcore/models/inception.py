@@ -1,8 +1,8 @@
 """GoogLeNet (Inception v1) with its two auxiliary classifiers, NHWC, torchvision's names.
 
 References: Szegedy et al., "Going Deeper with Convolutions" (2015), Table 1 and Figure 3;
-Hands-On ML (003) ch. 12 "GoogLeNet" (Figures 12-14, 12-15: the auxiliary losses are scaled by
-0.3, "scaled down by 70%"); Deep Learning with PyTorch (001) ch. 8 (Inception).
+Géron, Hands-On ML ch. 12 "GoogLeNet" (Figures 12-14, 12-15: the auxiliary losses are scaled by
+0.3, "scaled down by 70%"); Subramanian, Deep Learning with PyTorch, ch. 8 (Inception).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class GoogLeNet(nnx.Module):
 
 
 def googlenet_loss(loss_fn, aux_weight: float = 0.3):
-    """Wrap a per-example loss so it also scores GoogLeNet's auxiliary heads (003 ch. 12).
+    """Wrap a per-example loss so it also scores GoogLeNet's auxiliary heads (Géron, ch. 12).
 
     Args:
         loss_fn: `(logits, targets) -> (B,)`.

@@ -1,7 +1,7 @@
 """MobileNetV2, NHWC, torchvision's parameter names.
 
 References: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks" (2018),
-Table 2; Hands-On ML (003) ch. 12 "MobileNet" (depthwise separable convolutions).
+Table 2; Géron, Hands-On ML ch. 12 "MobileNet" (depthwise separable convolutions).
 """
 
 from __future__ import annotations

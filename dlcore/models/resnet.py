@@ -1,8 +1,8 @@
 """ResNet-18/34/50/101/152 and SE-ResNet-50, NHWC, laid out as torchvision's (same parameter names).
 
-References: He et al., "Deep Residual Learning for Image Recognition" (2016); Hands-On ML (003)
-ch. 12 "ResNet" and "Implementing a ResNet-34 CNN Using PyTorch" (L4974-5037); Hu et al.,
-"Squeeze-and-Excitation Networks" (2018) for SE-ResNet; Deep Learning with PyTorch (001) ch. 8.
+References: He et al., "Deep Residual Learning for Image Recognition" (2016); Géron, Hands-On ML
+with Scikit-Learn and PyTorch, ch. 12, "ResNet" and "Implementing a ResNet-34 CNN Using PyTorch"; Hu et al.,
+"Squeeze-and-Excitation Networks" (2018) for SE-ResNet; Subramanian, Deep Learning with PyTorch, ch. 8.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def resnet18(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) -
 
 @register("resnet34")
 def resnet34(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) -> ResNet:
-    """ResNet-34: basic units (3, 4, 6, 3) (003 L4974, Figure 12-18); 21,797,672 parameters."""
+    """ResNet-34: basic units (3, 4, 6, 3) (Géron, ch. 12, Figure 12-18); 21,797,672 parameters."""
     return ResNet("basic", (3, 4, 6, 3), num_classes, in_channels, rngs=rngs)
 
 
@@ -101,7 +101,7 @@ def resnet50(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) -
 
 @register("resnet101")
 def resnet101(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) -> ResNet:
-    """ResNet-101: bottleneck units (3, 4, 23, 3); 44,549,160 parameters (002's pretrained example)."""
+    """ResNet-101: bottleneck units (3, 4, 23, 3); 44,549,160 parameters (Antiga et al., ch. 2)."""
     return ResNet("bottleneck", (3, 4, 23, 3), num_classes, in_channels, rngs=rngs)
 
 
@@ -113,7 +113,7 @@ def resnet152(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) 
 
 @register("resnext50_32x4d")
 def resnext50_32x4d(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) -> ResNet:
-    """ResNeXt-50 32x4d (Xie et al. 2017; 003 ch. 12): grouped 3x3 convs; 25,028,904 parameters."""
+    """ResNeXt-50 32x4d (Xie et al. 2017; Géron, ch. 12): grouped 3x3 convs; 25,028,904 parameters."""
     return ResNet("bottleneck", (3, 4, 6, 3), num_classes, in_channels, groups=32, width_per_group=4,
                   rngs=rngs)
 
@@ -121,6 +121,6 @@ def resnext50_32x4d(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.
 @register("se_resnet50")
 def se_resnet50(num_classes: int = 1000, in_channels: int = 3, reduction: int = 16, *,
                 rngs: nnx.Rngs) -> ResNet:
-    """SE-ResNet-50 (Hu et al. 2018; 003 ch. 12 "SENet"): ResNet-50 with an SE block (ratio 16)
+    """SE-ResNet-50 (Hu et al. 2018; Géron, ch. 12 "SENet"): ResNet-50 with an SE block (ratio 16)
     after the last BN of every unit, before the addition; 28,088,024 parameters."""
     return ResNet("bottleneck", (3, 4, 6, 3), num_classes, in_channels, se_reduction=reduction, rngs=rngs)

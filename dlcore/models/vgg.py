@@ -1,9 +1,10 @@
 """AlexNet, VGG-11/13/16/19 (with and without batch norm) and LeNet-5, NHWC, torchvision's names.
 
-References: Krizhevsky et al. (2012) and Hands-On ML (003) Table 12-2 for AlexNet (torchvision's
+References: Krizhevsky et al. (2012) and Géron, Hands-On ML Table 12-2 for AlexNet (torchvision's
 single-GPU variant: 64-192-384-256-256 filters, no LRN); Simonyan & Zisserman, "Very Deep
-Convolutional Networks" (2015), configurations A/B/D/E, used in 000 L10600 and 001 ch. 3/7 (style
-transfer reads `features`); LeCun et al. (1998) and 003 Table 12-1 for LeNet-5.
+Convolutional Networks" (2015), configurations A/B/D/E, used in Ketkar & Moolayil, Deep Learning with Python,
+ch. 6 (transfer learning, Listing 6-15) and Subramanian, Deep Learning with PyTorch, ch. 3 and 7 (style
+transfer reads `features`); LeCun et al. (1998) and Géron, ch. 12, LeNet-5 (Table 12-1) for LeNet-5.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ vgg19, vgg19_bn = _vgg("vgg19", False), _vgg("vgg19", True)
 
 @register("alexnet")
 class AlexNet(nnx.Module):
-    """AlexNet as torchvision builds it (Krizhevsky 2012 / Krizhevsky 2014 "one weird trick"; 003 Table 12-2).
+    """AlexNet as torchvision builds it (Krizhevsky 2012 / Krizhevsky 2014 "one weird trick"; Géron, Table 12-2).
 
     conv 11x11/4 64 p2 -> pool 3/2 -> conv 5x5 192 p2 -> pool 3/2 -> conv 3x3 384, 256, 256 ->
     pool 3/2 -> adaptive 6x6 -> dropout, 9216-4096, ReLU, dropout, 4096-4096, ReLU, 4096-classes.

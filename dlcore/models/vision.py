@@ -11,7 +11,7 @@ from dlcore.nn import MLP, Conv2d, Dropout2d, Linear, flatten, max_pool2d
 
 @register("mnist_convnet")
 class MNISTConvNet(nnx.Module):
-    """The MNIST ConvNet of Mastering PyTorch ch. 1 (004 L446), in NHWC.
+    """The MNIST ConvNet of Jha, Mastering PyTorch, ch. 1 (its `ConvNet` class), in NHWC.
 
     conv 1->16 k3 (VALID) -> ReLU -> conv 16->32 k3 -> ReLU -> maxpool 2 -> Dropout2d(0.1)
     -> flatten 12*12*32 = 4608 -> Linear 64 -> ReLU -> dropout(0.25) -> Linear 10 -> log_softmax.
@@ -50,11 +50,11 @@ class MNISTConvNet(nnx.Module):
 
 @register("mlp")
 def mlp(sizes=(784, 300, 100, 10), activation: str = "relu", *, rngs: nnx.Rngs) -> MLP:
-    """A fully connected classifier or regressor, e.g. Hands-On ML's 784-300-100-10 (003 L2600)."""
+    """A fully connected classifier or regressor, e.g. Géron's 784-300-100-10 (ch. 10, Building the Classifier)."""
     return MLP(sizes, activation, rngs=rngs)
 
 
 @register("linear")
 def linear(in_features: int = 1, out_features: int = 1, *, rngs: nnx.Rngs) -> Linear:
-    """`nn.Linear(in_features, out_features)` with PyTorch's init (002 ch. 6)."""
+    """`nn.Linear(in_features, out_features)` with PyTorch's init (Antiga et al., ch. 6)."""
     return Linear(in_features, out_features, rngs=rngs)

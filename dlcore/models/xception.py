@@ -1,7 +1,8 @@
 """Xception: entry, middle and exit flows of depthwise separable convolutions, NHWC.
 
 References: Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions" (2017),
-Figure 5; Hands-On ML (003) ch. 12 "Xception" (L4771-4809). torchvision has no Xception; the layout
+Figure 5; Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 12, "Xception"
+(Figure 12-20). torchvision has no Xception; the layout
 (and 22,855,952 parameters at 1000 classes, Keras's trainable count) follows the paper: separable
 convolutions without bias and without an activation between depthwise and pointwise parts, BN
 after each, 3x3/2 max pools with padding 1 ("same"), and 1x1/2 projection shortcuts with BN.
@@ -107,5 +108,5 @@ class Xception(nnx.Module):
 
 @register("xception")
 def xception(num_classes: int = 1000, in_channels: int = 3, *, rngs: nnx.Rngs) -> Xception:
-    """Xception (Chollet 2017; 003 ch. 12); 22,855,952 parameters at 1000 classes."""
+    """Xception (Chollet 2017; Géron, ch. 12); 22,855,952 parameters at 1000 classes."""
     return Xception(num_classes, in_channels, rngs=rngs)

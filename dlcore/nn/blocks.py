@@ -3,7 +3,7 @@
 Submodule names follow torchvision's (`conv1`, `bn1`, `downsample.0`, `branch2.1`, `denselayer3`,
 `norm1`, ...), so a torchvision state dict maps onto these blocks key for key (`dlcore.weights`).
 
-References: Hands-On ML (003) ch. 12 (residual units, inception module, SE block, DenseNet,
+References: Géron, Hands-On ML ch. 12 (residual units, inception module, SE block, DenseNet,
 Xception); He et al. 2016 (ResNet); Szegedy et al. 2015 (GoogLeNet); Huang et al. 2017
 (DenseNet); Hu et al. 2018 (SENet); Sandler et al. 2018 (MobileNetV2).
 """
@@ -102,7 +102,7 @@ class BasicConv2d(nnx.Module):
 
 
 class SqueezeExcitation(nnx.Module):
-    """Squeeze-and-excitation block (Hu et al. 2018; 003 ch. 12, Figure 12-23).
+    """Squeeze-and-excitation block (Hu et al. 2018; Géron, ch. 12, Figure 12-22).
 
     Global average pool -> Linear(C, C/r) -> ReLU -> Linear(C/r, C) -> sigmoid, and the feature
     maps are multiplied by the resulting per-channel weights.
@@ -136,7 +136,7 @@ def _downsample(in_channels, out_channels, stride, kernel_init, rngs):
 
 
 class BasicBlock(nnx.Module):
-    """Residual unit of ResNet-18/34 (He et al. 2016; 003 L4980 `ResidualUnit`).
+    """Residual unit of ResNet-18/34 (He et al. 2016; Géron, ch. 12, Implementing a ResNet-34 CNN, `ResidualUnit`).
 
     relu(bn2(conv2(relu(bn1(conv1(x))))) + skip(x)), 3x3 convs without bias; the skip is the
     identity, or a strided 1x1 conv + BN (`downsample`) when the shape changes.
@@ -227,7 +227,7 @@ class Bottleneck(nnx.Module):
 
 
 class InceptionModule(nnx.Module):
-    """The 4-branch inception module (Szegedy et al. 2015; 003 ch. 12, Figure 12-14).
+    """The 4-branch inception module (Szegedy et al. 2015; Géron, ch. 12, Figure 12-14).
 
     branch1: 1x1; branch2: 1x1 reduce -> 3x3; branch3: 1x1 reduce -> k5 x k5; branch4: 3x3 max pool
     (stride 1, "same") -> 1x1 projection. Outputs are concatenated on the channel axis.

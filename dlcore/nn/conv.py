@@ -10,8 +10,8 @@ L' = floor((L + pad_lo + pad_hi - dilation*(k-1) - 1) / stride) + 1 (pooling wit
 up, as torch does). A layer that would produce an empty output raises a ValueError that names it,
 which is how "image too small for the model's strides" is reported before any computation.
 
-References: Hands-On ML (003) ch. 12 (convolutional and pooling layers, depthwise pooling, separable
-convolutions); Deep Learning with Python (000) ch. 6; Dumoulin & Visin, "A guide to convolution
+References: Géron, Hands-On ML ch. 12 (convolutional and pooling layers, depthwise pooling, separable
+convolutions); Ketkar & Moolayil, Deep Learning with Python, ch. 6; Dumoulin & Visin, "A guide to convolution
 arithmetic for deep learning" (2016) for transposed convolutions; Krizhevsky et al. (2012) for LRN.
 """
 
@@ -197,7 +197,7 @@ class Conv1d(_ConvNd):
         in_channels, out_channels: channels of input and output.
         kernel_size, stride, dilation: ints (or 1-tuples).
         padding: int, (lo, hi) pair in a 1-tuple, 'same', 'valid' (0, torch's default) or 'causal'
-            (dilation*(k-1) zeros on the left only, as WaveNet and 003 ch. 15 use).
+            (dilation*(k-1) zeros on the left only, as WaveNet and Géron, ch. 13, WaveNet, use).
         groups: feature groups.
         bias: add a bias.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
@@ -246,7 +246,7 @@ class Conv3d(_ConvNd):
 class CausalConv1d(Conv1d):
     """A 1-D convolution that sees only the past: `Conv1d(..., padding='causal')`.
 
-    Output t depends on inputs t - dilation*(k-1) .. t, and the length is kept (003 ch. 15, WaveNet).
+    Output t depends on inputs t - dilation*(k-1) .. t, and the length is kept (Géron, ch. 13, WaveNet).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
@@ -264,7 +264,7 @@ class DepthwiseConv2d(Conv2d):
         depth_multiplier: filters per input channel; out_channels = in_channels * depth_multiplier.
         rngs: NNX random streams.
 
-    Shapes: (N, H, W, C) -> (N, H', W', C * depth_multiplier). Reference: 003 ch. 12 (Xception).
+    Shapes: (N, H, W, C) -> (N, H', W', C * depth_multiplier). Reference: Géron, ch. 12 (Xception).
     """
 
     def __init__(self, in_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -279,13 +279,13 @@ class SeparableConv2d(nnx.Module):
     Args:
         in_channels, out_channels: channels of input and output.
         kernel_size, stride, padding, dilation: of the depthwise convolution.
-        bias: biases on both convolutions (Keras and Xception use none; 003's module has both).
+        bias: biases on both convolutions (Keras and Xception use none; Géron's module has both).
         depth_multiplier: depthwise filters per input channel.
         rngs: NNX random streams.
 
     Shapes: (N, H, W, in_channels) -> (N, H', W', out_channels). Parameters:
     in*m*kh*kw + in*m*out (+ biases), against in*out*kh*kw for a full convolution.
-    Reference: 003 ch. 12 ("Xception"), Chollet (2017). Submodules `depthwise`, `pointwise`.
+    Reference: Géron, ch. 12 ("Xception"), Chollet (2017). Submodules `depthwise`, `pointwise`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -371,7 +371,7 @@ class ConvTranspose1d(_ConvTransposeNd):
 
 
 class ConvTranspose2d(_ConvTransposeNd):
-    """`torch.nn.ConvTranspose2d` on NHWC images (the DCGAN generator's upsampling layer, 001 ch. 7).
+    """`torch.nn.ConvTranspose2d` on NHWC images (the DCGAN generator's upsampling layer, Subramanian, ch. 7).
 
     Args:
         in_channels, out_channels: channels of input and output.
@@ -608,7 +608,7 @@ def global_max_pool2d(x: jax.Array, keepdims: bool = False) -> jax.Array:
 
 
 def depth_max_pool(x: jax.Array, kernel_size: int, stride: int | None = None, padding: int = 0) -> jax.Array:
-    """Max pooling along the channel (last) axis (003 ch. 12, "depthwise max pooling").
+    """Max pooling along the channel (last) axis (Géron, ch. 12, "depthwise max pooling").
 
     Shapes: (N, ..., C) -> (N, ..., C') with C' = floor((C + 2p - k)/s) + 1; stride defaults to k.
     Learns invariances across feature maps (e.g. rotations of one pattern).
@@ -625,7 +625,7 @@ def depth_max_pool(x: jax.Array, kernel_size: int, stride: int | None = None, pa
 
 def local_response_norm(x: jax.Array, size: int, alpha: float = 1e-4, beta: float = 0.75,
                         k: float = 1.0) -> jax.Array:
-    """`F.local_response_norm` across channels (AlexNet's LRN, 003 ch. 12).
+    """`F.local_response_norm` across channels (AlexNet's LRN, Géron, ch. 12).
 
     b_c = a_c / (k + alpha/size * sum_{c' near c} a_{c'}^2)^beta, the window being `size` channels
     centred on c (size//2 before, (size-1)//2 after, zero beyond the edges), as torch computes.
@@ -736,7 +736,7 @@ class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
 
 
 class GlobalAvgPool2d(nnx.Module):
-    """Global average pooling, (N, H, W, C) -> (N, C) (`keepdims`: (N, 1, 1, C)); 003 ch. 12."""
+    """Global average pooling, (N, H, W, C) -> (N, C) (`keepdims`: (N, 1, 1, C)); Géron, ch. 12."""
 
     def __init__(self, keepdims: bool = False):
         self.keepdims = keepdims
@@ -753,7 +753,7 @@ class GlobalMaxPool2d(GlobalAvgPool2d):
 
 
 class DepthMaxPool(nnx.Module):
-    """Max pooling over channels (003 L4495 `DepthPool`); see `depth_max_pool`."""
+    """Max pooling over channels (Géron, ch. 12, `DepthPool`); see `depth_max_pool`."""
 
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding

@@ -14,7 +14,7 @@ is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and their biases with the same bound. Fla
 LeCun normal and zero biases, so a reproduction of a book's run that should start from the same
 distribution needs `torch_uniform` (BOOKS.md, porting notes). Hands-On ML (003, ch. 11 "Glorot and
 He Initialization", Table 11-1) gives the Glorot / He / LeCun rules; DCGAN (Radford et al. 2016;
-001 ch. 7) draws weights from N(0, 0.02).
+Subramanian, ch. 7) draws weights from N(0, 0.02).
 
 Unlike Keras, the normal variants here are plain (untruncated) normals, as `torch.nn.init` draws.
 """
@@ -147,7 +147,7 @@ def he_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu"):
 
 
 def lecun_uniform():
-    """LeCun uniform: U(-b, b), b = sqrt(3 / fan_in) (for SELU networks, 003 ch. 11)."""
+    """LeCun uniform: U(-b, b), b = sqrt(3 / fan_in) (for SELU networks, Géron, ch. 11)."""
     return _scaled(lambda s: 1.0 / math.sqrt(_fans(s)[0]), "uniform")
 
 
@@ -166,7 +166,7 @@ def orthogonal(gain: float = 1.0):
 
 
 def normal(std: float = 0.02, mean: float = 0.0):
-    """`normal_(mean, std)`; the default N(0, 0.02) is DCGAN's init for conv weights (001 ch. 7)."""
+    """`normal_(mean, std)`; the default N(0, 0.02) is DCGAN's init for conv weights (Subramanian, ch. 7)."""
 
     def init(key, shape, dtype=jnp.float32):
         return _draw(key, shape, dtype, "normal", mean, std)

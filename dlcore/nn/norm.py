@@ -5,12 +5,12 @@ behaviours differ and a reader of the books would meet each of them:
 
 * **momentum**: PyTorch's ``momentum=0.1`` weighs the *new* batch (``running = (1 - m) * running +
   m * batch``); Flax's ``momentum=0.99`` weighs the *old* average. ``BatchNorm*d`` takes PyTorch's
-  number (book 003 L3340-3350 warns about exactly this); Flax's equivalent is ``1 - momentum``.
+  number (Géron, ch. 11, Batch Normalization, warns about it); Flax's equivalent is ``1 - momentum``.
   ``momentum=None`` is PyTorch's cumulative average (``1 / num_batches_tracked``).
 * **running variance**: PyTorch updates it with the *unbiased* batch variance (``n / (n - 1)``) while
   normalising with the biased one; Flax uses the biased one for both.
 * **layer norm shape**: ``LayerNorm(normalized_shape)`` normalises over any number of trailing axes with
-  a scale and shift of that shape (book 003 L3366-3400).
+  a scale and shift of that shape (Géron, ch. 11, Layer Normalization).
 
 Layout is channel-last: ``BatchNorm1d`` takes ``(N, C)`` or ``(N, L, C)`` (PyTorch: ``(N, C, L)``),
 ``BatchNorm2d`` ``(N, H, W, C)``, ``BatchNorm3d`` ``(N, D, H, W, C)``; the statistics are per channel over
@@ -112,7 +112,7 @@ class BatchNorm1d(_BatchNorm):
         track_running_stats: Keep running averages for eval; when False, batch statistics always.
         use_running_average: Start in eval mode.
 
-    Reference: book 003 L3237-3365; Ioffe & Szegedy, "Batch Normalization" (2015).
+    Reference: Géron, ch. 11, Batch Normalization; Ioffe & Szegedy, "Batch Normalization" (2015).
     """
 
     _ranks = (2, 3)
@@ -138,7 +138,7 @@ class LayerNorm(nnx.Module):
 
     ``LayerNorm((100, 200))`` on ``(32, 3, 100, 200)`` inputs normalises each of the 32 x 3 planes
     with its own mean and (biased) variance, then applies a ``scale`` and ``bias`` of shape (100, 200)
-    (book 003 L3366-3400). Same in training and eval.
+    (Géron, ch. 11, Layer Normalization). Same in training and eval.
 
     Args:
         normalized_shape: An int or the trailing shape to normalise over.

@@ -8,8 +8,9 @@
   trees, returning the pruned tree and the masks (keep them at zero with ``dlcore.optim.keep_masks``).
 
 References:
-    Géron, Hands-On Machine Learning, PyTorch ed. (book 003) L3737-3762 (sparse models), L3933-4162
-    (regularisation: l1/l2, dropout, MC dropout, max-norm); Ketkar & Moolayil (book 000) L7831-8970.
+    Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 11, Training Sparse Models and
+    Avoiding Overfitting Through Regularization (l1/l2, dropout, MC dropout, max-norm); Ketkar & Moolayil,
+    Deep Learning with Python, 2nd ed., ch. 5, A Practical Implementation in PyTorch (Listings 5-12 to 5-15).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class AlphaDropout(nnx.Module):
     Dropped units are set to SELU's negative saturation ``-alpha * scale`` (≈ -1.758) and the result is
     rescaled by ``a = ((1 - p) * (1 + p * alpha'^2)) ** -0.5`` and shifted by ``a * alpha' * p``, so zero
     mean / unit variance inputs stay so (Klambauer et al., "Self-Normalizing Neural Networks", 2017;
-    book 003 L4044-4049). Off in eval mode (``deterministic``), like ``nnx.Dropout``.
+    Géron, ch. 11, Dropout). Off in eval mode (``deterministic``), like ``nnx.Dropout``.
 
     Args:
         p: Drop probability, in ``[0, 1]``.
@@ -64,7 +65,7 @@ class AlphaDropout(nnx.Module):
 
 
 class MCDropout(nnx.Dropout):
-    """Dropout that stays on in eval mode: the book's ``McDropout`` (003 L4117-4124).
+    """Dropout that stays on in eval mode: the book's ``McDropout`` (Géron, ch. 11, Monte Carlo Dropout).
 
     Train a model with it, and every prediction is a Monte Carlo sample; average several with
     ``mc_predict``. ``model.eval()`` does not turn it off (its ``deterministic`` flag is ignored).
@@ -85,7 +86,7 @@ def mc_predict(model: nnx.Module, x: jax.Array, n_samples: int = 100, *, seed: i
 
     The model runs in eval mode (batch norm on running averages) with its dropout layers
     (``nnx.Dropout``, ``AlphaDropout``, ``MCDropout``) switched back on, as the book does with
-    ``model.eval()`` then ``module.train()`` for each dropout (003 L4059-4076); ``transform`` (softmax by
+    ``model.eval()`` then ``module.train()`` for each dropout (Géron, ch. 11, MC Dropout); ``transform`` (softmax by
     default) is applied to each sample before averaging, which "properly reflects the model's
     uncertainty". The user's model is left as it was.
 
@@ -140,8 +141,8 @@ def _selected(params: Any, where) -> list[jax.Array]:
 def l1_penalty(params: Any, where=None) -> jax.Array:
     """``sum(|p|)`` over the selected parameters (default: weights, not biases or norm parameters).
 
-    The book's ``sum(param.abs().sum() for param in params_to_regularize)`` (003 L3987-3995): add
-    ``coef * l1_penalty(params)`` to a custom loss.
+    The book's ``sum(param.abs().sum() for param in params_to_regularize)`` (Géron, ch. 11, l1 and l2
+    Regularization): add ``coef * l1_penalty(params)`` to a custom loss.
 
     Args:
         params: An ``nnx.Module``, ``nnx.State`` or pytree of arrays.
@@ -152,7 +153,7 @@ def l1_penalty(params: Any, where=None) -> jax.Array:
 
 
 def l2_penalty(params: Any, where=None) -> jax.Array:
-    """``sum(p ** 2)`` over the selected parameters (default: weights), the book's ``l2_loss`` (003 L3960-3973)."""
+    """``sum(p ** 2)`` over the selected parameters (default: weights), the book's ``l2_loss`` (Géron, ch. 11)."""
     leaves = _selected(params, where)
     return sum((jnp.sum(jnp.square(v)) for v in leaves), jnp.zeros((), jnp.float32))
 
