@@ -16,7 +16,11 @@ import sys
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlcore", description="Deep learning the JAX way: the books' worked examples.")
     sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="examples (name, book, source lines, data) and models (name, parameters)")
+    ls = sub.add_parser("list", help="examples (name, book, section, where in it, data) and models (name, parameters)",
+                        description="List the worked examples and the registered models with their parameter "
+                                    "counts. The counts are cached in $XDG_CACHE_HOME/dlcore (~/.cache/dlcore): "
+                                    "the first listing after an install or a change to the model code computes "
+                                    "them (seconds), later ones answer at once.")
     ls.add_argument("--json", action="store_true", help="print one JSON object")
     r = sub.add_parser("run", help="run a worked example and print its figures beside the book's")
     r.add_argument("name")
