@@ -1,5 +1,5 @@
 """dlcore.cluster: k-means, silhouette, DBSCAN and the classifiers against scikit-learn (the oracle) and
-the book's figures (003 ch. 8); bad input; the benchmark smoke run. Mixtures: test_cluster_mixture.py."""
+the book's figures (Géron, ch. 8); bad input; the benchmark smoke run. Mixtures: test_cluster_mixture.py."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ X_NEW = np.array([[0, 2], [3, 2], [-3, 3], [-3, 2.5]], float)
 
 @pytest.fixture(scope="module")
 def blobs():
-    """The book's five blobs (003 L98-103, notebook arguments)."""
+    """The book's five blobs (Géron, ch. 8, Figure 8-2; notebook arguments)."""
     X, _ = make_blobs(n_samples=2000, centers=[[0.2, 2.3], [-1.5, 2.3], [-2.8, 1.8], [-2.8, 2.8], [-2.8, 1.3]],
                       cluster_std=[0.4, 0.3, 0.1, 0.1, 0.1], random_state=7)
     return X
@@ -49,7 +49,7 @@ def good(blobs):
 def test_kmeans_from_good_init_equals_scikit_learn_and_the_book(blobs, good):
     ours, theirs = good
     assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-12)
-    assert ours.inertia_ == pytest.approx(211.59853725816828, rel=1e-12)  # 003 L205
+    assert ours.inertia_ == pytest.approx(211.59853725816828, rel=1e-12)  # Géron, ch. 8, Centroid initialization methods
     assert ours.n_iter_ == theirs.n_iter_
     np.testing.assert_array_equal(ours.labels_, theirs.labels_)  # same init: same numbering
     np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12)
@@ -57,7 +57,7 @@ def test_kmeans_from_good_init_equals_scikit_learn_and_the_book(blobs, good):
     np.testing.assert_array_equal(ours.predict(X_NEW), theirs.predict(X_NEW))
     assert ours.score(blobs) == pytest.approx(theirs.score(blobs), rel=1e-12)
     assert ours.labels_.shape == (2000,) and ours.cluster_centers_.shape == (5, 2)
-    # the book's transform (003 L133-139), up to the cluster numbering
+    # the book's transform (Géron, ch. 8, k-Means Clustering), up to the cluster numbering
     book = np.array([[2.81, 0.33, 2.9, 1.49, 2.89], [5.81, 2.8, 5.85, 4.48, 5.84],
                      [1.21, 3.29, 0.29, 1.69, 1.71], [0.73, 3.22, 0.36, 1.55, 1.22]])
     np.testing.assert_allclose(np.sort(ours.transform(X_NEW).round(2), axis=1), np.sort(book, axis=1), atol=1e-9)
@@ -70,7 +70,7 @@ def test_kmeans_plusplus_and_random_with_n_init_reach_the_same_optimum(blobs, go
         assert km.inertia_ == pytest.approx(target, rel=1e-9), init
     f32 = cluster.KMeans(5, n_init=10, random_state=42).fit(blobs)
     assert f32.cluster_centers_.dtype == np.float32 and f32.inertia_ == pytest.approx(target, rel=1e-5)
-    # the elbow's figures (003 L270): scikit-learn's best of 10 k-means++ runs, the same optimum
+    # the elbow's figures (Géron, ch. 8, Finding the optimal number of clusters): scikit-learn's best of 10 k-means++ runs, the same optimum
     for k in (3, 4):
         ref = sklearn.cluster.KMeans(k, n_init=10, random_state=0).fit(blobs).inertia_
         ours = cluster.KMeans(k, n_init=10, random_state=0, dtype=F64).fit(blobs).inertia_
@@ -147,7 +147,7 @@ def test_dbscan_labels_are_scikit_learns(moons, eps):
     np.testing.assert_array_equal(ours.labels_, theirs.labels_)  # numbering included
     np.testing.assert_array_equal(ours.core_sample_indices_, theirs.core_sample_indices_)
     np.testing.assert_array_equal(ours.components_, theirs.components_.astype(np.float32))
-    if eps == 0.05:  # 003 L528-540: seven clusters, the labels the book prints
+    if eps == 0.05:  # Géron, ch. 8, DBSCAN, Figure 8-13: seven clusters, the labels the book prints
         assert ours.labels_.max() + 1 == 7
         assert ours.labels_[:10].tolist() == [0, 2, -1, -1, 1, 0, 0, 0, 2, 5]
 
@@ -164,9 +164,9 @@ def test_dbscan_predict_and_knn_reproduce_the_book(moons):
     db = cluster.DBSCAN(eps=0.2).fit(moons)
     X_new = np.array([[-0.5, 0], [0, 0.5], [1, -0.1], [2, 1]])
     knn = cluster.KNeighborsClassifier(50).fit(db.components_, db.labels_[db.core_sample_indices_])
-    assert knn.predict(X_new).tolist() == [1, 0, 1, 0]  # 003 L556-563
+    assert knn.predict(X_new).tolist() == [1, 0, 1, 0]  # Géron, ch. 8, DBSCAN
     np.testing.assert_allclose(knn.predict_proba(X_new), [[0.18, 0.82], [1, 0], [0.12, 0.88], [1, 0]], atol=1e-6)
-    assert db.predict(X_new, max_distance=0.2).tolist() == [-1, 0, 1, -1]  # 003 L568-573
+    assert db.predict(X_new, max_distance=0.2).tolist() == [-1, 0, 1, -1]  # Géron, ch. 8, DBSCAN, Figure 8-14
     ref = sklearn.neighbors.KNeighborsClassifier(50).fit(db.components_, db.labels_[db.core_sample_indices_])
     dist, idx = knn.kneighbors(X_new, n_neighbors=5)
     rdist, ridx = ref.kneighbors(X_new, n_neighbors=5)

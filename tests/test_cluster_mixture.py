@@ -1,5 +1,5 @@
 """dlcore.cluster mixtures: EM against scikit-learn from the same start (all covariance types), the book's
-figures (003 L591-840), sampling and density anomalies, and the variational Bayesian mixture."""
+figures (Géron, ch. 8, Gaussian Mixtures), sampling and density anomalies, and the variational Bayesian mixture."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs
 from dlcore import cluster
 
 F64 = jnp.float64
-BOOK_WEIGHTS = [0.40005972, 0.20961444, 0.39032584]  # 003 L612-614
+BOOK_WEIGHTS = [0.40005972, 0.20961444, 0.39032584]  # Géron, ch. 8, Gaussian Mixtures
 BOOK_MEANS = np.array([[-1.40764129, 1.42712848], [3.39947665, 1.05931088], [0.05145113, 0.07534576]])
 
 
@@ -64,7 +64,7 @@ def test_the_books_mixture(X, book_gm):
     np.testing.assert_allclose(gm.means_[order], BOOK_MEANS, atol=2e-3)
     # EM stops at tol 1e-3: the last digits depend on the starting k-means partition (the book's own
     # start gives its figures exactly, see the test above); here they agree to about 3e-6
-    assert gm.bic(X) == pytest.approx(8189.733705221636, rel=1e-5)  # 003 L783-786
+    assert gm.bic(X) == pytest.approx(8189.733705221636, rel=1e-5)  # Géron, ch. 8, Selecting the Number of Clusters
     assert gm.aic(X) == pytest.approx(8102.508425106598, rel=1e-5)
     assert gm.weights_.sum() == pytest.approx(1.0)
     f32 = cluster.GaussianMixture(3, n_init=2, random_state=42).fit(X)
@@ -79,7 +79,7 @@ def test_sample_and_density_anomalies(X, book_gm):
     for k in range(3):
         np.testing.assert_allclose(Xs[ys == k].mean(axis=0), gm.means_[k], atol=0.05)
         np.testing.assert_allclose(np.cov(Xs[ys == k].T), gm.covariances_[k], atol=0.06)
-    mask, threshold = cluster.density_anomalies(gm, X, percentile=2)  # 003 L748-752
+    mask, threshold = cluster.density_anomalies(gm, X, percentile=2)  # Géron, ch. 8, Using Gaussian Mixtures for Anomaly Detection
     densities = gm.score_samples(X)
     assert mask.sum() == 25 and threshold == pytest.approx(np.percentile(densities, 2))
     assert densities[mask].max() < densities[~mask].min()
@@ -109,7 +109,7 @@ def test_bic_and_aic_pick_three_components(X):
 
 def test_bayesian_mixture_keeps_three_of_ten_components(X, book_gm):
     bgm = cluster.BayesianGaussianMixture(10, n_init=3, max_iter=500, random_state=42, dtype=F64).fit(X)
-    assert bgm.converged_ and (bgm.weights_ > 0.01).sum() == 3  # 003 L826-834
+    assert bgm.converged_ and (bgm.weights_ > 0.01).sum() == 3  # Géron, ch. 8, Bayesian Gaussian Mixture Models
     kept = np.flatnonzero(bgm.weights_ > 0.01)
     np.testing.assert_allclose(np.sort(bgm.weights_[kept]), np.sort(BOOK_WEIGHTS), atol=0.01)
     order = _book_order(bgm.means_[kept])

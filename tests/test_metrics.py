@@ -96,7 +96,7 @@ def test_masked_streaming_equals_unmasked_real_rows():
 
 def test_rmse_aggregates_over_the_whole_set():
     # Batch 1 errors [1, 1] (RMSE 1), batch 2 errors [3, 3] (RMSE 3): the mean of batch RMSEs is 2, but
-    # the RMSE of the set is sqrt((1 + 1 + 9 + 9) / 4) = sqrt(5) (book 003: 0.5668 vs 0.6388).
+    # the RMSE of the set is sqrt((1 + 1 + 9 + 9) / 4) = sqrt(5) (Géron, ch. 10, Model Evaluation: 0.5668 vs 0.6388).
     batches = [
         (jnp.array([1.0, 1.0]), jnp.zeros(2), None),
         (jnp.array([3.0, 3.0]), jnp.zeros(2), None),

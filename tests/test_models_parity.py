@@ -464,7 +464,7 @@ class TMNIST001(tnn.Module):
         return F.log_softmax(self.fc2(x), dim=1)
 
 
-def t_fashion():  # 003 L4566
+def t_fashion():  # Géron, ch. 12, CNN Architectures
     conv = lambda i, o, k=3: tnn.Conv2d(i, o, k, padding="same")  # noqa: E731
     return tnn.Sequential(
         conv(1, 64, 7), tnn.ReLU(), tnn.MaxPool2d(2),

@@ -28,7 +28,7 @@ def test_golden_values_without_torch():
     # SELU's constants: selu(1) = scale, selu(-inf) -> -scale * alpha ~ -1.7581
     assert float(A.selu(jnp.array(1.0))) == pytest.approx(1.0507009873554805)
     assert float(A.selu(jnp.array(-30.0))) == pytest.approx(-1.7580993408473766, rel=1e-6)
-    # GELU: the book's low point ~ -0.17 near z ~ -0.75 (003 L3186)
+    # GELU: the book's low point ~ -0.17 near z ~ -0.75 (Géron, ch. 11, GELU, Swish, SwiGLU, Mish, and ReLU²)
     z = jnp.linspace(-3, 0, 3001)
     g = A.gelu(z)
     assert float(jnp.min(g)) == pytest.approx(-0.17, abs=0.005)

@@ -109,7 +109,7 @@ def test_depthwise_and_separable_match_torch():
     _check_layer(dnn.DepthwiseConv2d(4, 3, padding=1, depth_multiplier=2, rngs=nnx.Rngs(0)),
                  torch.nn.Conv2d(4, 8, 3, padding=1, groups=4), _x(2, 4, 8, 8))
 
-    class TorchSeparable(torch.nn.Module):  # 003 L4793's module, with dlcore's child names
+    class TorchSeparable(torch.nn.Module):  # Géron's module (ch. 12, Xception), with dlcore's child names
         def __init__(self):
             super().__init__()
             self.depthwise = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4)
@@ -197,7 +197,7 @@ def test_global_pools_and_same_pooling():
 def test_depth_max_pool_matches_003():
     x = _x(2, 6, 5, 4)
 
-    class DepthPool(torch.nn.Module):  # 003 L4495
+    class DepthPool(torch.nn.Module):  # Géron, ch. 12, Implementing Pooling Layers with PyTorch
         def forward(self, inputs):
             batch, channels, height, width = inputs.shape
             z = inputs.view(batch, channels, height * width).permute(0, 2, 1)

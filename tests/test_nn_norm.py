@@ -114,7 +114,7 @@ def test_layernorm_golden_and_errors():
 @pytest.mark.parametrize("normalized_shape,kwargs", [((100, 200), {}), ((3, 100, 200), {}), (200, dict(bias=False)),
                                                      ((100, 200), dict(elementwise_affine=False))])
 def test_layernorm_matches_torch_book_example(normalized_shape, kwargs):
-    # book 003 L3380-3400: inputs (32, 3, 100, 200) in PyTorch; 4 images suffice here
+    # Géron, ch. 11, Layer Normalization: inputs (32, 3, 100, 200) in PyTorch; 4 images suffice here
     torch = pytest.importorskip("torch")
     x = np.random.RandomState(2).normal(size=(4, 3, 100, 200)).astype(np.float32) * 2 + 1
     ours = norm.LayerNorm(normalized_shape, **kwargs)

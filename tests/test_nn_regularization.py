@@ -35,7 +35,7 @@ def test_alpha_dropout_formula_and_self_normalisation():
 
 
 def test_alpha_dropout_keeps_a_selu_stack_normalised():
-    # 20 SELU layers with LeCun-normal weights and alpha dropout: activations stay ~N(0, 1) (003 L3164-3180)
+    # 20 SELU layers with LeCun-normal weights and alpha dropout: activations stay ~N(0, 1) (Géron, ch. 11, ELU and SELU)
     rng = np.random.RandomState(1)
     x = jnp.asarray(rng.normal(size=(2000, 100)).astype(np.float32))
     d = R.AlphaDropout(0.1, rngs=nnx.Rngs(1))

@@ -452,7 +452,7 @@ def _jax_groups_run(tx, grads):
     ],
 )
 def test_param_groups_match_torch(name, torch_name, defaults):
-    # Weights decayed, biases at another learning rate: the book's two groups (003 L3976-3985).
+    # Weights decayed, biases at another learning rate: the book's two groups (Géron, ch. 11, l1 and l2 Regularization).
     torch = pytest.importorskip("torch")
     groups = [{"params": "^w", "weight_decay": 0.1}, {"params": "^b", "lr": 0.03}]
     params = _split(THETA)
@@ -550,7 +550,7 @@ def test_add_l1_l2_golden_and_equal_to_penalised_loss():
     np.testing.assert_allclose(l1["b"], [1.0, 1.0])  # biases are not penalised
     l2, _ = optim.add_l2(0.1).update(grads, (), params)
     np.testing.assert_allclose(l2["w"], [[1.2, 0.6], [1.0, 1.6]])  # g + 2 * 0.1 * w
-    # the same as differentiating main loss + coef * penalty (book 003 L3960-3995); away from 0, where
+    # the same as differentiating main loss + coef * penalty (Géron, ch. 11, l1 and l2 Regularization); away from 0, where
     # jax.grad(abs) is 1 and PyTorch's (and add_l1's) is 0
     from dlcore.nn.regularization import l1_penalty, l2_penalty
 
@@ -576,7 +576,7 @@ def test_max_norm_matches_book_apply_max_norm():
     tx = optax.chain(optim.sgd(0.1), optim.max_norm(2.0))
     u, _ = tx.update({k: jnp.asarray(v) for k, v in grads.items()}, tx.init(params), params)
     got = optax.apply_updates(params, u)
-    # the book's loop (003 L4144-4152) on torch's (out, in) layout
+    # the book's loop (Géron, ch. 11, Max-Norm Regularization) on torch's (out, in) layout
     lin = torch.nn.Linear(5, 3)
     with torch.no_grad():
         lin.weight.copy_(torch.tensor(kernel.T))

@@ -24,19 +24,19 @@ GOLDEN = [
     (schedules.step_lr(0.1, step_size=3, gamma=0.5), [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025]),
     (schedules.multistep_lr(1.0, [2, 5], gamma=0.1), [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01]),
     (schedules.multistep_lr(1.0, [2, 2], gamma=0.5), [1, 1, 0.25, 0.25]),  # a repeated milestone counts twice
-    # book 003 L3780-3785: gamma 0.9 leaves ~35% after 10 epochs, ~12% after 20
+    # Géron, ch. 11, Exponential Scheduling: gamma 0.9 leaves ~35% after 10 epochs, ~12% after 20
     (lambda t: schedules.exponential_lr(0.05, 0.9)(10 * t), [0.05, 0.05 * 0.3486784401, 0.05 * 0.12157665459]),
     # eta_min + (lr - eta_min) * (1 + cos(pi t / 4)) / 2, going on past T_max
     (schedules.cosine_annealing_lr(0.1, T_max=4),
      [0.1, 0.0853553391, 0.05, 0.0146446609, 0.0, 0.0146446609, 0.05, 0.0853553391, 0.1]),
     # the book's T_max=20, eta_min=0.001 at t = 10: 0.001 + 0.099 / 2
     (lambda t: schedules.cosine_annealing_lr(0.1, 20, 0.001)(10 * t), [0.1, 0.0505, 0.001]),
-    # the book's T_0=2, T_mult=2, eta_min=0.001 (003 L3910): cycles [0, 2), [2, 6), [6, 14), [14, 30)
+    # the book's T_0=2, T_mult=2, eta_min=0.001 (Géron, ch. 11, Cosine Annealing with Warm Restarts): cycles [0, 2), [2, 6), [6, 14), [14, 30)
     (schedules.cosine_annealing_warm_restarts(0.1, T_0=2, T_mult=2, eta_min=0.001),
      [0.1, 0.0505, 0.1, 0.0855017857, 0.0505, 0.0154982143, 0.1, None, None, None, 0.0505, None, None, None,
       0.1]),
     (schedules.cosine_annealing_warm_restarts(1.0, T_0=3), [1.0, 0.75, 0.25, 1.0, 0.75, 0.25, 1.0]),
-    # the book's warm-up: 10%, 40%, 70%, then 100% (003 L3866-3870)
+    # the book's warm-up: 10%, 40%, 70%, then 100% (Géron, ch. 11, Warming Up the Learning Rate)
     (schedules.linear_lr(0.1, 0.1, 1.0, 3), [0.01, 0.04, 0.07, 0.1, 0.1]),
     (schedules.constant_lr(0.3, factor=0.5, total_iters=2), [0.15, 0.15, 0.3, 0.3]),
     (schedules.polynomial_lr(1.0, total_iters=4, power=2), [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]),
