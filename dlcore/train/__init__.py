@@ -1,11 +1,17 @@
-"""The training core: TrainState, pure steps, the Trainer and its callbacks."""
+"""The training core: TrainState, pure steps, the Trainer and its callbacks.
+
+`Trainer` runs any batch source (`dlcore.data.protocol`) through the supervised step or a custom
+one; `train_step`, `eval_step`, `predict_step` and the metric accumulators (`init_metrics`,
+`compute_metrics`) are the pure pieces for writing a loop by hand.
+"""
 
 from dlcore.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
-from dlcore.train.loop import Trainer
+from dlcore.train.loop import NonFiniteError, Trainer
 from dlcore.train.lr import LRFinderResult, LRScheduler, ReduceLROnPlateau, lr_find
 from dlcore.train.state import TrainState
-from dlcore.train.step import eval_step, predict_step, train_epoch, train_step
+from dlcore.train.step import (compute_metrics, eval_step, init_metrics, predict_step, train_epoch, train_step,
+                               update_metrics)
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "LRFinderResult", "LRScheduler", "ProgressBar",
-           "ReduceLROnPlateau", "TrainState", "Trainer", "eval_step", "lr_find", "predict_step", "train_epoch",
-           "train_step"]
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "LRFinderResult", "LRScheduler", "NonFiniteError",
+           "ProgressBar", "ReduceLROnPlateau", "TrainState", "Trainer", "compute_metrics", "eval_step",
+           "init_metrics", "lr_find", "predict_step", "train_epoch", "train_step", "update_metrics"]

@@ -284,6 +284,13 @@ class Trainer:
         except Exception as exc:
             raise ValueError(f"{name}: targets of shape {shapes.get('y')} per example do not fit the model's "
                              f"outputs under the loss: {_first_line(exc)}") from None
+        for m in self.metrics:
+            try:
+                jax.eval_shape(lambda o, t, w, m=m: m.update(m.init(), o[0] if isinstance(o, tuple) else o, t, w),
+                               out, abstract["y"], abstract["w"])
+            except Exception as exc:
+                raise ValueError(f"{name}: metric {m.name!r} does not fit the model's outputs and targets: "
+                                 f"{_first_line(exc)}") from None
         y = src.split.get("y") if isinstance(src, P.ArraySplit) else batch.get("y")
         out = out[0] if isinstance(out, tuple) else out
         if (isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and hasattr(out, "ndim")

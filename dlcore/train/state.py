@@ -60,15 +60,35 @@ class TrainState:
                    rngs=rngs, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
                    key=jax.random.PRNGKey(seed) if key is None else key)
 
-    def model(self, train: bool = False, key: jax.Array | None = None) -> nnx.Module:
+    def model(self, train: bool = False, key: jax.Array | None = None, params: nnx.State | None = None) -> nnx.Module:
         """Merge the arrays back into a module (inside a traced function, or to inspect one).
 
         Args:
             train: training mode (dropout on, batch statistics) or eval mode.
             key: when given, reseeds the model's RNG streams for this call (training mode).
+            params: parameters to use instead of the state's (the argument a loss is differentiated in).
         """
         rngs = self.rngs if key is None else fresh_rngs(self.rngs, key)
-        return nnx.merge(self.graphdef if train else self.eval_graphdef, self.params, self.rest, rngs, copy=True)
+        return nnx.merge(self.graphdef if train else self.eval_graphdef, self.params if params is None else params,
+                         self.rest, rngs, copy=True)
+
+    def apply_gradients(self, grads: nnx.State, model: nnx.Module | None = None) -> "TrainState":
+        """One optimizer step: this state with `grads` applied by its optimizer and `step` + 1.
+
+        Args:
+            grads: gradients with the structure of `params`.
+            model: the module the loss ran (from `model(train=True, ...)`), whose other variables
+                (batch-norm statistics) the new state takes; None keeps the state's.
+
+        Example (a custom step, see `dlcore.Trainer`):
+            >>> def loss(params):
+            ...     return losses.reduce(losses.mse(state.model(True, key, params)(x), y))
+            >>> state = state.apply_gradients(jax.grad(loss)(state.params))
+        """
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        rest = self.rest if model is None else nnx.state(model, _REST)
+        return self.replace(params=optax.apply_updates(self.params, updates), opt_state=opt_state, rest=rest,
+                            step=self.step + 1)
 
     def write_to(self, model: nnx.Module) -> None:
         """Copy the trained arrays back into the user's `model` (`nnx.update`)."""

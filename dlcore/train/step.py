@@ -27,7 +27,6 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from dlcore.data.protocol import batch_plan, call_model, gather
@@ -113,9 +112,7 @@ def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: 
         return weighted_mean(losses, w), (outputs, losses, nnx.state(model, _REST))
 
     (loss, (outputs, losses, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(params=params, rest=rest, opt_state=opt_state, step=state.step + 1)
+    new_state = state.apply_gradients(grads).replace(rest=rest)
     acc = init_metrics(metrics) if acc is None else acc
     acc = update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses, w)
     return new_state, acc, jnp.isfinite(loss) & _all_finite(grads)
