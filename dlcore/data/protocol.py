@@ -284,7 +284,7 @@ class ArraySplit(BatchSource):
 def gather(split: dict, idx, w) -> dict:
     """The batch of ``split`` at rows ``idx`` (B,), its weights times the plan's ``w`` (B,) (0 for padding)."""
     batch = take_rows(split, idx)
-    batch["w"] = batch["w"] * w
+    batch["w"] = batch["w"] * w if "w" in batch else w
     return batch
 
 
