@@ -12,10 +12,11 @@ Then Wide & Deep networks (Cheng et al., 2016), SGD lr 0.002:
 * ``aux_head``: plus an auxiliary output on the deep stack, trained on ``0.8 * main + 0.2 * aux`` MSE
   and evaluated on the main output (WideAndDeepV4).
 
-The first three train with ``dlcore.Trainer``; the two-input models with the same pure
-``dlcore.train.train_step`` in a short loop, since a batch's ``x`` is then a dict (the model returns
-``(B, 2)`` = main and auxiliary predictions, so one per-example loss covers both heads); the loop draws
-the Trainer's batches, so ``two_inputs`` retraces ``wide_deep_subsets`` exactly. The
+All five train with ``dlcore.Trainer``. The two-input models get a dict of inputs under a batch's
+``x``, which the Trainer passes as keyword arguments, ``model(X_wide=..., X_deep=...)``, as the book's
+training loop does; with the same batches, ``two_inputs`` retraces ``wide_deep_subsets`` exactly. The
+auxiliary model returns ``(B, 2)`` = main and auxiliary predictions, so one per-example loss covers
+both heads, and its RMSE is scored on the main one. The
 validation set is 25% of the training split (the book's ``train_test_split(random_state=42)``, here
 drawn by NumPy). Without the census data it runs on scikit-learn's diabetes set (442 patients, 10
 features), with the target standardised too (RMSE in target standard deviations). A plot of the
@@ -35,9 +36,8 @@ from flax import nnx
 import dlcore
 from dlcore import losses, optim, plot
 from dlcore.nn.layers import Linear
+from dlcore.metrics import RMSE
 from dlcore.runner import Context, Example
-from dlcore.train import predict_step, train_step
-from dlcore.train.step import batch_plan
 
 EXAMPLE = Example(
     name="california_housing",
@@ -68,9 +68,9 @@ class WideAndDeep(nnx.Module):
         self.output_layer = Linear(40 + n_wide, 1, rngs=rngs)
         self.aux_output_layer = Linear(40, 1, rngs=rngs) if aux_head else nnx.data(None)
 
-    def __call__(self, x):
+    def __call__(self, x=None, *, X_wide=None, X_deep=None):  # noqa: N803 (the book's names)
         if self.two_inputs:
-            x_wide, x_deep = x["X_wide"], x["X_deep"]
+            x_wide, x_deep = X_wide, X_deep
         else:
             x_wide = x if self.wide is None else x[:, self.wide[0]:self.wide[1]]
             x_deep = x if self.deep is None else x[:, self.deep[0]:self.deep[1]]
@@ -86,27 +86,11 @@ def main_and_aux_loss(outputs, targets):
     return 0.8 * losses.mse(outputs[:, :1], targets) + 0.2 * losses.mse(outputs[:, 1:], targets)
 
 
-def _rmse(pred, y) -> float:
-    return float(np.sqrt(np.mean((np.asarray(pred)[:, :1] - y) ** 2)))
+class MainRMSE(RMSE):
+    """The RMSE of the main output (column 0) of a (B, 2) main-and-auxiliary prediction."""
 
-
-def _fit_two_inputs(model, tx, loss_fn, train, val, epochs, ctx) -> list[float]:
-    """Mini-batch SGD on dict inputs with the pure train step; validation RMSE after each epoch."""
-    state = dlcore.TrainState.create(model, tx, seed=ctx.seed)
-    step = jax.jit(lambda st, batch: train_step(st, batch, jax.random.fold_in(st.key, st.step), loss_fn=loss_fn)[0])
-    predict = jax.jit(predict_step)
-    data = jax.device_put(train)
-    root = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 1)  # the Trainer's shuffling: the same batches
-    curve = []
-    for epoch in range(1, epochs + 1):
-        idx, w = batch_plan(jax.random.fold_in(root, epoch), len(train["y"]), 32)  # shuffled, last batch padded
-        for i in range(len(idx)):
-            rows = idx[i]
-            batch = {"x": jax.tree.map(lambda a, rows=rows: a[rows], data["x"]), "y": data["y"][rows], "w": w[i]}
-            state = step(state, batch)
-        curve.append(_rmse(predict(state, val["x"]), val["y"]))
-    state.write_to(model)
-    return curve
+    def values(self, outputs, targets):
+        return super().values(outputs[:, :1], targets)
 
 
 def run(ctx: Context) -> dict[str, float]:
@@ -139,20 +123,22 @@ def run(ctx: Context) -> dict[str, float]:
     }
     for name, (model, lr) in single.items():
         trainer = dlcore.Trainer(model, optim.sgd(lr), losses.mse, metrics=["rmse"], batch_size=32,
-                                 **ctx.trainer_kwargs({"model": name, "lr": lr, "epochs": epochs}))
+                                 **ctx.trainer_kwargs({"model": name, "lr": lr, "epochs": epochs}, tag=name))
         curves[name] = trainer.fit(train, epochs=epochs, validation=val)["val_rmse"]
         if name == "mlp":
             metrics["mlp_test_rmse"] = trainer.evaluate(test)["rmse"]
 
-    # 4-5. two named inputs, and the auxiliary head, with the pure train step
+    # 4-5. two named inputs, and the auxiliary head
     def two(split):
         return {"x": {"X_wide": split["x"][:, wide[0]:wide[1]], "X_deep": split["x"][:, deep[0]:deep[1]]},
                 "y": split["y"]}
 
     for name, aux in (("two_inputs", False), ("aux_head", True)):
         model = WideAndDeep(5, n_features - 2, two_inputs=True, aux_head=aux, rngs=nnx.Rngs(ctx.seed))
-        curves[name] = _fit_two_inputs(model, optim.sgd(0.002), main_and_aux_loss if aux else losses.mse,
-                                       two(train), two(val), epochs, ctx)
+        trainer = dlcore.Trainer(model, optim.sgd(0.002), main_and_aux_loss if aux else losses.mse,
+                                 metrics=[MainRMSE()], batch_size=32,
+                                 **ctx.trainer_kwargs({"model": name, "lr": 0.002, "epochs": epochs}, tag=name))
+        curves[name] = trainer.fit(two(train), epochs=epochs, validation=two(val))["val_rmse"]
 
     ctx.print(f"{'model':<18} {'val RMSE (first epoch)':>22} {'val RMSE (last)':>16}")
     for name, curve in curves.items():
