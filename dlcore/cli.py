@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from dlcore import runner
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlcore", description="Deep learning the JAX way: the books' worked examples.")
@@ -24,14 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="print one JSON object")
     r = sub.add_parser("run", help="run a worked example and print its figures beside the book's")
     r.add_argument("name")
-    r.add_argument("--quick", action="store_true", help="finish in seconds (fewer epochs, a subset)")
-    r.add_argument("--data", help="force a dataset: the real one or the embedded stand-in")
-    r.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--json", dest="json_path", metavar="FILE", help="write the report as JSON")
-    r.add_argument("--checkpoint", metavar="DIR", help="save a checkpoint every epoch in DIR")
-    r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint DIR")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    runner.add_run_arguments(r)
     b = sub.add_parser("bench", help="jit-compiled benchmarks, dlcore beside its peer library in one run")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     b.add_argument("--vs", help="only benchmarks against this peer (torch, scikit-learn)")
@@ -49,7 +44,6 @@ def _list(as_json: bool) -> None:
     See `dlcore.models.registry.param_counts`: the first listing after an install or a change to the
     model code builds every model abstractly (seconds); later ones read the cached counts.
     """
-    from dlcore import runner
     from dlcore.models.registry import param_counts
 
     exs = [e.as_dict() for e in runner.examples()]
@@ -68,30 +62,22 @@ def _list(as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "list":
-            _list(args.json)
-        elif args.command == "run":
-            from dlcore import runner
+    return runner.guarded(lambda: _command(args))
 
-            runner.run(args.name, json_path=args.json_path, quick=args.quick, data=args.data,
-                       epochs=args.epochs, seed=args.seed, checkpoint=args.checkpoint, resume=args.resume,
-                       progress=False if args.no_progress else None)
-        elif args.command == "bench":
-            from dlcore import bench
 
-            bench.run(args.names or None, vs=args.vs, quick=args.quick, json_path=args.json_path)
-        elif args.command == "data":
-            from dlcore.data import cli as data_cli
+def _command(args) -> None:
+    if args.command == "list":
+        _list(args.json)
+    elif args.command == "run":
+        runner.run(args.name, **runner.run_options(args))
+    elif args.command == "bench":
+        from dlcore import bench
 
-            data_cli.main(args)
-    except ValueError as exc:  # bad input: one line, no traceback
-        print(f"dlcore: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dlcore: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        bench.run(args.names or None, vs=args.vs, quick=args.quick, json_path=args.json_path)
+    elif args.command == "data":
+        from dlcore.data import cli as data_cli
+
+        data_cli.main(args)
 
 
 if __name__ == "__main__":

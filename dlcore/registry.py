@@ -60,14 +60,15 @@ class Registry(Generic[T]):
         """
         def add(thing: T) -> T:
             key = self._key(name)
-            if key in self._entries or key in self._aliases:
+            seen = set(self._entries) | set(self._aliases)
+            if key in seen:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[key] = thing
-            for alias in aliases:
-                akey = self._key(alias)
-                if akey in self._entries or akey in self._aliases:
+            for alias in aliases:  # check every alias before adding anything
+                if self._key(alias) in seen | {key}:
                     raise ValueError(f"{self.kind} alias {alias!r} is registered twice")
-                self._aliases[akey] = key
+                seen.add(self._key(alias))
+            self._entries[key] = thing
+            self._aliases.update({self._key(a): key for a in aliases})
             return thing
 
         return add if obj is None else add(obj)

@@ -7,6 +7,8 @@ An example is a module in `examples/` (importable as `dlcore.examples.NAME`) wit
 
 from __future__ import annotations
 
+import argparse
+
 import dataclasses
 import importlib
 import importlib.util
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -363,8 +365,40 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `dlcore run NAME` (and of `python examples/NAME.py`)."""
+    p.add_argument("--quick", action="store_true", help="finish in seconds (fewer epochs, a subset)")
+    p.add_argument("--data", help="force a dataset: the real one or the embedded stand-in")
+    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", dest="json_path", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--checkpoint", metavar="DIR", help="save a checkpoint every epoch in DIR")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`run`'s keyword arguments from parsed `add_run_arguments` flags."""
+    return dict(json_path=args.json_path, quick=args.quick, data=args.data, epochs=args.epochs, seed=args.seed,
+                checkpoint=args.checkpoint, resume=args.resume, progress=False if args.no_progress else None)
+
+
+def guarded(fn: Callable[[], Any]) -> int:
+    """Run a command: bad input and a diverging run are one line on stderr (exit 2), Ctrl-C exit 130."""
+    try:
+        fn()
+    except (ValueError, FloatingPointError) as exc:  # bad input, or NonFiniteError: one line, no traceback
+        print(f"dlcore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlcore: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main_for(name: str) -> None:
     """`python examples/NAME.py [--quick] ...`: the same flags as `dlcore run NAME`."""
-    from dlcore.cli import main
-
-    sys.exit(main(["run", name, *sys.argv[1:]]))
+    p = argparse.ArgumentParser(prog=f"python examples/{name}.py", description=f"dlcore run {name}")
+    add_run_arguments(p)
+    args = p.parse_args()
+    sys.exit(guarded(lambda: run(name, **run_options(args))))

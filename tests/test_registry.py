@@ -38,6 +38,7 @@ def test_registering_a_name_or_an_alias_twice_fails():
     with pytest.raises(ValueError, match="model alias 'resnet18' is registered twice"):
         reg.register("resnet-18", 2, aliases=["resnet18"])
     assert reg.get("resnet18") == 1
+    assert "resnet-18" not in reg  # a failed registration adds nothing
 
 
 def test_unknown_name_names_close_matches_and_the_listing():

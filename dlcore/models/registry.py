@@ -73,9 +73,7 @@ def _source_digest() -> str:
     """A digest of what a default model's parameter count depends on: versions and model/layer code."""
     import flax
 
-    import dlcore
-
-    h = hashlib.sha256(f"dlcore {dlcore.__version__} jax {jax.__version__} flax {flax.__version__}".encode())
+    h = hashlib.sha256(f"jax {jax.__version__} flax {flax.__version__}".encode())
     root = Path(__file__).resolve().parent.parent
     for path in sorted([*root.glob("nn/**/*.py"), *root.glob("models/**/*.py")]):
         h.update(str(path.relative_to(root)).encode())

@@ -131,10 +131,10 @@ def mc_predict(model: nnx.Module, x: jax.Array, n_samples: int = 100, *, seed: i
 
 
 def _selected(params: Any, where) -> list[jax.Array]:
-    from dlcore.optim import _as_params, _matcher, path_str, weights_only
+    from dlcore.optim import as_params, path_matcher, path_str, weights_only
 
-    match = _matcher(weights_only if where is None else where)
-    flat = jax.tree_util.tree_flatten_with_path(_as_params(params))[0]
+    match = path_matcher(weights_only if where is None else where)
+    flat = jax.tree_util.tree_flatten_with_path(as_params(params))[0]
     return [v for p, v in flat if match(path_str(p), v)]
 
 
@@ -177,10 +177,10 @@ def _count(amount: Any, size: int, fn: str) -> int:
 
 
 def _prune_tree(params: Any, where, fn: str, leaf_mask: Callable[[jax.Array], jax.Array]):
-    from dlcore.optim import _as_params, _matcher, path_str, weights_only
+    from dlcore.optim import as_params, path_matcher, path_str, weights_only
 
-    match = _matcher(weights_only if where is None else where)
-    tree = _as_params(params)
+    match = path_matcher(weights_only if where is None else where)
+    tree = as_params(params)
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     pruned, masks, hit = [], [], False
     for path, v in flat:

@@ -82,6 +82,7 @@ from dlcore.optim.paths import (
     named_leaves,
     no_decay,
     path_matcher,
+    as_params,
     path_str,
     weights_only,
 )
@@ -95,8 +96,6 @@ from dlcore.optim.transforms import (
 )
 
 # Private names dlcore.nn.regularization imports from here to select parameters.
-from dlcore.optim.paths import _as_params  # noqa: F401
-from dlcore.optim.paths import path_matcher as _matcher  # noqa: F401
 
 __all__ = [
     "LBFGS",
@@ -127,6 +126,7 @@ __all__ = [
     "no_decay",
     "param_groups",
     "path_matcher",
+    "as_params",
     "path_str",
     "rmsprop",
     "set_hyperparams",

@@ -40,7 +40,7 @@ def path_str(path: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
-def _as_params(params: Any) -> Any:
+def as_params(params: Any) -> Any:
     """The ``nnx.Param`` state of a module; any other pytree as it is."""
     from flax import nnx
 
@@ -55,7 +55,7 @@ def named_leaves(params: Any) -> list[tuple[str, Any]]:
     Args:
         params: An ``nnx.Module`` (its ``nnx.Param`` state), an ``nnx.State`` or any pytree of arrays.
     """
-    return [(path_str(p), v) for p, v in jax.tree_util.tree_flatten_with_path(_as_params(params))[0]]
+    return [(path_str(p), v) for p, v in jax.tree_util.tree_flatten_with_path(as_params(params))[0]]
 
 
 def path_matcher(pattern: Pattern) -> Callable[[str, Any], bool]:
@@ -108,7 +108,7 @@ def mask_of(params: Any, where: Pattern) -> Any:
         where: Regex (searched in the dotted path), list of regexes, or ``fn(path, array) -> bool``.
     """
     match = path_matcher(where)
-    return jax.tree_util.tree_map_with_path(lambda p, v: bool(match(path_str(p), v)), _as_params(params))
+    return jax.tree_util.tree_map_with_path(lambda p, v: bool(match(path_str(p), v)), as_params(params))
 
 
 def decay_mask(params: Any) -> Any:
