@@ -6,8 +6,9 @@ argument, so a new rate costs no recompilation. They log the rate of every epoch
 ``trainer.history["lr"]``.
 
 References:
-    Géron, Hands-On Machine Learning, PyTorch ed. (book 003) L1453-1463 (finding the learning rate),
-    L3764-3932 (scheduling, performance scheduling).
+    Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 10, Fine-Tuning Neural Network
+    Hyperparameters, Learning Rate (finding the learning rate); ch. 11, Learning Rate Scheduling
+    (per-epoch schedules, Performance Scheduling).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class ReduceLROnPlateau(Callback):
             (PyTorch's names and defaults: 0.1, 10, 1e-4, "rel", 0, 0, 1e-8).
         verbose: print a line when the rate changes.
 
-    Example (book 003 L3840-3857):
+    Example (Géron, ch. 11, Learning Rate Scheduling, Performance Scheduling):
         >>> ReduceLROnPlateau("val_accuracy", mode="max", patience=2, factor=0.1)
     """
 
@@ -208,7 +209,7 @@ def lr_find(model: nnx.Module, optimizer: str | Callable[..., optax.GradientTran
             **optimizer_kwargs: Any) -> LRFinderResult:
     """The book's learning-rate sweep: train briefly while the rate grows exponentially, watch the loss.
 
-    The rate of step ``i`` is ``start_lr * (end_lr / start_lr) ** (i / steps)`` (book 003 L1453-1463:
+    The rate of step ``i`` is ``start_lr * (end_lr / start_lr) ** (i / steps)`` (Géron, ch. 10, Fine-Tuning Neural Network Hyperparameters, Learning Rate:
     from 1e-5 to 10 in 500 iterations, multiplying by ``(10 / 1e-5) ** (1 / 500)`` each time). The
     sweep is one jitted ``lax.scan`` over shuffled mini-batches on a copy of the model's state: the
     model itself is not changed (the book reinitialises it after the sweep). It runs through the
