@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -378,6 +379,9 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
         raise ValueError(f"steps_per_epoch must be an int >= 1 or None, got {steps_per_epoch!r}")
     if isinstance(data, BatchSource):
         return data
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise ValueError(f"{name} is a path ({data!r}); load it into arrays first (dlcore.data.load, "
+                         f"dlcore.data.tabular) and pass the split")
     if isinstance(data, cabc.Mapping) or (isinstance(data, tuple) and len(data) == 2):
         split = as_split(data, name)
         n = num_rows(split["x"])

@@ -439,8 +439,9 @@ class Trainer:
             self._write_back()
             raise NonFiniteError(
                 f"non-finite loss or gradient at epoch {epoch}, step {first + 1} (batch {first - first_count + 1} "
-                f"of the epoch): training stopped with the weights of the step before; the last checkpoint "
-                f"is the last good one. Lower the learning rate, clip gradients, or pass on_nonfinite='skip'")
+                f"of the epoch): training stopped with the weights of the step before (a checkpoint, if any, "
+                f"is the last good one). Check the data for NaN or inf, lower the learning rate, clip gradients, "
+                f"or pass on_nonfinite='skip'")
 
     # -- evaluate and predict ------------------------------------------------------------------------
 
