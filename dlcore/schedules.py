@@ -33,6 +33,7 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from dlcore.checks import check_choice, check_float, check_int
 from dlcore.registry import Registry
 
 __all__ = [
@@ -62,26 +63,8 @@ Schedule = Callable[[Any], Any]
 # --------------------------------------------------------------------------------------------------
 
 
-def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
-            low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValueError(f"Invalid {name}: {value!r}; it must be a number.")
-    v = float(value)
-    if low is not None and (v <= low if low_open else v < low):
-        raise ValueError(f"Invalid {name}: {value!r}; it must be {'>' if low_open else '>='} {low}.")
-    if high is not None and (v >= high if high_open else v > high):
-        raise ValueError(f"Invalid {name}: {value!r}; it must be {'<' if high_open else '<='} {high}.")
-    return v
-
-
-def _lr(value: Any, name: str = "learning rate") -> float:
-    return _number(name, value, 0.0)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Invalid {name}: {value!r}; it must be an int >= 1.")
-    return int(value)
+def _lr(value: Any, name: str = "lr") -> float:
+    return check_float(value, name, low=0, finite=False)
 
 
 def _t(t: Any) -> jnp.ndarray:
@@ -104,8 +87,8 @@ def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     Returns:
         A schedule ``t -> lr``.
     """
-    lr, gamma = _lr(lr), _number("gamma", gamma, 0.0)
-    step_size = _positive_int("step_size", step_size)
+    lr, gamma = _lr(lr), check_float(gamma, "gamma", low=0, finite=False)
+    step_size = check_int(step_size, "step_size", low=1)
     return lambda t: lr * gamma ** jnp.floor_divide(jnp.asarray(t, jnp.int32), step_size).astype(jnp.float32)
 
 
@@ -120,8 +103,8 @@ def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sc
     Returns:
         A schedule ``t -> lr``.
     """
-    lr, gamma = _lr(lr), _number("gamma", gamma, 0.0)
-    ms = [_positive_int("milestone", m) for m in milestones]
+    lr, gamma = _lr(lr), check_float(gamma, "gamma", low=0, finite=False)
+    ms = [check_int(m, "milestone", low=1) for m in milestones]
     if not ms:
         raise ValueError("multistep_lr: milestones must not be empty.")
     marks = jnp.asarray(sorted(ms), jnp.int32)
@@ -140,7 +123,7 @@ def exponential_lr(lr: float, gamma: float) -> Schedule:
     Returns:
         A schedule ``t -> lr``.
     """
-    lr, gamma = _lr(lr), _number("gamma", gamma, 0.0)
+    lr, gamma = _lr(lr), check_float(gamma, "gamma", low=0, finite=False)
     return lambda t: lr * gamma ** _t(t)
 
 
@@ -161,7 +144,7 @@ def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule
         A schedule ``t -> lr``.
     """
     lr, eta_min = _lr(lr), _lr(eta_min, "eta_min")
-    T_max = _positive_int("T_max", T_max)  # noqa: N806
+    T_max = check_int(T_max, "T_max", low=1)  # noqa: N806
     return lambda t: eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * _t(t) / T_max)) / 2
 
 
@@ -185,7 +168,7 @@ def cosine_annealing_warm_restarts(lr: float, T_0: int, T_mult: int = 1, eta_min
         A schedule ``t -> lr``.
     """
     lr, eta_min = _lr(lr), _lr(eta_min, "eta_min")
-    T_0, T_mult = _positive_int("T_0", T_0), _positive_int("T_mult", T_mult)  # noqa: N806
+    T_0, T_mult = check_int(T_0, "T_0", low=1), check_int(T_mult, "T_mult", low=1)  # noqa: N806
 
     def schedule(t):
         t = _t(t)
@@ -224,9 +207,9 @@ def linear_lr(lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
         A schedule ``t -> lr``.
     """
     lr = _lr(lr)
-    start = _number("start_factor", start_factor, 0.0, 1.0, low_open=True)
-    end = _number("end_factor", end_factor, 0.0, 1.0)
-    total = _positive_int("total_iters", total_iters)
+    start = check_float(start_factor, "start_factor", low=0, high=1, low_open=True, finite=False)
+    end = check_float(end_factor, "end_factor", low=0, high=1, finite=False)
+    total = check_int(total_iters, "total_iters", low=1)
     return lambda t: lr * (start + (end - start) * jnp.minimum(_t(t), total) / total)
 
 
@@ -241,8 +224,8 @@ def constant_lr(lr: float, factor: float = 1.0 / 3, total_iters: int = 5) -> Sch
     Returns:
         A schedule ``t -> lr``.
     """
-    lr, factor = _lr(lr), _number("factor", factor, 0.0, 1.0)
-    total = _positive_int("total_iters", total_iters)
+    lr, factor = _lr(lr), check_float(factor, "factor", low=0, high=1, finite=False)
+    total = check_int(total_iters, "total_iters", low=1)
     return lambda t: jnp.where(_t(t) < total, lr * factor, lr)
 
 
@@ -257,8 +240,8 @@ def polynomial_lr(lr: float, total_iters: int = 5, power: float = 1.0) -> Schedu
     Returns:
         A schedule ``t -> lr``.
     """
-    lr, power = _lr(lr), _number("power", power, 0.0)
-    total = _positive_int("total_iters", total_iters)
+    lr, power = _lr(lr), check_float(power, "power", low=0, finite=False)
+    total = check_int(total_iters, "total_iters", low=1)
     return lambda t: lr * (1 - jnp.minimum(_t(t), total) / total) ** power
 
 
@@ -294,7 +277,7 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
         A schedule ``t -> lr``.
     """
     schedules = list(schedules)
-    ms = [_positive_int("milestone", m) for m in milestones]
+    ms = [check_int(m, "milestone", low=1) for m in milestones]
     if len(schedules) < 1 or len(ms) != len(schedules) - 1:
         raise ValueError(f"sequential_lr: expected len(schedules) - 1 milestones, got {len(schedules)} "
                          f"schedules and {len(ms)} milestones.")
@@ -312,11 +295,10 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
 
 
 def _anneal(strategy: str) -> Callable[[Any, Any, Any], Any]:
+    check_choice(strategy, "anneal_strategy", ("cos", "linear"))
     if strategy == "cos":
         return lambda start, end, pct: end + (start - end) / 2 * (jnp.cos(math.pi * pct) + 1)
-    if strategy == "linear":
-        return lambda start, end, pct: (end - start) * pct + start
-    raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {strategy!r}.")
+    return lambda start, end, pct: (end - start) * pct + start
 
 
 def _piecewise(total_steps: int, pct_start: float, three_phase: bool, anneal_strategy: str,
@@ -343,8 +325,8 @@ def _piecewise(total_steps: int, pct_start: float, three_phase: bool, anneal_str
 
 
 def _check_one_cycle(total_steps, pct_start, three_phase) -> tuple[int, float]:
-    total_steps = _positive_int("total_steps", total_steps)
-    pct_start = _number("pct_start", pct_start, 0.0, 1.0)
+    total_steps = check_int(total_steps, "total_steps", low=1)
+    pct_start = check_float(pct_start, "pct_start", low=0, high=1, finite=False)
     ends = _one_cycle_phases(total_steps, pct_start, bool(three_phase))
     starts = [0.0] + ends[:-1]
     if any(e <= s for s, e in zip(starts, ends)):
@@ -379,9 +361,9 @@ def one_cycle_lr(max_lr: float, total_steps: int, pct_start: float = 0.3, anneal
     Returns:
         A schedule ``t -> lr``.
     """
-    max_lr = _number("max_lr", max_lr, 0.0)
-    div = _number("div_factor", div_factor, 0.0, low_open=True)
-    final_div = _number("final_div_factor", final_div_factor, 0.0, low_open=True)
+    max_lr = check_float(max_lr, "max_lr", low=0, finite=False)
+    div = check_float(div_factor, "div_factor", low=0, low_open=True, finite=False)
+    final_div = check_float(final_div_factor, "final_div_factor", low=0, low_open=True, finite=False)
     total_steps, pct_start = _check_one_cycle(total_steps, pct_start, three_phase)
     initial = max_lr / div
     minimum = initial / final_div
@@ -410,8 +392,8 @@ def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, anneal_strategy
     Returns:
         A schedule ``t -> momentum``.
     """
-    base = _number("base_momentum", base_momentum, 0.0)
-    top = _number("max_momentum", max_momentum, base)
+    base = check_float(base_momentum, "base_momentum", low=0, finite=False)
+    top = check_float(max_momentum, "max_momentum", low=base, finite=False)
     total_steps, pct_start = _check_one_cycle(total_steps, pct_start, three_phase)
     values = [top, base, top, top] if three_phase else [top, base, top]
     return _piecewise(total_steps, pct_start, bool(three_phase), anneal_strategy, values)
@@ -430,7 +412,7 @@ def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     Returns:
         A schedule of the update count.
     """
-    steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+    steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", low=1)
     return lambda t: schedule(jnp.floor_divide(jnp.asarray(t, jnp.int32), steps_per_epoch))
 
 
@@ -532,15 +514,11 @@ class Plateau:
     def __init__(self, lr: float | Sequence[float], mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8):
-        if mode not in ("min", "max"):
-            raise ValueError(f"Plateau: mode must be 'min' or 'max', got {mode!r}.")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"Plateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}.")
-        self.factor = _number("factor", factor, 0.0, 1.0, high_open=True)
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
-            raise ValueError(f"Invalid patience: {patience!r}; it must be an int >= 0.")
-        if isinstance(cooldown, bool) or not isinstance(cooldown, numbers.Integral) or cooldown < 0:
-            raise ValueError(f"Invalid cooldown: {cooldown!r}; it must be an int >= 0.")
+        check_choice(mode, "mode", ("min", "max"), who="Plateau")
+        check_choice(threshold_mode, "threshold_mode", ("rel", "abs"), who="Plateau")
+        self.factor = check_float(factor, "factor", low=0, high=1, high_open=True, finite=False)
+        check_int(patience, "patience", low=0, who="Plateau")
+        check_int(cooldown, "cooldown", low=0, who="Plateau")
         self.lrs = [_lr(v) for v in ([lr] if isinstance(lr, numbers.Real) else lr)]
         mins = [min_lr] * len(self.lrs) if isinstance(min_lr, numbers.Real) else list(min_lr)
         if len(mins) != len(self.lrs):
@@ -548,8 +526,8 @@ class Plateau:
         self.min_lrs = [_lr(v, "min_lr") for v in mins]
         self.mode, self.threshold_mode = mode, threshold_mode
         self.patience, self.cooldown = int(patience), int(cooldown)
-        self.threshold = _number("threshold", threshold, 0.0)
-        self.eps = _number("eps", eps, 0.0)
+        self.threshold = check_float(threshold, "threshold", low=0, finite=False)
+        self.eps = check_float(eps, "eps", low=0, finite=False)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0

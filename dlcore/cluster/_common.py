@@ -11,13 +11,14 @@ use it where figures must equal scikit-learn's (which computes in float64) to ma
 from __future__ import annotations
 
 import contextlib
-import numbers
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from dlcore import keys
 
 __all__ = ["NotFittedError"]
 
@@ -96,31 +97,10 @@ def check_fitted(est: Any, attribute: str, method: str) -> None:
         raise NotFittedError(f"this {type(est).__name__} is not fitted yet; call fit(X) before {method}()")
 
 
-def check_int(value: Any, name: str, who: str, *, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{who}: {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_float(value: Any, name: str, who: str, *, low: float = 0.0, strict: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        raise ValueError(f"{who}: {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-    return float(value)
-
-
 def as_key(random_state: Any, who: str) -> jax.Array:
-    """A JAX PRNG key from `random_state`: an int seed, a key, or None (seed 0: runs are repeatable)."""
-    if random_state is None:
-        return jax.random.key(0)
-    if isinstance(random_state, jax.Array):
-        if jnp.issubdtype(random_state.dtype, jax.dtypes.prng_key):
-            return random_state
-        if random_state.dtype == jnp.uint32 and random_state.shape == (2,):
-            return jax.random.wrap_key_data(random_state)
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return jax.random.key(int(random_state))
-    raise ValueError(f"{who}: random_state must be an int seed, a jax.random key or None, got {random_state!r}")
+    """A raw PRNG key (`dlcore.keys.as_key`) from `random_state`: an int seed, a key, or None (seed 0: runs
+    are repeatable)."""
+    return keys.as_key(0 if random_state is None else random_state, "random_state", who=who)
 
 
 def sq_distances(X: jax.Array, C: jax.Array, x_sq: jax.Array | None = None) -> jax.Array:

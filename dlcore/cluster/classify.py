@@ -17,12 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dlcore.checks import check_float, check_int
 from dlcore.cluster._common import (
     HIGHEST,
     check_array,
     check_fitted,
-    check_float,
-    check_int,
     precision,
     resolve_dtype,
     sq_distances,
@@ -93,7 +92,7 @@ class KNeighborsClassifier:
         who = "KNeighborsClassifier"
         self._dtype = dtype = resolve_dtype(self.dtype)
         X = check_array(X, dtype, who=who)
-        k = check_int(self.n_neighbors, "n_neighbors", who)
+        k = check_int(self.n_neighbors, "n_neighbors", low=1, who=who)
         if k > len(X):
             raise ValueError(f"{who}: n_neighbors={k} is more than the {len(X)} training points")
         if self.weights not in ("uniform", "distance"):
@@ -113,7 +112,7 @@ class KNeighborsClassifier:
         who = "KNeighborsClassifier"
         check_fitted(self, "classes_", "kneighbors")
         X = check_array(X, self._dtype, who=who, n_features=self.n_features_in_)
-        k = check_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors", who)
+        k = check_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors", low=1, who=who)
         if k > len(self._X):
             raise ValueError(f"{who}: n_neighbors={k} is more than the {len(self._X)} training points")
         chunk = int(max(1, min(len(X), (1 << 24) // len(self._X))))
@@ -231,9 +230,9 @@ class LogisticRegression:
         who = "LogisticRegression"
         self._dtype = dtype = resolve_dtype(self.dtype)
         X = check_array(X, dtype, who=who)
-        C = check_float(self.C, "C", who, strict=True)
-        max_iter = check_int(self.max_iter, "max_iter", who)
-        tol = check_float(self.tol, "tol", who)
+        C = check_float(self.C, "C", low=0, low_open=True, who=who)
+        max_iter = check_int(self.max_iter, "max_iter", low=1, who=who)
+        tol = check_float(self.tol, "tol", low=0, who=who)
         classes, codes = _check_labels(y, len(X), who)
         if len(classes) < 2:
             raise ValueError(f"{who}: y has a single class ({classes[0]!r}); at least two are needed")

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore.cluster._common import check_array, check_fitted, check_float, check_int, precision, resolve_dtype
+from dlcore.checks import check_float, check_int
+from dlcore.cluster._common import check_array, check_fitted, precision, resolve_dtype
 
 __all__ = ["DBSCAN"]
 
@@ -93,13 +94,13 @@ class DBSCAN:
         who = "DBSCAN"
         self._dtype = dtype = resolve_dtype(self.dtype)
         X = check_array(X, dtype, who=who)
-        eps = check_float(self.eps, "eps", who, strict=True)
-        min_samples = check_int(self.min_samples, "min_samples", who)
+        eps = check_float(self.eps, "eps", low=0, low_open=True, who=who)
+        min_samples = check_int(self.min_samples, "min_samples", low=1, who=who)
         n, d = X.shape
         if self.chunk_size is None:
             chunk = max(1, min(n, (1 << 24) // (n * d)))
         else:
-            chunk = min(n, check_int(self.chunk_size, "chunk_size", who))
+            chunk = min(n, check_int(self.chunk_size, "chunk_size", low=1, who=who))
         Xc = X - X.mean(axis=0, dtype=np.float64).astype(dtype)
         n_blocks = -(-n // chunk)
         with precision(dtype):
@@ -152,10 +153,10 @@ class DBSCAN:
         check_fitted(self, "labels_", "predict")
         who = "DBSCAN"
         X = check_array(X, self._dtype, who=who, n_features=self.n_features_in_)
-        cutoff = self.eps if max_distance is None else check_float(max_distance, "max_distance", who)
+        cutoff = self.eps if max_distance is None else check_float(max_distance, "max_distance", low=0, who=who)
         if len(self.core_sample_indices_) == 0:
             return np.full(len(X), -1, np.int32)
-        k = min(check_int(n_neighbors, "n_neighbors", who), len(self.core_sample_indices_))
+        k = min(check_int(n_neighbors, "n_neighbors", low=1, who=who), len(self.core_sample_indices_))
         knn = KNeighborsClassifier(k, dtype=self._dtype).fit(self.components_,
                                                               self.labels_[self.core_sample_indices_])
         dist, _ = knn.kneighbors(X, n_neighbors=1)

@@ -19,14 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_float, check_int
 from dlcore.cluster._common import (
     HIGHEST,
     as_key,
     batch_for,
     check_array,
     check_fitted,
-    check_float,
-    check_int,
     precision,
     resolve_dtype,
     sq_distances,
@@ -219,7 +218,7 @@ def _check_init(init: Any, n_clusters: int, n_features: int, dtype, who: str):
 def _check_n_init(n_init: Any, init: str, who: str, auto: int) -> int:
     if n_init == "auto":
         return auto
-    n_init = check_int(n_init, "n_init", who)
+    n_init = check_int(n_init, "n_init", low=1, who=who)
     if init == "array" and n_init != 1:
         warnings.warn(f"{who}: explicit initial centres given, so n_init={n_init} is set to 1", RuntimeWarning,
                       stacklevel=3)
@@ -308,15 +307,15 @@ class KMeans(_CentroidMixin):
         who = "KMeans"
         self._dtype = dtype = resolve_dtype(self.dtype)
         X = check_array(X, dtype, who=who)
-        k = check_int(self.n_clusters, "n_clusters", who)
+        k = check_int(self.n_clusters, "n_clusters", low=1, who=who)
         if X.shape[0] < k:
             raise ValueError(f"{who}: n_samples={X.shape[0]} should be >= n_clusters={k}; "
                              f"ask for fewer clusters or pass more points")
         init, init_array = _check_init(self.init, k, X.shape[1], dtype, who)
         n_init = _check_n_init(self.n_init, init, who, 10 if init == "random" else 1)
-        max_iter = check_int(self.max_iter, "max_iter", who)
-        tol = check_float(self.tol, "tol", who)
-        trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", who)
+        max_iter = check_int(self.max_iter, "max_iter", low=1, who=who)
+        tol = check_float(self.tol, "tol", low=0, who=who)
+        trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", low=1, who=who)
         key = as_key(self.random_state, who)
         k_pad = _padded(k, *X.shape)
         max_trials = trials if self.n_local_trials is not None else _local_trials(k_pad, None)
@@ -349,10 +348,10 @@ def kmeans_plusplus(X, n_clusters: int, *, n_local_trials: int | None = None, ra
     who = "kmeans_plusplus"
     dtype = resolve_dtype(dtype)
     X = check_array(X, dtype, who=who)
-    k = check_int(n_clusters, "n_clusters", who)
+    k = check_int(n_clusters, "n_clusters", low=1, who=who)
     if X.shape[0] < k:
         raise ValueError(f"{who}: n_samples={X.shape[0]} should be >= n_clusters={k}")
-    trials = check_int(_local_trials(k, n_local_trials), "n_local_trials", who)
+    trials = check_int(_local_trials(k, n_local_trials), "n_local_trials", low=1, who=who)
     Xc, _ = _centred(X)
     with precision(dtype):
         index = np.asarray(_kmeanspp_jit(as_key(random_state, who), jnp.asarray(Xc), k, trials))
@@ -469,8 +468,8 @@ class MiniBatchKMeans(_CentroidMixin):
         self.dtype = dtype
 
     def _check_params(self, who: str) -> tuple[int, int]:
-        k = check_int(self.n_clusters, "n_clusters", who)
-        batch_size = check_int(self.batch_size, "batch_size", who)
+        k = check_int(self.n_clusters, "n_clusters", low=1, who=who)
+        batch_size = check_int(self.batch_size, "batch_size", low=1, who=who)
         return k, batch_size
 
     @staticmethod
@@ -493,13 +492,13 @@ class MiniBatchKMeans(_CentroidMixin):
                              f"ask for fewer clusters or pass more points")
         init, init_array = _check_init(self.init, k, d, dtype, who)
         n_init = _check_n_init(self.n_init, init, who, 3 if init == "random" else 1)
-        max_iter = check_int(self.max_iter, "max_iter", who)
-        tol = check_float(self.tol, "tol", who)
+        max_iter = check_int(self.max_iter, "max_iter", low=1, who=who)
+        tol = check_float(self.tol, "tol", low=0, who=who)
         stale = (1 << 30) if self.max_no_improvement is None else check_int(
-            self.max_no_improvement, "max_no_improvement", who)
+            self.max_no_improvement, "max_no_improvement", low=1, who=who)
         init_size = max(k, min(n, 3 * batch_size if self.init_size is None
-                               else check_int(self.init_size, "init_size", who)))
-        trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", who)
+                               else check_int(self.init_size, "init_size", low=1, who=who)))
+        trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", low=1, who=who)
         key = as_key(self.random_state, who)
         Xc, mean = _centred(X)
         with precision(dtype):
@@ -539,7 +538,7 @@ class MiniBatchKMeans(_CentroidMixin):
                                  f"n_clusters={k} needed to initialise the centres")
             init, init_array = _check_init(self.init, k, X.shape[1], dtype, who)
             n_init = _check_n_init(self.n_init, init, who, 3 if init == "random" else 1)
-            trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", who)
+            trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", low=1, who=who)
             Xc, self._shift = _centred(X)  # the first batch's mean centres every later batch too
             with precision(dtype):
                 init_c = None if init_array is None else jnp.asarray(init_array - self._shift)

@@ -22,14 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma, gammaln, logsumexp, multigammaln
 
+from dlcore.checks import check_float, check_int
 from dlcore.cluster._common import (
     HIGHEST,
     as_key,
     batch_for,
     check_array,
     check_fitted,
-    check_float,
-    check_int,
     precision,
     resolve_dtype,
 )
@@ -411,7 +410,7 @@ class _BaseMixture:
     def _common_checks(self, X, who):
         self._dtype = dtype = resolve_dtype(self.dtype)
         X = check_array(X, dtype, who=who)
-        K = check_int(self.n_components, "n_components", who)
+        K = check_int(self.n_components, "n_components", low=1, who=who)
         if X.shape[0] < K:
             raise ValueError(f"{who}: n_samples={X.shape[0]} should be >= n_components={K}; "
                              f"ask for fewer components or pass more points")
@@ -420,10 +419,10 @@ class _BaseMixture:
                              f"got {self.covariance_type!r}")
         if self.init_params not in INIT_PARAMS:
             raise ValueError(f"{who}: init_params must be one of {', '.join(INIT_PARAMS)}, got {self.init_params!r}")
-        check_float(self.tol, "tol", who)
-        check_float(self.reg_covar, "reg_covar", who)
-        check_int(self.max_iter, "max_iter", who)
-        check_int(self.n_init, "n_init", who)
+        check_float(self.tol, "tol", low=0, who=who)
+        check_float(self.reg_covar, "reg_covar", low=0, who=who)
+        check_int(self.max_iter, "max_iter", low=1, who=who)
+        check_int(self.n_init, "n_init", low=1, who=who)
         return X, K
 
     def _run(self, X, K, hyper, overrides, who):
@@ -514,7 +513,7 @@ class _BaseMixture:
         """
         check_fitted(self, "means_", "sample")
         who = type(self).__name__
-        n = check_int(n_samples, "n_samples", who)
+        n = check_int(n_samples, "n_samples", low=1, who=who)
         key = as_key(self.random_state if random_state is None else random_state, who)
         cov = self.covariances_
         if self.covariance_type in ("full", "tied"):
@@ -691,13 +690,13 @@ class BayesianGaussianMixture(_BaseMixture):
             raise ValueError(f"{who}: weight_concentration_prior_type must be 'dirichlet_process' or "
                              f"'dirichlet_distribution', got {self.weight_concentration_prior_type!r}")
         alpha0 = 1.0 / K if self.weight_concentration_prior is None else check_float(
-            self.weight_concentration_prior, "weight_concentration_prior", who, strict=True)
+            self.weight_concentration_prior, "weight_concentration_prior", low=0, low_open=True, who=who)
         beta0 = 1.0 if self.mean_precision_prior is None else check_float(
-            self.mean_precision_prior, "mean_precision_prior", who, strict=True)
+            self.mean_precision_prior, "mean_precision_prior", low=0, low_open=True, who=who)
         if self.degrees_of_freedom_prior is None:
             nu0 = float(d)
         else:
-            nu0 = check_float(self.degrees_of_freedom_prior, "degrees_of_freedom_prior", who)
+            nu0 = check_float(self.degrees_of_freedom_prior, "degrees_of_freedom_prior", low=0, who=who)
             if nu0 <= d - 1:
                 raise ValueError(f"{who}: degrees_of_freedom_prior must be > n_features - 1 = {d - 1}, got {nu0}")
         mean = X.mean(axis=0)

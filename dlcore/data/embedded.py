@@ -7,10 +7,11 @@ fresh arrays, so callers may modify what they get.
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
+
+from dlcore.checks import check_int, is_int
 
 __all__ = ["blobs", "breast_cancer", "diabetes", "digits", "photo_patches", "python_docs", "sample_photos",
            "thermometer"]
@@ -219,10 +220,8 @@ def photo_patches(*, image_size: int = 64, n_samples: int = 600, seed: int = 0
         ``{"train", "valid", "test"}`` with ``x`` float32 ``(N, S, S, 3)`` in
         [0, 1] and ``y`` int32 ``(N,)``; classes alternate, so balanced.
     """
-    if not _is_int(image_size) or not 8 <= image_size <= 320:
-        raise ValueError(f"photo_patches: image_size must be an int in 8..320, got {image_size!r}")
-    if not _is_int(n_samples) or n_samples < 3:
-        raise ValueError(f"photo_patches: n_samples must be an int >= 3, got {n_samples!r}")
+    check_int(image_size, "image_size", low=8, high=320, who="photo_patches")
+    check_int(n_samples, "n_samples", low=3, who="photo_patches")
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -277,17 +276,13 @@ def blobs(
     Raises:
         ValueError: If an option is out of range or the shapes disagree.
     """
-    if not _is_int(n_samples) or n_samples < 2:
-        raise ValueError(f"blobs: n_samples must be an int >= 2, got {n_samples!r}")
-    if not _is_int(seed):
-        raise ValueError(f"blobs: seed must be an int, got {seed!r}")
+    check_int(n_samples, "n_samples", low=2, who="blobs")
+    check_int(seed, "seed", who="blobs")
     rng = np.random.default_rng(seed)
 
-    if _is_int(centers):
-        if centers < 1:
-            raise ValueError(f"blobs: centers must be >= 1, got {centers}")
-        n_features = 2 if n_features is None else n_features
-        _check_n_features(n_features)
+    if is_int(centers):
+        check_int(centers, "centers", low=1, who="blobs")
+        n_features = check_int(2 if n_features is None else n_features, "n_features", low=1, who="blobs")
         low, high = _check_box(center_box)
         center_points = rng.uniform(low, high, size=(centers, n_features))
     else:
@@ -328,15 +323,6 @@ def blobs(
         "train": {"x": x[:n_train], "y": y[:n_train]},
         "test": {"x": x[n_train:], "y": y[n_train:]},
     }
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_n_features(n_features: object) -> None:
-    if not _is_int(n_features) or n_features < 1:
-        raise ValueError(f"blobs: n_features must be an int >= 1, got {n_features!r}")
 
 
 def _check_box(center_box: object) -> tuple[float, float]:

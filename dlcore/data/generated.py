@@ -8,17 +8,11 @@ IMDB). Each returns ``{split: {name: array}}`` with fresh arrays.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from dlcore.checks import check_int
+
 __all__ = ["daily_series", "mnist1d", "moons", "sentence_pairs", "sentiment_sentences"]
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def _objects(items: list[str]) -> np.ndarray:
@@ -54,10 +48,10 @@ def moons(*, n_samples: int = 1000, noise: float = 0.1, seed: int = 0) -> dict[s
         ``{"train", "test"}`` with ``x`` float32 ``(N, 2)``, ``y`` int32 (0
         outer, 1 inner).
     """
-    n = _check_int("moons: n_samples", n_samples, 2)
+    n = check_int(n_samples, "n_samples", low=2, who="moons")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"moons: noise must be a float >= 0, got {noise!r}")
-    rng = np.random.default_rng(_check_int("moons: seed", seed, 0))
+    rng = np.random.default_rng(check_int(seed, "seed", low=0, who="moons"))
     n_out = n - n // 2
     t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n // 2)
     x = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
@@ -120,9 +114,9 @@ def mnist1d(
         ``{"train", "test"}`` (80/20) with ``x`` float32 ``(N, length)`` and
         ``y`` int32 in 0..9, classes balanced (``n_samples // 10`` each at least).
     """
-    n = _check_int("mnist1d: n_samples", n_samples, 10)
-    length = _check_int("mnist1d: length", length, 4)
-    rng = np.random.default_rng(_check_int("mnist1d: seed", seed, 0))
+    n = check_int(n_samples, "n_samples", low=10, who="mnist1d")
+    length = check_int(length, "length", low=4, who="mnist1d")
+    rng = np.random.default_rng(check_int(seed, "seed", low=0, who="mnist1d"))
     y = np.arange(n, dtype=np.int32) % 10
     rows = []
     t = np.linspace(-1, 1, 60)
@@ -163,7 +157,7 @@ def daily_series(*, start: str = "2001-01-01", end: str = "2019-12-31", seed: in
         int32 (T,) 0 W / 1 A / 2 U (the next day's type is the book's
         covariate), "date": datetime64[D] (T,)}}``.
     """
-    rng = np.random.default_rng(_check_int("daily_series: seed", seed, 0))
+    rng = np.random.default_rng(check_int(seed, "seed", low=0, who="daily_series"))
     try:
         dates = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
     except ValueError:
@@ -240,7 +234,7 @@ def sentence_pairs(*, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
         ``{"train", "valid", "test"}`` with ``x`` (English) and ``y``
         (Spanish), object arrays of ``str`` ``(N,)``.
     """
-    rng = np.random.default_rng(_check_int("sentence_pairs: seed", seed, 0))
+    rng = np.random.default_rng(check_int(seed, "seed", low=0, who="sentence_pairs"))
     eng, spa = [], []
     for subj_en, subj_es, person in _SUBJECTS:
         third = subj_en in ("He", "She")
@@ -281,8 +275,8 @@ def sentiment_sentences(*, n_samples: int = 2000, seed: int = 0) -> dict[str, di
         ``{"train", "test"}`` with ``x`` object array of ``str`` ``(N,)`` and
         ``y`` int32 ``(N,)``: 1 positive, 0 negative.
     """
-    n = _check_int("sentiment_sentences: n_samples", n_samples, 2)
-    rng = np.random.default_rng(_check_int("sentiment_sentences: seed", seed, 0))
+    n = check_int(n_samples, "n_samples", low=2, who="sentiment_sentences")
+    rng = np.random.default_rng(check_int(seed, "seed", low=0, who="sentiment_sentences"))
     texts, labels = [], []
     for i in range(n):
         label = i % 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
+from dlcore.checks import check_int, is_int
 
 __all__ = ["ArraySource", "Loader", "batches", "num_batches", "source_batches", "validate_split"]
 
@@ -71,9 +72,8 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     Raises:
         ValueError: If ``n`` < 0 or ``batch_size`` < 1.
     """
-    _check_batch_size(batch_size)
-    if not _is_int(n) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    check_int(batch_size, "batch_size", low=1)
+    check_int(n, "n", low=0)
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
@@ -110,7 +110,7 @@ def batches(
         ValueError: For an invalid split, ``batch_size`` or ``seed``.
     """
     n = validate_split(split)
-    _check_batch_size(batch_size)
+    check_int(batch_size, "batch_size", low=1)
     arrays = {k: np.asarray(v) for k, v in split.items()}
     order = _permutation(n, seed) if shuffle else None
     stop = num_batches(n, batch_size, drop_last) * batch_size
@@ -138,7 +138,7 @@ def _permutation(n: int, seed: Any) -> np.ndarray:
         return np.random.default_rng().permutation(n)
     if isinstance(seed, bool):
         raise ValueError(f"seed must be None, an int >= 0 or a jax.random key, got {seed!r}")
-    if _is_int(seed):
+    if is_int(seed):
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         return np.random.default_rng(int(seed)).permutation(n)
@@ -153,32 +153,18 @@ def _permutation(n: int, seed: Any) -> np.ndarray:
         ) from None
 
 
-def _check_batch_size(batch_size: Any) -> None:
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 # --- device loader ---------------------------------------------------------------
 
 
 def _as_key(key: Any):
-    import jax
+    """The shuffle key as a raw PRNG key (`dlcore.keys.as_key`): an int seed >= 0 or a typed or raw key."""
+    from dlcore.keys import as_key
 
     if key is None:
         raise ValueError("shuffle=True needs a key: pass key=jax.random.key(seed) or an int seed")
-    if _is_int(key):
-        if key < 0:
-            raise ValueError(f"key must be a jax.random key or an int >= 0, got {key}")
-        return jax.random.key(int(key))
-    if isinstance(key, bool) or not hasattr(key, "dtype"):
-        raise ValueError(f"key must be a jax.random key or an int >= 0, got {type(key).__name__}")
-    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)  # a legacy uint32[2] PRNGKey
-    return key
+    if is_int(key):
+        check_int(key, "key", low=0)
+    return as_key(key, "key")
 
 
 class Loader:
@@ -224,9 +210,8 @@ class Loader:
         import jax
 
         self.n = validate_split(split)
-        _check_batch_size(batch_size)
-        if not _is_int(prefetch) or prefetch < 1:
-            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        check_int(batch_size, "batch_size", low=1)
+        check_int(prefetch, "prefetch", low=1)
         for k, v in split.items():
             if np.asarray(v[:1]).dtype == object:
                 raise ValueError(
@@ -419,14 +404,14 @@ def source_batches(
     import grain
     import jax
 
-    _check_batch_size(batch_size)
+    check_int(batch_size, "batch_size", low=1)
     n = len(source)
     if n == 0:
         raise ValueError("source is empty (0 records); check how it was built")
     ds = grain.MapDataset.source(source)
     if shuffle:
-        if not _is_int(seed) or seed < 0 or not _is_int(epoch) or epoch < 0:
-            raise ValueError(f"seed and epoch must be ints >= 0, got {seed!r}, {epoch!r}")
+        check_int(seed, "seed", low=0)
+        check_int(epoch, "epoch", low=0)
         ds = ds.shuffle(seed=int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
     if transform is not None:
         ds = ds.map(transform)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dlcore.checks import check_int
 from dlcore.data.idx import read_idx
 from dlcore.data.sources import FileDataset, RemoteFile, Split, Splits
 from dlcore.data.tabular import TabularEncoder, read_csv, split_indices
@@ -492,16 +493,10 @@ def _square_uint8(data: bytes | Any, size: int) -> np.ndarray:
     return np.asarray(img, np.uint8)
 
 
-def _check_size(image_size: Any) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 1024:
-        raise ValueError(f"image_size must be an int in 8..1024, got {image_size!r}")
-    return image_size
-
-
 def _parse_flowers(paths: dict[str, Path], splits: tuple[str, ...], *, image_size: int = 224) -> Splits:
     from scipy.io import loadmat
 
-    size = _check_size(image_size)
+    size = check_int(image_size, "image_size", low=8, high=1024)
     labels = loadmat(paths["imagelabels.mat"])["labels"].ravel().astype(np.int32) - 1  # 1..102 -> 0..101
     ids = loadmat(paths["setid.mat"])
     wanted = {"train": ids["trnid"].ravel(), "valid": ids["valid"].ravel(), "test": ids["tstid"].ravel()}
@@ -525,7 +520,7 @@ def _parse_flowers(paths: dict[str, Path], splits: tuple[str, ...], *, image_siz
 
 
 def _tfds_photos(records: list[dict[str, Any]], where: str, *, image_size: int = 224) -> Split:
-    size = _check_size(image_size)
+    size = check_int(image_size, "image_size", low=8, high=1024)
     return {"x": np.stack([_square_uint8(r["image"], size) for r in records]),
             "y": np.array([r["label"] for r in records], np.int32)}
 
@@ -554,7 +549,7 @@ CATS_VS_DOGS_SEED = 0
 
 
 def _parse_cats_vs_dogs(paths: dict[str, Path], splits: tuple[str, ...], *, image_size: int = 224) -> Splits:
-    size = _check_size(image_size)
+    size = check_int(image_size, "image_size", low=8, high=1024)
     path = paths["kagglecatsanddogs_5340.zip"]
     names, images, labels = [], [], []
     skipped = 0

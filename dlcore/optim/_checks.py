@@ -7,10 +7,11 @@ same chain.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
+
+from dlcore.checks import check_float
 
 
 def _concrete(x: Any) -> float | None:
@@ -23,16 +24,12 @@ def _concrete(x: Any) -> float | None:
         return None
 
 
-def _check(name: str, value: Any, low: float = 0.0, high: float | None = None, *, high_open=False):
-    """Raises PyTorch's ``ValueError("Invalid ...")`` when a concrete ``value`` is outside ``[low, high]``."""
+def _check(name: str, value: Any, low: float = 0, high: float | None = None, *, high_open: bool = False,
+           who: str | None = None) -> None:
+    """`dlcore.checks.check_float` on a concrete ``value`` (NaN rejected, infinity allowed, as PyTorch)."""
     v = _concrete(value)
-    if v is None:
-        return
-    bad = v < low or (high is not None and (v >= high if high_open else v > high))
-    if bad or math.isnan(v):
-        bracket = ")" if high_open else "]"
-        where = f">= {low}" if high is None else f"in [{low}, {high}{bracket}"
-        raise ValueError(f"Invalid {name}: {value!r}; it must be {where}.")
+    if v is not None:
+        check_float(v, name, low=low, high=high, high_open=high_open, finite=False, who=who)
 
 
 def _is_zero(x: Any) -> bool:

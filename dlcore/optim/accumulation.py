@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import optax
 
+from dlcore.checks import check_int
+
 __all__ = ["accumulate"]
 
 
@@ -21,6 +23,5 @@ def accumulate(tx: optax.GradientTransformation, every_k: int) -> optax.Gradient
     Returns:
         An ``optax.GradientTransformationExtraArgs``.
     """
-    if not isinstance(every_k, int) or isinstance(every_k, bool) or every_k < 1:
-        raise ValueError(f"accumulate: every_k must be an int >= 1, got {every_k!r}.")
+    every_k = check_int(every_k, "every_k", low=1, who="accumulate")
     return optax.MultiSteps(tx, every_k_schedule=every_k).gradient_transformation()

@@ -74,7 +74,7 @@ class LBFGS:
     def __init__(self, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
                  line_search_fn: str | None = None):
-        _check("learning rate", lr)
+        _check("lr", lr)
         if not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"LBFGS: max_iter must be an int >= 1, got {max_iter!r}.")
         if max_eval is None:

@@ -84,10 +84,10 @@ def sgd(
     Raises:
         ValueError: On a negative argument or Nesterov without momentum or with dampening.
     """
-    _check("learning rate", lr)
-    _check("momentum value", momentum)
-    _check("dampening value", dampening)
-    _check("weight_decay value", weight_decay)
+    _check("lr", lr)
+    _check("momentum", momentum)
+    _check("dampening", dampening)
+    _check("weight_decay", weight_decay)
     m, d = _concrete(momentum), _concrete(dampening)
     if nesterov and ((m is not None and m == 0) or (d is not None and d != 0)):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening.")
@@ -100,17 +100,17 @@ def sgd(
 
 def _check_adam_args(lr: Any, betas: tuple[Any, Any], eps: Any, weight_decay: Any, **more: Any) -> None:
     """The Adam family's checks, in PyTorch's order: lr, eps, weight decay, any ``more``, then betas."""
-    _check("learning rate", lr)
-    _check("epsilon value", eps)
-    _check("weight_decay value", weight_decay)
+    _check("lr", lr)
+    _check("eps", eps)
+    _check("weight_decay", weight_decay)
     for name, value in more.items():
-        _check(f"{name} value", value)
+        _check(name, value)
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.")
     if callable(betas[1]):
         raise ValueError("betas[1] cannot be a schedule; only beta1 may be (1cycle's momentum cycling).")
-    _check("beta parameter at index 0", betas[0], 0.0, 1.0, high_open=True)
-    _check("beta parameter at index 1", betas[1], 0.0, 1.0, high_open=True)
+    _check("betas[0]", betas[0], 0, 1, high_open=True)
+    _check("betas[1]", betas[1], 0, 1, high_open=True)
 
 
 @OPTIMIZERS.register("adam")
@@ -281,11 +281,11 @@ def rmsprop(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check("learning rate", lr)
-    _check("epsilon value", eps)
-    _check("momentum value", momentum)
-    _check("weight_decay value", weight_decay)
-    _check("alpha value", alpha)
+    _check("lr", lr)
+    _check("eps", eps)
+    _check("momentum", momentum)
+    _check("weight_decay", weight_decay)
+    _check("alpha", alpha)
     parts = _decay(weight_decay)
     if centered:
         parts.append(optax.scale_by_stddev(decay=alpha, eps=eps, eps_in_sqrt=False))
@@ -322,10 +322,10 @@ def adadelta(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check("learning rate", lr)
-    _check("rho value", rho, 0.0, 1.0)
-    _check("epsilon value", eps)
-    _check("weight_decay value", weight_decay)
+    _check("lr", lr)
+    _check("rho", rho, 0, 1)
+    _check("eps", eps)
+    _check("weight_decay", weight_decay)
     return _chain(optax.scale_by_adadelta(rho=rho, eps=eps), lr, weight_decay)
 
 
@@ -355,11 +355,11 @@ def adagrad(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check("learning rate", lr)
-    _check("lr_decay value", lr_decay)
-    _check("weight_decay value", weight_decay)
+    _check("lr", lr)
+    _check("lr_decay", lr_decay)
+    _check("weight_decay", weight_decay)
     _check("initial_accumulator_value", initial_accumulator_value)
-    _check("epsilon value", eps)
+    _check("eps", eps)
     rate = lr
     if not _is_zero(lr_decay):
         base = lr if callable(lr) else (lambda count: lr)

@@ -52,7 +52,7 @@ def add_l1(coef: float, where: Pattern = weights_only) -> optax.GradientTransfor
     Returns:
         A stateless ``optax.GradientTransformation`` (needs ``params`` in ``update``).
     """
-    _check("l1 coefficient", coef)
+    _check("coef", coef, who="add_l1")
     return _penalty("add_l1", where, lambda p: coef * jnp.sign(p))
 
 
@@ -71,7 +71,7 @@ def add_l2(coef: float, where: Pattern = weights_only) -> optax.GradientTransfor
     Returns:
         A stateless ``optax.GradientTransformation`` (needs ``params`` in ``update``).
     """
-    _check("l2 coefficient", coef)
+    _check("coef", coef, who="add_l2")
     return _penalty("add_l2", where, lambda p: 2 * coef * p)
 
 
