@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from dlcore.checks import check_int
+
 __all__ = [
     "chronological_split",
     "forecast_errors",
@@ -25,12 +27,6 @@ __all__ = [
     "one_hot",
     "windows",
 ]
-
-
-def _int(name: str, value: Any, low: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def windows(
@@ -78,9 +74,9 @@ def windows(
         values = values[:, None]
     if values.ndim != 2:
         raise ValueError(f"series must be (T,) or (T, F), got shape {np.shape(series)}")
-    window = _int("window", window, 1)
-    horizon = _int("horizon", horizon, 1)
-    stride = _int("stride", stride, 1)
+    window = check_int(window, "window", low=1)
+    horizon = check_int(horizon, "horizon", low=1)
+    stride = check_int(stride, "stride", low=1)
     if mode not in ("next", "ahead", "seq2seq"):
         raise ValueError(f"mode must be 'next', 'ahead' or 'seq2seq', got {mode!r}")
     t = len(values)
@@ -187,7 +183,7 @@ def naive_forecast(series: Any, lag: int = 1) -> tuple[np.ndarray, np.ndarray]:
         ``(y_true, y_pred)``: ``series[lag:]`` and ``series[:-lag]``.
     """
     values = np.asarray(series)
-    lag = _int("lag", lag, 1)
+    lag = check_int(lag, "lag", low=1)
     if len(values) <= lag:
         raise ValueError(f"a series of {len(values)} steps is too short for lag {lag}")
     return values[lag:], values[:-lag]
