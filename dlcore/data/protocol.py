@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_int
 from dlcore.data.loader import Loader, source_batches
 
 __all__ = ["ArraySplit", "BatchSource", "Stream", "as_batch", "as_split", "call_model", "check_structure",
@@ -123,7 +124,10 @@ def check_structure(batch: dict, expected: tuple | None, where: str) -> tuple:
 
 
 def pad_batch(batch: dict, size: int) -> dict:
-    """``batch`` grown to ``size`` rows by repeating its first rows with weight 0 (one shape, one compile)."""
+    """``batch`` grown to ``size`` rows by repeating its first rows with weight 0 (one shape, one compile).
+
+    Works on host (NumPy) and device (JAX) batches alike, without moving them.
+    """
     n = num_rows(batch)
     if n == size:
         return batch
@@ -132,8 +136,8 @@ def pad_batch(batch: dict, size: int) -> dict:
                          f"batches after the first may only be smaller")
     rows = np.arange(size) % n
     out = jax.tree.map(lambda a: a[rows], {k: v for k, v in batch.items() if k != "w"})
-    w = np.asarray(batch["w"], np.float32)
-    out["w"] = np.concatenate([w, np.zeros(size - n, np.float32)])
+    xp = jnp if isinstance(batch["w"], jax.Array) else np
+    out["w"] = xp.concatenate([xp.asarray(batch["w"], np.float32), xp.zeros(size - n, np.float32)])
     return out
 
 
@@ -353,7 +357,7 @@ class Stream(BatchSource):
 
     def epoch(self, epoch: int) -> Iterator[dict]:
         for batch in self.raw(epoch):
-            yield pad_batch(jax.device_get(batch), self.batch_size)
+            yield pad_batch(batch, self.batch_size)
 
 
 def _is_random_access(data: Any) -> bool:
@@ -375,8 +379,10 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
         steps_per_epoch: batches an epoch (None: one pass).
         name: how errors call it.
     """
-    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
-        raise ValueError(f"steps_per_epoch must be an int >= 1 or None, got {steps_per_epoch!r}")
+    if steps_per_epoch is not None:
+        check_int(steps_per_epoch, "steps_per_epoch", low=1)
+    if batch_size is not None:
+        check_int(batch_size, "batch_size", low=1)
     if isinstance(data, BatchSource):
         return data
     if isinstance(data, (str, bytes, os.PathLike)):

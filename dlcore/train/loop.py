@@ -34,6 +34,7 @@ import optax
 from flax import nnx
 
 from dlcore import metrics as metrics_lib
+from dlcore.checks import check_choice, check_int
 from dlcore.data import protocol as P
 from dlcore.train import step as S
 from dlcore.train.callbacks import Callback, Checkpoint, ProgressBar
@@ -146,12 +147,10 @@ class Trainer:
             if not callable(step) or (eval_step is not None and not callable(eval_step)):
                 raise ValueError("step= and eval_step= must be functions")
             self.task = S.Custom(step, eval_step)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be an int >= 1 or None (full batch), got {batch_size!r}")
-        if epoch_mode not in ("auto", "scan", "step"):
-            raise ValueError(f"epoch_mode must be 'auto', 'scan' or 'step', got {epoch_mode!r}")
-        if on_nonfinite not in ("stop", "skip", "off"):
-            raise ValueError(f"on_nonfinite must be 'stop', 'skip' or 'off', got {on_nonfinite!r}")
+        if batch_size is not None:
+            check_int(batch_size, "batch_size (None: full batch)", low=1, who="Trainer")
+        check_choice(epoch_mode, "epoch_mode", ("auto", "scan", "step"), who="Trainer")
+        check_choice(on_nonfinite, "on_nonfinite", ("stop", "skip", "off"), who="Trainer")
         self.model = model
         self.modules = modules
         self.loss_fn = loss
@@ -349,8 +348,7 @@ class Trainer:
             ValueError: bad data or arguments, before anything compiles.
             NonFiniteError: a step's loss, gradients or parameters were not finite (`on_nonfinite="stop"`).
         """
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        check_int(epochs, "epochs", low=1)
         saver = [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
         if resume and not saver:
             raise ValueError("resume=True needs a Checkpoint callback that says where the checkpoints are")
