@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlcore.checks import check_choice, check_float
+
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -48,13 +50,6 @@ _REDUCTIONS = ("none", "mean", "sum")
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"Unknown reduction {reduction!r}; expected one of {', '.join(map(repr, _REDUCTIONS))}."
-        )
 
 
 def _check_same_shape(fn: str, a_name: str, a, b_name: str, b) -> None:
@@ -109,7 +104,7 @@ def reduce(losses: jax.Array, reduction: str = "mean", *, weights: jax.Array | N
     Raises:
         ValueError: For an unknown reduction or weights that do not broadcast to the losses' shape.
     """
-    _check_reduction(reduction)
+    check_choice(reduction, "reduction", _REDUCTIONS, who="reduce")
     losses = jnp.asarray(losses)
     if weights is None:
         if reduction == "mean":
@@ -184,8 +179,8 @@ def huber(predictions: jax.Array, targets: jax.Array, delta: float = 1.0) -> jax
         Shape ``(B,)``: the mean element-wise Huber loss over the non-batch axes.
     """
     _check_same_shape("huber", "predictions", predictions, "targets", targets)
-    if isinstance(delta, (int, float)) and delta <= 0:
-        raise ValueError(f"huber: delta must be positive, got {delta}.")
+    if isinstance(delta, (int, float)):  # an array (traced or not) is the caller's to check
+        check_float(delta, "delta", low=0, low_open=True, finite=False, who="huber")
     return _per_example(optax.losses.huber_loss(_as_float(predictions), _as_float(targets), delta=delta))
 
 
@@ -263,7 +258,7 @@ def nll(
     Raises:
         ValueError: On mismatched shapes, non-integer labels, a bad ``weight`` shape or reduction.
     """
-    _check_reduction(reduction)
+    check_choice(reduction, "reduction", _REDUCTIONS, who="nll")
     log_probs = _as_float(log_probs)
     if log_probs.ndim < 1 or jnp.shape(labels) != log_probs.shape[:-1]:
         raise ValueError(
@@ -324,14 +319,14 @@ def cross_entropy(
             weight is not ``(C,)``, ``label_smoothing`` is outside ``[0, 1]``, ``ignore_index`` is given
             with soft labels, or the reduction is unknown.
     """
-    _check_reduction(reduction)
+    check_choice(reduction, "reduction", _REDUCTIONS, who="cross_entropy")
     logits = _as_float(logits)
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits must have a class axis, shape (..., C).")
     num_classes = logits.shape[-1]
     _check_class_weight("cross_entropy", weight, num_classes)
-    if isinstance(label_smoothing, (int, float)) and not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}.")
+    if isinstance(label_smoothing, (int, float)):  # an array (traced or not) is the caller's to check
+        check_float(label_smoothing, "label_smoothing", low=0, high=1, who="cross_entropy")
     labels_shape = jnp.shape(labels)
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     w = None if weight is None else jnp.asarray(weight, logits.dtype)

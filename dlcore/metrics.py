@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_int
 from dlcore.registry import Registry
 
 __all__ = [
@@ -114,8 +115,7 @@ def _top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
             f"top_k_accuracy: labels shape {labels.shape} must equal logits.shape[:-1] = "
             f"{logits.shape[:-1]} (class axis last)."
         )
-    if not 1 <= k <= logits.shape[-1]:
-        raise ValueError(f"top_k_accuracy: k must be in [1, {logits.shape[-1]}] (the class count), got {k}.")
+    check_int(k, "k", low=1, high=logits.shape[-1], who="top_k_accuracy")  # at most the class count
     _, top = jax.lax.top_k(logits, k)
     return jnp.any(top == labels[..., None], axis=-1).astype(jnp.float32)
 
@@ -465,8 +465,7 @@ class TopKAccuracy(_WeightedMean):
     name: str = ""
 
     def __post_init__(self):
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"TopKAccuracy: k must be a positive int, got {self.k!r}.")
+        check_int(self.k, "k", low=1, who="TopKAccuracy")
         if not self.name:
             object.__setattr__(self, "name", f"top{self.k}_accuracy")
 

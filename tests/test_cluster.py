@@ -234,7 +234,7 @@ INF[4, 0] = np.inf
     (lambda: cluster.DBSCAN().predict(np.ones((4, 2))), "not fitted yet"),
     (lambda: cluster.KMeans(2).fit(np.ones(10)), "must be 2-D .* got shape .10,."),
     (lambda: cluster.KMeans(2, init=np.ones((3, 2))).fit(np.ones((10, 2))), "init has shape .3, 2., expected"),
-    (lambda: cluster.KMeans(2, init="kmeans").fit(np.ones((10, 2))), "init must be 'k-means..'"),
+    (lambda: cluster.KMeans(2, init="kmeans").fit(np.ones((10, 2))), r"init \(a str, or an \(n_clusters, n_features\) array\) must be one of 'k-means..', 'random'"),
     (lambda: cluster.KMeans(0).fit(np.ones((10, 2))), "n_clusters must be an int >= 1"),
     (lambda: cluster.KMeans(2, dtype="float16").fit(np.ones((10, 2))), "dtype must be float32 or float64"),
     (lambda: cluster.KMeans(2).fit([["a", "b"]]), "must be a numeric array"),

@@ -143,7 +143,7 @@ def test_reduce():
     close(reduce(jnp.array([1.0, 3.0, jnp.nan, jnp.inf]), "mean", weights=mask), 2.0)
     # (B, T) losses with (B, 1) weights
     close(reduce(jnp.ones((2, 3)), "sum", weights=jnp.array([[1.0], [0.0]])), 3.0)
-    with pytest.raises(ValueError, match="Unknown reduction 'avg'.*'none', 'mean', 'sum'"):
+    with pytest.raises(ValueError, match="reduce: reduction must be one of 'none', 'mean', 'sum', got 'avg'"):
         reduce(l, "avg")
     with pytest.raises(ValueError, match="does not broadcast"):
         reduce(l, weights=jnp.ones(3))
@@ -173,13 +173,13 @@ def test_cross_entropy_argument_errors():
         losses.cross_entropy(LOGITS, jnp.array([0, 1]), weight=jnp.ones(2))
     with pytest.raises(ValueError, match="ignore_index only applies"):
         losses.cross_entropy(LOGITS, jnp.ones((2, 3)) / 3, ignore_index=0)
-    with pytest.raises(ValueError, match="label_smoothing must be in"):
+    with pytest.raises(ValueError, match=r"label_smoothing must be a finite number in \[0, 1\]"):
         losses.cross_entropy(LOGITS, jnp.array([0, 1]), label_smoothing=1.5)
-    with pytest.raises(ValueError, match="Unknown reduction"):
+    with pytest.raises(ValueError, match="reduction must be one of"):
         losses.cross_entropy(LOGITS, jnp.array([0, 1]), reduction="batchmean")
     with pytest.raises(ValueError, match="must equal log_probs.shape"):
         losses.nll(LOGITS, jnp.array([[0, 1]]))
-    with pytest.raises(ValueError, match="delta must be positive"):
+    with pytest.raises(ValueError, match="delta must be a number > 0"):
         losses.huber(jnp.ones(2), jnp.ones(2), delta=0.0)
 
 

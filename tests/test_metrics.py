@@ -42,7 +42,7 @@ def test_top_k_accuracy():
     close(metrics.top_k_accuracy(logits, labels, k=1), 0.0)
     close(metrics.top_k_accuracy(logits, labels, k=2), 2 / 3)
     close(metrics.top_k_accuracy(logits, labels, k=4), 1.0)
-    with pytest.raises(ValueError, match=r"k must be in \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"k must be an int in \[1, 4\]"):
         metrics.top_k_accuracy(logits, labels, k=5)
 
 
@@ -157,7 +157,7 @@ def test_get_resolves_names():
 def test_get_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown metric 'precison': did you mean 'precision'.*known: accuracy, f1, mae"):
         metrics.get("precison")
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
         metrics.TopKAccuracy(k=0)
 
 

@@ -155,7 +155,7 @@ def test_rrelu_random_in_training_fixed_in_eval():
     np.testing.assert_allclose(m(x), -0.2 * np.ones(1000), rtol=1e-6)
     with pytest.raises(ValueError, match="needs rngs"):
         A.RReLU()(x)
-    with pytest.raises(ValueError, match="lower <= upper"):
+    with pytest.raises(ValueError, match=r"lower must be a number in \[0, 0.1\]"):
         A.RReLU(0.5, 0.1)
 
 

@@ -30,7 +30,7 @@ def test_alpha_dropout_formula_and_self_normalisation():
     np.testing.assert_array_equal(d(x), x)
     with pytest.raises(ValueError, match="needs rngs"):
         R.AlphaDropout(0.1)(x)
-    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"p must be a finite number in \[0, 1\]"):
         R.AlphaDropout(1.5)
 
 
@@ -135,9 +135,9 @@ def test_pruning_on_a_model_and_errors():
     pruned, masks = R.l1_unstructured(model, 0.25)
     nnx.update(model, pruned)
     assert R.sparsity(model) == 0.25
-    with pytest.raises(ValueError, match="must be in"):
+    with pytest.raises(ValueError, match=r"amount .* must be a finite number in \[0, 1\]"):
         R.l1_unstructured(model, 1.5)
-    with pytest.raises(ValueError, match=r"amount=40 must be in \[0, 32\]"):
+    with pytest.raises(ValueError, match=r"amount must be an int in \[0, 32\], got 40"):
         R.l1_unstructured(model, 40)
     with pytest.raises(ValueError, match="no parameter matches"):
         R.ln_structured(model, 1, where="conv")

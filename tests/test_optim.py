@@ -754,7 +754,7 @@ def test_lbfgs_matches_torch(kwargs):
 def test_lbfgs_errors():
     with pytest.raises(ValueError, match="LBFGS is not an optax transformation"):
         optim.create("lbfgs", lr=1.0)
-    with pytest.raises(ValueError, match="line_search_fn must be None or 'strong_wolfe'"):
+    with pytest.raises(ValueError, match="line_search_fn must be one of None, 'strong_wolfe'"):
         optim.LBFGS(line_search_fn="armijo")
     with pytest.raises(ValueError, match="lr must be a number >= 0"):
         optim.LBFGS(lr=-1.0)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore.checks import check_float, check_int
+from dlcore.checks import check_choice, check_float, check_int
 from dlcore.cluster._common import (
     HIGHEST,
     as_key,
@@ -204,10 +204,8 @@ def _local_trials(n_clusters: int, n_local_trials: int | None) -> int:
 def _check_init(init: Any, n_clusters: int, n_features: int, dtype, who: str):
     """('k-means++' | 'random' | 'array', centres or None)."""
     if isinstance(init, str):
-        if init not in ("k-means++", "random"):
-            raise ValueError(f"{who}: init must be 'k-means++', 'random' or an array of shape "
-                             f"(n_clusters, n_features), got {init!r}")
-        return init, None
+        return check_choice(init, "init (a str, or an (n_clusters, n_features) array)", ("k-means++", "random"),
+                            who=who), None
     arr = check_array(init, dtype, who=who, name="init")
     if arr.shape != (n_clusters, n_features):
         raise ValueError(f"{who}: init has shape {arr.shape}, expected (n_clusters, n_features) = "

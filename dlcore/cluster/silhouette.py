@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_int
 from dlcore.cluster._common import HIGHEST, as_key, check_array, precision, resolve_dtype
 
 __all__ = ["silhouette_samples", "silhouette_score"]
@@ -59,9 +60,7 @@ def _silhouette(X, codes, *, n_labels: int, chunk: int):
 
 def _chunk_for(n: int, chunk_size: int | None) -> int:
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"silhouette: chunk_size must be a positive integer, got {chunk_size!r}")
-        return min(chunk_size, n)
+        return min(check_int(chunk_size, "chunk_size", low=1, who="silhouette"), n)
     return int(max(1, min(n, (1 << 24) // n)))  # about 16M distances (64 MB in float32) per block
 
 
@@ -112,8 +111,7 @@ def silhouette_score(X, labels, *, sample_size: int | None = None, random_state:
         labels = np.asarray(labels)
         if labels.shape != (len(X),):
             raise ValueError(f"silhouette: labels must have shape ({len(X)},) to match X, got {labels.shape}")
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or not 2 <= sample_size <= len(X):
-            raise ValueError(f"silhouette: sample_size must be an integer in [2, {len(X)}], got {sample_size!r}")
+        sample_size = check_int(sample_size, "sample_size", low=2, high=len(X), who="silhouette")
         idx = np.asarray(jax.random.choice(as_key(random_state, "silhouette"), len(X), (sample_size,),
                                            replace=False))
         X, labels = X[idx], labels[idx]

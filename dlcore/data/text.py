@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from dlcore.checks import check_choice, check_float, check_int
+
 __all__ = [
     "BOS",
     "EOS",
@@ -92,14 +94,12 @@ def pad_batch(
     Returns:
         An `Encoding`.
     """
-    if truncation not in ("right", "left") or padding_side not in ("right", "left"):
-        raise ValueError(f"truncation and padding_side must be 'right' or 'left', got {truncation!r}, "
-                         f"{padding_side!r}")
+    check_choice(truncation, "truncation", ("right", "left"))
+    check_choice(padding_side, "padding_side", ("right", "left"))
     seqs = [np.asarray(s, np.int64).ravel() for s in sequences]
     longest = max((len(s) for s in seqs), default=0)
-    length = longest if max_length is None else int(max_length)
-    if length < 0 or (max_length is not None and max_length < 1):
-        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    # a float max_length is cut to an int, as it always was
+    length = longest if max_length is None else int(check_float(max_length, "max_length", low=1))
     ids = np.full((len(seqs), length), pad_id, np.int32)
     mask = np.zeros((len(seqs), length), bool)
     lengths = np.zeros(len(seqs), np.int32)
@@ -131,8 +131,7 @@ class Vocab:
 
     def __init__(self, tokens: Iterable[str], *, level: str = "word", specials: Sequence[str] = SPECIALS,
                  lower: bool = False, unk: str = UNK):
-        if level not in ("char", "word"):
-            raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+        check_choice(level, "level", ("char", "word"))
         if unk not in specials:
             raise ValueError(f"specials {list(specials)} must include the unknown token {unk!r}")
         self.level, self.lower, self.specials, self.unk = level, lower, tuple(specials), unk
@@ -166,10 +165,9 @@ class Vocab:
         """
         if isinstance(texts, str):
             raise ValueError("texts must be a list of texts, not one str; wrap it: [text]")
-        if not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
-        if max_size is not None and (not isinstance(max_size, int) or max_size < len(specials)):
-            raise ValueError(f"max_size must be an int >= {len(specials)} (the specials), got {max_size!r}")
+        check_int(min_freq, "min_freq", low=1)
+        if max_size is not None:  # at least room for the specials
+            check_int(max_size, "max_size", low=len(specials))
         probe = cls((), level=level, specials=specials, lower=lower)
         counts: collections.Counter[str] = collections.Counter()
         for text in texts:
@@ -383,8 +381,7 @@ def _train(kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int,
 
     if isinstance(texts, str):
         raise ValueError("texts must be a list (or iterator) of texts, not one str; wrap it: [text]")
-    if not isinstance(vocab_size, int) or vocab_size <= len(specials):
-        raise ValueError(f"vocab_size must be an int > {len(specials)} (the specials), got {vocab_size!r}")
+    check_int(vocab_size, "vocab_size", low=len(specials) + 1)  # more than the specials
     if UNK not in specials:
         raise ValueError(f"specials must include {UNK!r}, got {list(specials)}")
     norm = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
@@ -470,8 +467,7 @@ def load_word_vectors(
     Raises:
         ValueError: For a line with the wrong number of values, or no vectors.
     """
-    if missing not in ("normal", "zeros"):
-        raise ValueError(f"missing must be 'normal' or 'zeros', got {missing!r}")
+    check_choice(missing, "missing", ("normal", "zeros"))
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     words: list[str] = []

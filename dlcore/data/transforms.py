@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_choice, check_float, check_int
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -145,8 +147,7 @@ def resize(images: Any, size: int | Sequence[int], method: str = "linear", antia
     images = _float(_check(images, "resize"))
     _, h, w, c = images.shape
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        if size < 1:
-            raise ValueError(f"resize: size must be >= 1, got {size}")
+        size = check_int(size, "size", low=1, who="resize")
         short, long = (h, w) if h <= w else (w, h)
         new_long = int(size * long / short)
         out = (size, new_long) if h <= w else (new_long, size)
@@ -221,8 +222,7 @@ def random_flip(key: Array, images: Any, p: float = 0.5, direction: str = "horiz
         direction: ``"horizontal"`` (left-right) or ``"vertical"``.
     """
     images = _check(images, "random_flip")
-    if direction not in ("horizontal", "vertical"):
-        raise ValueError(f"random_flip: direction must be 'horizontal' or 'vertical', got {direction!r}")
+    check_choice(direction, "direction", ("horizontal", "vertical"), who="random_flip")
     axis = 2 if direction == "horizontal" else 1
     flip = jax.random.bernoulli(key, p, images.shape[:1])
     return jnp.where(flip[:, None, None, None], jnp.flip(images, axis=axis), images)
@@ -307,8 +307,7 @@ def color_jitter(key: Array, images: Any, brightness: float = 0.0, contrast: flo
     channels. Input in [0, 1]; output clipped to [0, 1].
     """
     images = _float(_check(images, "color_jitter"))
-    if not 0 <= hue <= 0.5:
-        raise ValueError(f"color_jitter: hue must be in [0, 0.5], got {hue}")
+    check_float(hue, "hue", low=0, high=0.5, who="color_jitter")
     if (saturation or hue) and images.shape[-1] != 3:
         raise ValueError(f"color_jitter: saturation and hue need RGB images, got {images.shape[-1]} channels")
     b = images.shape[0]
@@ -359,8 +358,7 @@ def rand_augment(key: Array, images: Any, num_ops: int = 2, magnitude: float = 9
         ``(B, H, W, C)`` float in [0, 1].
     """
     images = _float(_check(images, "rand_augment"))
-    if not 0 <= magnitude <= num_magnitude_bins - 1:
-        raise ValueError(f"rand_augment: magnitude must be in [0, {num_magnitude_bins - 1}], got {magnitude}")
+    check_float(magnitude, "magnitude", low=0, high=num_magnitude_bins - 1, who="rand_augment")
     m = magnitude / (num_magnitude_bins - 1)
     _, h, w, c = images.shape
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.checks import check_choice, check_float, check_int
 from dlcore.registry import Registry
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
 # SELU's constants (Klambauer et al., 2017), as torch.nn.SELU has them.
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
+_GELU_APPROXIMATIONS = ("none", "tanh", "sigmoid")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,13 +141,10 @@ def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
             ``approximate="tanh"``), or ``"sigmoid"`` (``x * sigmoid(1.702 x)``, the book's fast
             approximation in the same section).
     """
-    if approximate == "none":
-        return jax.nn.gelu(x, approximate=False)
-    if approximate == "tanh":
-        return jax.nn.gelu(x, approximate=True)
+    check_choice(approximate, "approximate", _GELU_APPROXIMATIONS, who="gelu")
     if approximate == "sigmoid":
         return x * jax.nn.sigmoid(1.702 * x)
-    raise ValueError(f"gelu: approximate must be 'none', 'tanh' or 'sigmoid', got {approximate!r}.")
+    return jax.nn.gelu(x, approximate=approximate == "tanh")
 
 
 def silu(x: jax.Array) -> jax.Array:
@@ -189,8 +188,7 @@ def log_sigmoid(x: jax.Array) -> jax.Array:
 
 def hardtanh(x: jax.Array, min_val: float = -1.0, max_val: float = 1.0) -> jax.Array:
     """``clip(x, min_val, max_val)``."""
-    if min_val >= max_val:
-        raise ValueError(f"hardtanh: min_val ({min_val}) must be below max_val ({max_val}).")
+    check_float(min_val, "min_val", high=max_val, high_open=True, finite=False, who="hardtanh")
     return jnp.clip(x, min_val, max_val)
 
 
@@ -326,8 +324,7 @@ class GELU(_Fn):
     _fn = staticmethod(gelu)
 
     def __init__(self, approximate: str = "none"):
-        if approximate not in ("none", "tanh", "sigmoid"):
-            raise ValueError(f"GELU: approximate must be 'none', 'tanh' or 'sigmoid', got {approximate!r}.")
+        check_choice(approximate, "approximate", _GELU_APPROXIMATIONS, who="GELU")
         self.approximate = approximate
 
     def _options(self):
@@ -352,8 +349,7 @@ class Hardtanh(_Fn):
     _fn = staticmethod(hardtanh)
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0):
-        if min_val >= max_val:
-            raise ValueError(f"Hardtanh: min_val ({min_val}) must be below max_val ({max_val}).")
+        check_float(min_val, "min_val", high=max_val, high_open=True, finite=False, who="Hardtanh")
         self.min_val, self.max_val = min_val, max_val
 
     def _options(self):
@@ -410,8 +406,7 @@ class PReLU(nnx.Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, *, rngs: nnx.Rngs | None = None):
         del rngs  # deterministic init; accepted for a uniform constructor
-        if not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(f"PReLU: num_parameters must be an int >= 1, got {num_parameters!r}.")
+        num_parameters = check_int(num_parameters, "num_parameters", low=1, who="PReLU")
         self.num_parameters = num_parameters
         self.weight = nnx.Param(jnp.full((num_parameters,), init, jnp.float32))
 
@@ -478,8 +473,7 @@ class RReLU(nnx.Module):
 
     def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, *, deterministic: bool = False,
                  rng_collection: str = "dropout", rngs: nnx.Rngs | None = None):
-        if not 0 <= lower <= upper:
-            raise ValueError(f"RReLU: need 0 <= lower <= upper, got lower={lower}, upper={upper}.")
+        check_float(lower, "lower", low=0, high=upper, finite=False, who="RReLU")  # 0 <= lower <= upper
         self.lower, self.upper = lower, upper
         self.deterministic = deterministic
         self.rng_collection = rng_collection

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.checks import check_int
 from dlcore.nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from dlcore.nn.layers import Activation, Linear, Sequential
 
@@ -340,8 +341,7 @@ class InvertedResidual(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int, *,
                  kernel_init=None, rngs: nnx.Rngs):
-        if stride not in (1, 2):
-            raise ValueError(f"InvertedResidual: stride must be 1 or 2, got {stride}")
+        stride = check_int(stride, "stride", low=1, high=2, who="InvertedResidual")
         hidden = int(round(in_channels * expand_ratio))
         self.use_res_connect = stride == 1 and in_channels == out_channels
         layers = []

@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from dlcore.checks import check_choice, check_int
 from dlcore.nn.init import torch_uniform
 
 _SPECS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
@@ -82,10 +83,8 @@ def _same_pads(sizes, kernel, stride, dilation) -> list[tuple[int, int]]:
 def _parse_padding(padding, nd: int, layer: str):
     """'same' / 'valid' / 'causal' (kept as str), or explicit ((lo, hi),) * nd."""
     if isinstance(padding, str):
-        p = padding.lower()
-        if p not in ("same", "valid", "causal"):
-            raise ValueError(f"{layer}: padding must be an int, a tuple, 'same', 'valid' or 'causal', "
-                             f"got {padding!r}")
+        p = check_choice(padding.lower(), "padding (an int, a tuple or a str)", ("same", "valid", "causal"),
+                         who=layer)
         if p == "valid":
             return ((0, 0),) * nd
         return p
@@ -132,11 +131,11 @@ class _ConvNd(nnx.Conv):
         d = _ntuple(dilation, nd, "dilation", name)
         if min(k + s + d) < 1:
             raise ValueError(f"{name}: kernel_size, stride and dilation must be positive")
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        check_int(groups, "groups", low=1, who=name)
+        if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must be divisible by groups ({groups})")
-        if padding_mode not in _PAD_MODES:
-            raise ValueError(f"{name}: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+        check_choice(padding_mode, "padding_mode", _PAD_MODES, who=name)
         pad = _parse_padding(padding, nd, name)
         if pad == "causal" and nd != 1:
             raise ValueError(f"{name}: causal padding is for 1-D convolutions")
@@ -317,7 +316,8 @@ class _ConvTransposeNd(nnx.ConvTranspose):
         p = _ntuple(padding, nd, "padding", name)
         op = _ntuple(output_padding, nd, "output_padding", name)
         d = _ntuple(dilation, nd, "dilation", name)
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        check_int(groups, "groups", low=1, who=name)
+        if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must be divisible by groups ({groups})")
         if any(o >= max(st, dl) for o, st, dl in zip(op, s, d)):
@@ -411,12 +411,8 @@ def _pool_geometry(x, nd, kernel_size, stride, padding, dilation, ceil_mode, lay
     d = _ntuple(dilation, nd, "dilation", layer)
     sizes = x.shape[1:-1]
     if isinstance(padding, str):
-        if padding.lower() == "same":
-            pads = _same_pads(sizes, k, s, d)
-        elif padding.lower() == "valid":
-            pads = [(0, 0)] * nd
-        else:
-            raise ValueError(f"{layer}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+        mode = check_choice(padding.lower(), "padding (an int, a tuple or a str)", ("same", "valid"), who=layer)
+        pads = _same_pads(sizes, k, s, d) if mode == "same" else [(0, 0)] * nd
         ceil_mode = False
     else:
         p = _ntuple(padding, nd, "padding", layer)
@@ -632,8 +628,7 @@ def local_response_norm(x: jax.Array, size: int, alpha: float = 1e-4, beta: floa
 
     Shapes: (N, ..., C) -> same.
     """
-    if size < 1:
-        raise ValueError(f"local_response_norm: size must be positive, got {size}")
+    check_int(size, "size", low=1, who="local_response_norm")
     sq = x * x
     window = (1,) * (x.ndim - 1) + (size,)
     pads = [(0, 0)] * (x.ndim - 1) + [(size // 2, (size - 1) // 2)]

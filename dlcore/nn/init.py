@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_choice, check_float
+
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _draw_flat(key, n: int, dtype, dist: str, a, b):
@@ -93,14 +95,13 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def _fan(shape, mode: str) -> int:
+    check_choice(mode, "mode", ("fan_in", "fan_out", "fan_avg"))
     fan_in, fan_out = _fans(shape)
     if mode == "fan_in":
         return fan_in
     if mode == "fan_out":
         return fan_out
-    if mode == "fan_avg":
-        return (fan_in + fan_out) / 2
-    raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+    return (fan_in + fan_out) / 2
 
 
 def _scaled(std_fn, distribution: str):
@@ -212,8 +213,7 @@ def torch_uniform(fan_in: int):
     Returns:
         An initializer `(key, shape, dtype) -> array` usable as a Flax `kernel_init` or `bias_init`.
     """
-    if fan_in <= 0:
-        raise ValueError(f"fan_in must be positive, got {fan_in}")
+    check_float(fan_in, "fan_in", low=0, low_open=True, who="torch_uniform")
     bound = 1.0 / math.sqrt(fan_in)
 
     def init(key, shape, dtype=jnp.float32):

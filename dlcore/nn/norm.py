@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.checks import check_float, check_int
+
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm"]
 
 
@@ -55,13 +57,11 @@ class _BatchNorm(nnx.BatchNorm):
                  track_running_stats: bool = True, *, use_running_average: bool = False,
                  rngs: nnx.Rngs | None = None):
         del rngs  # deterministic init (scale 1, bias 0); accepted for a uniform constructor
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be an int >= 1, got {num_features!r}.")
-        if eps <= 0:
-            raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}.")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1] or None (PyTorch's convention: "
-                             f"the weight of the new batch; Flax's 0.99 is PyTorch's 0.01), got {momentum}.")
+        who = type(self).__name__
+        num_features = check_int(num_features, "num_features", low=1, who=who)
+        check_float(eps, "eps", low=0, low_open=True, finite=False, who=who)
+        if momentum is not None:  # PyTorch's convention: the weight of the new batch (Flax's 0.99 is 0.01)
+            check_float(momentum, "momentum", low=0, high=1, who=who)
         super().__init__(num_features, use_running_average=use_running_average,
                          momentum=0.9 if momentum is None else 1.0 - momentum, epsilon=eps, use_bias=affine,
                          use_scale=affine, rngs=_NoKeys())
@@ -155,8 +155,7 @@ class LayerNorm(nnx.Module):
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
             raise ValueError(f"LayerNorm: normalized_shape must be positive ints, got {normalized_shape!r}.")
-        if eps <= 0:
-            raise ValueError(f"LayerNorm: eps must be positive, got {eps}.")
+        check_float(eps, "eps", low=0, low_open=True, finite=False, who="LayerNorm")
         self.normalized_shape, self.eps = shape, eps
         self.elementwise_affine, self.use_bias = elementwise_affine, bias and elementwise_affine
         if elementwise_affine:

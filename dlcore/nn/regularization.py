@@ -16,13 +16,13 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore.checks import check_float, check_int, is_int
 from dlcore.nn.activations import SELU_ALPHA, SELU_SCALE
 
 __all__ = ["AlphaDropout", "MCDropout", "l1_penalty", "l1_unstructured", "l2_penalty", "ln_structured",
@@ -45,8 +45,7 @@ class AlphaDropout(nnx.Module):
 
     def __init__(self, p: float = 0.5, *, deterministic: bool = False, rng_collection: str = "dropout",
                  rngs: nnx.Rngs | None = None):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"AlphaDropout: p must be in [0, 1], got {p}.")
+        check_float(p, "p", low=0, high=1, who="AlphaDropout")
         self.p, self.deterministic, self.rng_collection = p, deterministic, rng_collection
         self.rngs = rngs[rng_collection].fork() if isinstance(rngs, nnx.Rngs) else nnx.data(None)
 
@@ -101,8 +100,7 @@ def mc_predict(model: nnx.Module, x: jax.Array, n_samples: int = 100, *, seed: i
         ``(mean, std)`` over the samples, each of the output's shape ``(B, ...)`` (std with ddof=1, as
         ``torch.std``).
     """
-    if not isinstance(n_samples, int) or n_samples < 2:
-        raise ValueError(f"mc_predict: n_samples must be an int >= 2, got {n_samples!r}.")
+    n_samples = check_int(n_samples, "n_samples", low=2, who="mc_predict")
     graphdef, state = nnx.split(model)
     clone = nnx.merge(graphdef, state, copy=True)
     clone.eval()
@@ -164,16 +162,10 @@ def l2_penalty(params: Any, where=None) -> jax.Array:
 
 
 def _count(amount: Any, size: int, fn: str) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
-        raise ValueError(f"{fn}: amount must be an int (how many) or a float in [0, 1] (what fraction), "
-                         f"got {amount!r}.")
-    if isinstance(amount, numbers.Integral):
-        if amount < 0 or amount > size:
-            raise ValueError(f"{fn}: amount={amount} must be in [0, {size}] (the number of units).")
-        return int(amount)
-    if not 0.0 <= amount <= 1.0:
-        raise ValueError(f"{fn}: a fractional amount must be in [0, 1], got {amount}.")
-    return int(round(amount * size))  # PyTorch's rounding (half to even)
+    if is_int(amount):  # how many units
+        return check_int(amount, "amount", low=0, high=size, who=fn)
+    fraction = check_float(amount, "amount (an int count, or a fraction)", low=0, high=1, who=fn)
+    return int(round(fraction * size))  # PyTorch's rounding (half to even)
 
 
 def _prune_tree(params: Any, where, fn: str, leaf_mask: Callable[[jax.Array], jax.Array]):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from dlcore.checks import check_choice, check_int
 from dlcore.optim._checks import _check
 
 __all__ = ["LBFGS", "lbfgs_minimize"]
@@ -75,14 +76,11 @@ class LBFGS:
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
                  line_search_fn: str | None = None):
         _check("lr", lr)
-        if not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"LBFGS: max_iter must be an int >= 1, got {max_iter!r}.")
+        max_iter = check_int(max_iter, "max_iter", low=1, who="LBFGS")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        if not isinstance(history_size, int) or history_size < 1:
-            raise ValueError(f"LBFGS: history_size must be an int >= 1, got {history_size!r}.")
-        if line_search_fn not in (None, "strong_wolfe"):
-            raise ValueError(f"LBFGS: line_search_fn must be None or 'strong_wolfe', got {line_search_fn!r}.")
+        history_size = check_int(history_size, "history_size", low=1, who="LBFGS")
+        check_choice(line_search_fn, "line_search_fn", (None, "strong_wolfe"), who="LBFGS")
         self.lr, self.max_iter, self.max_eval = float(lr), max_iter, max_eval
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
         self.history_size, self.line_search_fn = history_size, line_search_fn
