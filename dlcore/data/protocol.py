@@ -89,6 +89,7 @@ def as_batch(batch: Any, where: str = "batch") -> dict:
             if not hasattr(leaf, "shape") or np.ndim(leaf) == 0:
                 raise ValueError(f"{where}[{k!r}] must hold arrays with a leading example axis, "
                                  f"got {type(leaf).__name__}")
+            check_numeric(leaf, f"{where}[{k!r}]")
     n = {k: {int(np.shape(a)[0]) for a in jax.tree.leaves(v)} for k, v in out.items()}
     sizes = set().union(*n.values())
     if len(sizes) != 1:
@@ -169,8 +170,8 @@ def as_split(data: Any, name: str = "data") -> dict:
         leaves = jax.tree.leaves(v)
         if not leaves or any(a.ndim == 0 for a in leaves):
             raise ValueError(f"{name}[{k!r}] must hold arrays with a leading example axis")
-        if any(a.dtype == object for a in leaves):
-            raise ValueError(f"{name}[{k!r}] holds Python objects (e.g. strings); encode them to numbers first")
+        for a in leaves:
+            check_numeric(a, f"{name}[{k!r}]")
         lengths[k] = {a.shape[0] for a in leaves}
     if len(set().union(*lengths.values())) != 1:
         shapes = {k: [a.shape for a in jax.tree.leaves(v)] for k, v in split.items()}
@@ -180,7 +181,47 @@ def as_split(data: Any, name: str = "data") -> dict:
         raise ValueError(f"{name} is empty")
     if "w" not in split:
         split["w"] = np.ones((n,), np.float32)
+    elif np.ndim(split["w"]) != 1 or np.any(~np.isfinite(split["w"])) or np.any(split["w"] < 0):
+        raise ValueError(f"{name}['w'] must be finite sample weights >= 0 of shape (N,), got shape "
+                         f"{np.shape(split['w'])}")
     return split
+
+
+def check_numeric(a, where: str) -> None:
+    """One line when an array holds strings, Python objects or other non-numbers."""
+    kind = np.dtype(getattr(a, "dtype", np.asarray(a).dtype)).kind
+    if kind not in "biuf":
+        what = {"U": "strings", "S": "bytes", "O": "Python objects (e.g. strings)"}.get(kind, f"dtype {a.dtype}")
+        raise ValueError(f"{where} holds {what}; a model trains on numbers: encode them first "
+                         f"(dlcore.data.text for text, dlcore.data.tabular for categories)")
+
+
+def nonfinite_rows(batch: dict) -> np.ndarray:
+    """(N,) bool: the rows of a host batch or split whose inputs or targets hold NaN or inf."""
+    n = num_rows(batch["x"])
+    bad = np.zeros(n, bool)
+    for leaf in jax.tree.leaves({k: v for k, v in batch.items() if k != "w"}):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":
+            bad |= ~np.isfinite(leaf.reshape(n, -1)).all(axis=1)
+    return bad
+
+
+def handle_nonfinite(batch: dict, policy: str, where: str) -> tuple[dict, int]:
+    """``batch`` without its non-finite rows (policy "drop", with their count), or a one-line error
+    (policy "raise"). Only host (NumPy) arrays are looked at: device arrays are left to the training
+    step's non-finite guard."""
+    bad = nonfinite_rows(batch)
+    count = int(bad.sum())
+    if not count:
+        return batch, 0
+    if policy == "raise":
+        keys = [k for k in ("x", "y") if k in batch and nonfinite_rows({"x": batch[k]}).any()]
+        raise ValueError(f"{where}: {count} rows hold NaN or inf in {' and '.join(repr(k) for k in keys)} "
+                         f"(first at row {int(np.argmax(bad))}); clean them, or pass nonfinite_rows='drop' to the "
+                         f"Trainer to leave them out (counted)")
+    if count == len(bad):
+        raise ValueError(f"{where}: every row holds NaN or inf; nothing is left to train on")
+    return take_rows(batch, ~bad), count
 
 
 def batch_plan(key: jax.Array | None, n: int, batch_size: int, drop_last: bool = False,
@@ -250,6 +291,7 @@ class ArraySplit(BatchSource):
     key: jax.Array | None = None
     drop_last: bool = False
     steps: int | None = None
+    dropped: int = 0  # rows left out for NaN or inf (nonfinite_rows="drop")
 
     def __post_init__(self):
         self.n = num_rows(self.split["x"])
@@ -305,10 +347,12 @@ class Stream(BatchSource):
     """
 
     def __init__(self, make: Callable[[int], Iterable], batches_per_epoch: int | None = None,
-                 steps: int | None = None, name: str = "data"):
+                 steps: int | None = None, name: str = "data", nonfinite: str = "raise"):
         self._make = make
         self.steps = steps
         self.name = name
+        self.nonfinite = nonfinite
+        self.dropped = 0  # rows left out for NaN or inf in the last epoch (nonfinite="drop")
         self.batches_per_epoch = steps if steps is not None else batches_per_epoch
         self._sig = None
         self._first = None
@@ -345,12 +389,19 @@ class Stream(BatchSource):
     def raw(self, epoch: int) -> Iterator[dict]:
         """The batches of ``epoch`` as the source gives them, checked but not padded."""
         self.example(epoch)
-        count = 0
+        count, self.dropped = 0, 0
         for i, batch in enumerate(self._batches(epoch)):
             if self.steps is not None and i >= self.steps:
                 break
             count += 1
-            yield self._checked(batch, f"{self.name}: batch {i + 1} of epoch {epoch}")
+            where = f"{self.name}: batch {i + 1} of epoch {epoch}"
+            batch = self._checked(batch, where)
+            if self.nonfinite == "drop" and nonfinite_rows(batch).all():
+                self.dropped += num_rows(batch["x"])
+                continue
+            batch, dropped = handle_nonfinite(batch, self.nonfinite, where)
+            self.dropped += dropped
+            yield batch
         if count == 0:
             raise ValueError(f"{self.name} yielded no batch in epoch {epoch}; a generator can be consumed "
                              f"once: pass a function epoch -> batches, or steps_per_epoch")
@@ -366,7 +417,8 @@ def _is_random_access(data: Any) -> bool:
 
 
 def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax.Array | None = None,
-           drop_last: bool = False, steps_per_epoch: int | None = None, name: str = "data") -> BatchSource:
+           drop_last: bool = False, steps_per_epoch: int | None = None, name: str = "data",
+           nonfinite: str = "raise") -> BatchSource:
     """The `BatchSource` for ``data`` (any of the kinds in the module docstring).
 
     Args:
@@ -378,6 +430,8 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
         drop_last: drop a short last batch instead of padding it.
         steps_per_epoch: batches an epoch (None: one pass).
         name: how errors call it.
+        nonfinite: rows whose inputs or targets hold NaN or inf (host arrays): "raise" a one-line error
+            before anything trains, or "drop" them (the source's ``dropped`` counts them).
     """
     if steps_per_epoch is not None:
         check_int(steps_per_epoch, "steps_per_epoch", low=1)
@@ -389,10 +443,13 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
         raise ValueError(f"{name} is a path ({data!r}); load it into arrays first (dlcore.data.load, "
                          f"dlcore.data.tabular) and pass the split")
     if isinstance(data, cabc.Mapping) or (isinstance(data, tuple) and len(data) == 2):
-        split = as_split(data, name)
+        split, dropped = handle_nonfinite(as_split(data, name), nonfinite, name)
         n = num_rows(split["x"])
-        return ArraySplit(split, batch_size or n, shuffle, key if shuffle else None, drop_last, steps_per_epoch)
+        return ArraySplit(split, batch_size or n, shuffle, key if shuffle else None, drop_last, steps_per_epoch,
+                          dropped)
     if isinstance(data, Loader):
+        if nonfinite_rows(data._host).any():  # its split is on the device already: clean it first
+            handle_nonfinite(data._host, "raise", f"{name} (a Loader)")
         return Stream(lambda e: data.iter_epoch(e - 1), len(data), steps_per_epoch, name)
     if _is_random_access(data):
         if len(data) == 0:
@@ -401,16 +458,17 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1)) if (shuffle and key is not None) else 0
         nb = len(data) // bs if drop_last else math.ceil(len(data) / bs)
         return Stream(lambda e: source_batches(data, bs, shuffle=shuffle, seed=seed, epoch=e,
-                                               drop_last=drop_last, device=False), nb, steps_per_epoch, name)
+                                               drop_last=drop_last, device=False), nb, steps_per_epoch, name,
+                      nonfinite)
     if callable(data) and not isinstance(data, cabc.Iterable):
-        return Stream(data, None, steps_per_epoch, name)
+        return Stream(data, None, steps_per_epoch, name, nonfinite)
     if isinstance(data, cabc.Iterator):  # one-shot: epochs continue the same iterator
         if steps_per_epoch is None:
-            return Stream(_once(data, name), None, None, name)
-        return Stream(lambda e: data, None, steps_per_epoch, name)
+            return Stream(_once(data, name), None, None, name, nonfinite)
+        return Stream(lambda e: data, None, steps_per_epoch, name, nonfinite)
     if isinstance(data, cabc.Iterable):
         size = len(data) if isinstance(data, cabc.Sized) else None
-        return Stream(lambda e: data, size, steps_per_epoch, name)
+        return Stream(lambda e: data, size, steps_per_epoch, name, nonfinite)
     raise ValueError(f"{name} must be a dict with 'x' (and 'y') arrays, a tuple (x, y), a Loader, a random-"
                      f"access source, an iterable of batches or a function epoch -> batches; "
                      f"got {type(data).__name__}")

@@ -103,6 +103,9 @@ class Trainer:
             weights back (the last checkpoint stays the last good one); "skip": such a step is not
             applied, training goes on, and the epoch logs count them as "skipped_steps"; "off": no
             check (for runs meant to diverge, such as the learning-rate finder).
+        nonfinite_rows: data rows whose inputs or targets hold NaN or inf: "raise" a one-line error
+            before anything trains, or "drop" them (each epoch's logs count them as "dropped_rows").
+            Only host (NumPy) arrays are looked at; device arrays are left to `on_nonfinite`.
 
     Example:
         >>> trainer = Trainer(model, optim.adadelta(0.5), losses.nll, metrics=["accuracy"], batch_size=32)
@@ -122,7 +125,8 @@ class Trainer:
                  reset_carry: bool = True, metrics: Sequence[Any] = (), batch_size: int | None = 32,
                  eval_batch_size: int | None = None, shuffle: bool = True, drop_last: bool = False,
                  seed: int = 0, callbacks: Sequence[Callback] = (), progress: bool | None = None,
-                 max_device_bytes: int = 2 << 30, epoch_mode: str = "auto", on_nonfinite: str = "stop"):
+                 max_device_bytes: int = 2 << 30, epoch_mode: str = "auto", on_nonfinite: str = "stop",
+                 nonfinite_rows: str = "raise"):
         modules, self._treedef = jax.tree.flatten(model, is_leaf=_is_module)
         if not modules or not all(_is_module(m) for m in modules):
             raise ValueError(f"model must be a flax.nnx.Module or a dict/tuple of them, got {type(model).__name__}")
@@ -151,6 +155,7 @@ class Trainer:
             check_int(batch_size, "batch_size (None: full batch)", low=1, who="Trainer")
         check_choice(epoch_mode, "epoch_mode", ("auto", "scan", "step"), who="Trainer")
         check_choice(on_nonfinite, "on_nonfinite", ("stop", "skip", "off"), who="Trainer")
+        self.nonfinite_rows = check_choice(nonfinite_rows, "nonfinite_rows", ("raise", "drop"), who="Trainer")
         self.model = model
         self.modules = modules
         self.loss_fn = loss
@@ -248,10 +253,12 @@ class Trainer:
     def _source(self, data, name: str, *, train: bool, steps: int | None = None) -> P.BatchSource:
         if train:
             return P.source(data, batch_size=self.batch_size, shuffle=self.shuffle, key=self._shuffle_key,
-                            drop_last=self.drop_last, steps_per_epoch=steps, name=name)
-        src = P.source(data, batch_size=None, shuffle=False, name=name, steps_per_epoch=steps)
+                            drop_last=self.drop_last, steps_per_epoch=steps, name=name, nonfinite=self.nonfinite_rows)
+        src = P.source(data, batch_size=None, shuffle=False, name=name, steps_per_epoch=steps,
+                       nonfinite=self.nonfinite_rows)
         if isinstance(src, P.ArraySplit):
-            src = P.ArraySplit(src.split, min(src.n, self.eval_batch_size or max(self.batch_size or src.n, 500)))
+            src = P.ArraySplit(src.split, min(src.n, self.eval_batch_size or max(self.batch_size or src.n, 500)),
+                               dropped=src.dropped)
         return src
 
     def _init_carry(self, batch_size: int):
@@ -295,11 +302,23 @@ class Trainer:
         if (isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and hasattr(out, "ndim")
                 and out.ndim == y.ndim + 1 and out.shape[-1] > 1):
             n_classes = out.shape[-1]
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or hi >= n_classes:
-                bad = int(np.sum((y < 0) | (y >= n_classes)))
-                raise ValueError(f"{name}: {bad} labels lie outside [0, {n_classes}) (min {lo}, max {hi}); "
-                                 f"the model has {n_classes} outputs")
+            outside = (y < 0) | (y >= n_classes)
+            if outside.any() and not self._loss_ignores(src, outside):
+                raise ValueError(f"{name}: {int(outside.sum())} labels lie outside [0, {n_classes}) (min "
+                                 f"{int(y.min())}, max {int(y.max())}); the model has {n_classes} outputs (a loss "
+                                 f"with ignore_index gives such rows 0 and is let through)")
+
+    def _loss_ignores(self, src: P.BatchSource, outside: np.ndarray) -> bool:
+        """Whether the loss gives 0 to every distinct out-of-range label (as `cross_entropy(...,
+        ignore_index=-100)` does), tried on one example row of each: then those rows are padding."""
+        split = src.split if isinstance(src, P.ArraySplit) else src.example()
+        labels, first = np.unique(split["y"][outside], return_index=True)
+        if len(labels) > 8:
+            return False
+        rows = np.flatnonzero(outside)[first]
+        x = P.take_rows(split["x"], rows)
+        values = S.per_example_loss(self.loss_fn, S.predict_step(self.state, x), split["y"][rows])
+        return bool(np.all(np.asarray(values) == 0))
 
     def _check_custom(self, batch, src, name: str, train: bool) -> None:
         import dataclasses
@@ -385,6 +404,8 @@ class Trainer:
             acc, guard = self._train_epoch(src, epoch)
             logs = self.task.compute(acc)
             self._after_guard(guard, epoch, logs)
+            if self.nonfinite_rows == "drop":
+                logs["dropped_rows"] = float(src.dropped)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(val).items()})
             for k, v in logs.items():
