@@ -16,6 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from dlcore.signals import deferred_signals
+
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete or does not match the model it is restored into."""
@@ -60,7 +62,7 @@ def save(directory: str | os.PathLike, step: int, tree: Any, meta: dict, *, keep
     import orbax.checkpoint as ocp
 
     tree = jax.tree.map(np.asarray, tree)
-    with _manager(directory, keep) as mngr:
+    with deferred_signals(), _manager(directory, keep) as mngr:  # Ctrl-C waits for the write to finish
         mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                 meta=ocp.args.JsonSave(meta)), force=True)
         mngr.wait_until_finished()

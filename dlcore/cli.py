@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     return runner.guarded(lambda: _command(args))
 
 
+def entry() -> None:
+    """The console script: `main`, then exit (at once after an interrupt, see `runner.exit_process`)."""
+    runner.exit_process(main())
+
+
 def _command(args) -> None:
     if args.command == "list":
         _list(args.json)
@@ -81,4 +86,4 @@ def _command(args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import jax
 
 from dlcore.registry import Registry
+from dlcore.signals import Interrupted, signals_as_interrupts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,16 +385,31 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def guarded(fn: Callable[[], Any]) -> int:
-    """Run a command: bad input and a diverging run are one line on stderr (exit 2), Ctrl-C exit 130."""
+    """Run a command: bad input and a diverging run are one line on stderr (exit 2); Ctrl-C (SIGINT) and
+    SIGTERM end it between two steps, never inside a checkpoint write, with one line (exit 130 / 143)."""
     try:
-        fn()
+        with signals_as_interrupts():
+            fn()
     except (ValueError, FloatingPointError) as exc:  # bad input, or NonFiniteError: one line, no traceback
         print(f"dlcore: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dlcore: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        name = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
+        print(f"dlcore: interrupted ({name}); the last checkpoint, if any, is intact: continue with --resume",
+              file=sys.stderr)
+        return code
     return 0
+
+
+def exit_process(code: int) -> None:
+    """Leave the process with ``code``. After an interrupt, without the interpreter's teardown: threads
+    of XLA, tqdm or a loader may still be running, and tearing them down can crash the process."""
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main_for(name: str) -> None:
@@ -401,4 +417,4 @@ def main_for(name: str) -> None:
     p = argparse.ArgumentParser(prog=f"python examples/{name}.py", description=f"dlcore run {name}")
     add_run_arguments(p)
     args = p.parse_args()
-    sys.exit(guarded(lambda: run(name, **run_options(args))))
+    exit_process(guarded(lambda: run(name, **run_options(args))))

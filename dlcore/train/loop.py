@@ -394,6 +394,19 @@ class Trainer:
         callbacks = self.callbacks + ([self.progress] if self.progress else [])
         for cb in callbacks:
             cb.on_fit_start(self)
+        try:
+            self._epochs(src, val, start, epochs, callbacks)
+        except KeyboardInterrupt:  # Ctrl-C: the model keeps the weights of the last whole step
+            if self.progress:
+                self.progress.close()
+            self._write_back()
+            raise
+        for cb in callbacks:
+            cb.on_fit_end(self)
+        self._write_back()
+        return self.history
+
+    def _epochs(self, src: P.BatchSource, val: P.BatchSource | None, start: int, epochs: int, callbacks) -> None:
         for epoch in range(start + 1, epochs + 1):
             if self.stop_training:
                 break
@@ -413,10 +426,6 @@ class Trainer:
             self.epoch = epoch
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
-        for cb in callbacks:
-            cb.on_fit_end(self)
-        self._write_back()
-        return self.history
 
     def _train_epoch(self, src: P.BatchSource, epoch: int):
         task, policy = self.task, self.on_nonfinite
