@@ -115,7 +115,12 @@ def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: 
     new_state = state.apply_gradients(grads).replace(rest=rest)
     acc = init_metrics(metrics) if acc is None else acc
     acc = update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses, w)
-    return new_state, acc, jnp.isfinite(loss) & _all_finite(grads)
+    # The new parameters are finite if and only if, in practice, the gradients were (a NaN or inf gradient
+    # reaches them through every optimizer). They are checked behind an optimization barrier, so that the
+    # check cannot change how XLA fuses the step itself: the step computes the same bits with the guard
+    # as without it (a long run amplifies any difference in the last bit).
+    new_state, acc, loss = jax.lax.optimization_barrier((new_state, acc, loss))
+    return new_state, acc, jnp.isfinite(loss) & _all_finite(new_state.params)
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossFn,
@@ -297,8 +302,9 @@ def guarded_train(states, carry, batch, key, acc, guard, *, task, policy: str):
     if policy == "off":
         return new_states, new_carry, new_acc, {**guard, "count": guard["count"] + 1}
     ok = finite if policy == "skip" else finite & (guard["bad"] == 0)
-    pick = lambda new, old: jax.tree.map(lambda a, b: jax.lax.select(ok, a, b), new, old)  # noqa: E731
-    states, carry, acc = pick(new_states, states), pick(new_carry, carry), pick(new_acc, acc)
+    # cond, not an element-wise select: a select can change how XLA lays out and fuses the step, and
+    # with it the last bits of a long run; with cond the guarded step computes what the unguarded one does.
+    states, carry, acc = jax.lax.cond(ok, lambda: (new_states, new_carry, new_acc), lambda: (states, carry, acc))
     guard = {"bad": guard["bad"] + (~finite).astype(jnp.int32),
              "first": jnp.where((guard["first"] < 0) & ~finite, guard["count"], guard["first"]),
              "count": guard["count"] + 1}
