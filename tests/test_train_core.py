@@ -318,3 +318,19 @@ def test_metrics_by_name_in_the_trainer():
     with pytest.raises(ValueError, match="metric 'precision'") as e:
         bad.fit(toy(), epochs=1)
     assert "\n" not in str(e.value) and bad.trace_counts == {}
+
+
+def test_non_finite_parameters_behind_finite_logs_are_found_and_named():
+    # a step that poisons one weight at the 7th step of the run while its logs stay finite: the
+    # epoch-end check sees it and the replay names the step
+    def poison(state, batch, key, carry):
+        state = state.replace(step=state.step + 1)
+        bad = jnp.where(state.step == 7, jnp.nan, 0.0)
+        params = jax.tree.map(lambda p: p + bad, state.params)
+        return state.replace(params=params), {"loss": jnp.zeros(())}, carry
+
+    t = dlcore.Trainer(mlp(), optim.sgd(0.1), step=poison, batch_size=16, shuffle=False, progress=False)
+    with pytest.raises(NonFiniteError, match=r"epoch 2, step 7 \(batch 1 of the epoch\)"):
+        t.fit(toy(), epochs=3)  # 6 batches an epoch
+    assert int(t.state.step) == 6 and t.epoch == 1
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(t.state.params))

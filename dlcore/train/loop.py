@@ -98,11 +98,13 @@ class Trainer:
         max_device_bytes: in-memory training data up to this size is kept on the device.
         epoch_mode: "scan" (an epoch is one `lax.scan`), "step" (one jitted step per batch, data on
             the device) or "auto" ("step" for convolutional models on a CPU, else "scan").
-        on_nonfinite: "stop": a step with a non-finite loss, gradient or parameter is not applied and
-            `fit` raises `NonFiniteError` naming the epoch and step after writing the last good
-            weights back (the last checkpoint stays the last good one); "skip": such a step is not
-            applied, training goes on, and the epoch logs count them as "skipped_steps"; "off": no
-            check (for runs meant to diverge, such as the learning-rate finder).
+        on_nonfinite: "stop": at the first step whose loss (or logs) or new parameters are not finite,
+            `fit` raises `NonFiniteError` naming the epoch and the step, with the weights of the step
+            before written back (found by replaying the epoch; the last checkpoint stays the last good
+            one). It checks the loss at every step and the parameters once an epoch, at no cost you
+            will see. "skip": such a step is not applied, training goes on, and the epoch logs count
+            them as "skipped_steps" (a pass over the parameters every step). "off": no check (for runs
+            meant to diverge, such as the learning-rate finder).
         nonfinite_rows: data rows whose inputs or targets hold NaN or inf: "raise" a one-line error
             before anything trains, or "drop" them (each epoch's logs count them as "dropped_rows").
             Only host (NumPy) arrays are looked at; device arrays are left to `on_nonfinite`.
@@ -414,9 +416,10 @@ class Trainer:
                 cb.on_epoch_start(self, epoch)
             if self.reset_carry:
                 self.carry = self._init_carry(src.batch_size)
+            before = (self.state, self.carry, self.count)
             acc, guard = self._train_epoch(src, epoch)
             logs = self.task.compute(acc)
-            self._after_guard(guard, epoch, logs)
+            self._after_guard(guard, epoch, logs, src, before)
             if self.nonfinite_rows == "drop":
                 logs["dropped_rows"] = float(src.dropped)
             if val is not None:
@@ -427,13 +430,24 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
 
+    def _on_device(self, src: P.BatchSource) -> bool:
+        return isinstance(src, P.ArraySplit) and src.nbytes() <= self.max_device_bytes
+
+    def _step_args(self, src: P.BatchSource, epoch: int):
+        """The arguments `(data, idx, w, i)` of each step of `epoch`, for the jitted one-step functions:
+        batch `i` of the device-resident split and its plan, or a host batch with `idx = arange(B)`."""
+        if self._on_device(src):
+            data, (idx, w) = src.on_device(), src.plan(epoch)
+            return ((data, idx, w, np.int32(i)) for i in range(len(idx)))
+        local, ones = np.arange(src.batch_size, dtype=np.int32)[None], np.ones((1, src.batch_size), np.float32)
+        return ((b, local, ones, np.int32(0)) for b in src.epoch(epoch))
+
     def _train_epoch(self, src: P.BatchSource, epoch: int):
         task, policy = self.task, self.on_nonfinite
         acc, guard = task.init_acc(), S.new_guard(self.count)
         bar = self.progress
         every = max(1, (src.batches_per_epoch or 1) // bar.updates_per_epoch) if bar else 0
-        on_device = isinstance(src, P.ArraySplit) and src.nbytes() <= self.max_device_bytes
-        if on_device and self.epoch_mode == "scan":
+        if self._on_device(src) and self.epoch_mode == "scan":
             fn = self._jit("train_epoch", S.run_epoch, task=task, policy=policy,
                            on_batch=bar.on_batch if bar else None)
             idx, w = src.plan(epoch)
@@ -441,35 +455,44 @@ class Trainer:
                                                     idx, w, np.int32(every))
         else:
             fn = self._jit("train_step", S.one_step, task=task, policy=policy)
-            if on_device:
-                data, (idx, w) = src.on_device(), src.plan(epoch)
-                batches = ((data, idx, w, np.int32(i)) for i in range(len(idx)))
-            else:
-                batches = ((b, np.arange(src.batch_size, dtype=np.int32)[None], np.ones((1, src.batch_size),
-                            np.float32), np.int32(0)) for b in src.epoch(epoch))
-            for i, args in enumerate(batches):
+            for i, args in enumerate(self._step_args(src, epoch)):
                 self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key, *args)
                 if every and (i + 1) % every == 0:
                     bar.on_batch(i + 1, *task.running(acc))
         return acc, guard
 
-    def _after_guard(self, guard: dict, epoch: int, logs: dict) -> None:
+    def _after_guard(self, guard: dict, epoch: int, logs: dict, src: P.BatchSource, before: tuple) -> None:
+        """Count the skipped steps, or, under "stop", make sure the epoch ended finite: a non-finite loss in
+        the epoch, or non-finite parameters at its end, replays the epoch from `before` (its starting
+        states, carry and count) step by step to find the first bad step and the weights before it."""
         guard = jax.device_get(guard)
-        first_count = self.count
         self.count = int(guard["count"])
-        bad = int(guard["bad"])
         if self.on_nonfinite == "skip":
-            logs["skipped_steps"] = float(bad)
-        elif bad:
-            first = int(guard["first"])
-            if self.progress:
-                self.progress.close()
-            self._write_back()
-            raise NonFiniteError(
-                f"non-finite loss or gradient at epoch {epoch}, step {first + 1} (batch {first - first_count + 1} "
-                f"of the epoch): training stopped with the weights of the step before (a checkpoint, if any, "
-                f"is the last good one). Check the data for NaN or inf, lower the learning rate, clip gradients, "
-                f"or pass on_nonfinite='skip'")
+            logs["skipped_steps"] = float(guard["bad"])
+            return
+        if self.on_nonfinite == "off" or (not int(guard["bad"]) and
+                                          bool(self._jit("states_finite", S.states_finite)(self.state))):
+            return
+        if self.progress:
+            self.progress.close()
+        states, carry, count = before
+        step_fn = self._jit("checked_step", S.checked_step, task=self.task)
+        where = "step unknown: this source cannot be replayed; weights of the epoch's start kept"
+        try:
+            for i, args in enumerate(self._step_args(src, epoch)):
+                new_states, new_carry, ok = step_fn(states, carry, jax.random.fold_in(self.key, count + i), *args)
+                if not bool(ok):
+                    where = f"step {count + i + 1} (batch {i + 1} of the epoch)"
+                    break
+                states, carry = new_states, new_carry
+        except ValueError:  # a one-shot generator
+            states, carry = before[:2]
+        self.state, self.carry = states, carry
+        self._write_back()
+        raise NonFiniteError(
+            f"non-finite loss or parameters at epoch {epoch}, {where}: training stopped with the weights of the "
+            f"step before (a checkpoint, if any, is the last good one). Check the data for NaN or inf, lower "
+            f"the learning rate, clip gradients, or pass on_nonfinite='skip'")
 
     # -- evaluate and predict ------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ The Trainer runs one of two step shapes, both written as a `Task`:
   of `TrainState`s (a GAN's generator and discriminator with their own optimizers) and a ``carry``
   that persists from batch to batch (truncated BPTT's hidden state).
 
-Both run under the same non-finite guard: a step whose loss (or logs), gradients or new parameters
-are not finite is not applied.
+Both run under the same non-finite guard (see `guarded_train`): a run stops at the first step whose
+loss (or logs) or new parameters are not finite, or skips such steps.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: LossFn, metrics, acc):
-    """One optimizer step; also whether its loss and gradients were finite."""
+    """One optimizer step; also whether its loss was finite (a scalar check, free)."""
     rngs = fresh_rngs(state.rngs, key)
     w = _weights(batch)
     targets = batch.get("y")
@@ -115,12 +115,7 @@ def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: 
     new_state = state.apply_gradients(grads).replace(rest=rest)
     acc = init_metrics(metrics) if acc is None else acc
     acc = update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses, w)
-    # The new parameters are finite if and only if, in practice, the gradients were (a NaN or inf gradient
-    # reaches them through every optimizer). They are checked behind an optimization barrier, so that the
-    # check cannot change how XLA fuses the step itself: the step computes the same bits with the guard
-    # as without it (a long run amplifies any difference in the last bit).
-    new_state, acc, loss = jax.lax.optimization_barrier((new_state, acc, loss))
-    return new_state, acc, jnp.isfinite(loss) & _all_finite(new_state.params)
+    return new_state, acc, jnp.isfinite(loss)
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossFn,
@@ -234,8 +229,7 @@ class Custom:
     def train(self, states, batch, key, carry, acc):
         new_states, logs, new_carry = self.step(states, batch, key, carry)
         check_returned(states, new_states, carry, new_carry, logs, "step")
-        finite = _all_finite(logs) & _all_finite(_weights_of(new_states))
-        return new_states, new_carry, self._add(acc, logs, _weights(batch)), finite
+        return new_states, new_carry, self._add(acc, logs, _weights(batch)), _all_finite(logs)
 
     def eval(self, states, batch, carry, acc):
         logs, new_carry = self.eval_step(states, batch, carry)
@@ -290,25 +284,51 @@ def check_returned(states, new_states, carry, new_carry, logs, what: str) -> Non
 # -- whole epochs ------------------------------------------------------------------------------------
 
 
+def states_finite(states) -> jax.Array:
+    """Whether the parameters of every `TrainState` in ``states`` are finite (a NaN or inf gradient
+    reaches them through every optimizer)."""
+    return _all_finite(_weights_of(states))
+
+
 def guarded_train(states, carry, batch, key, acc, guard, *, task, policy: str):
     """`task.train` under the non-finite guard.
 
-    ``guard`` is {"bad": int32 count of non-finite steps, "first": the loop count of the first (-1)}.
-    Policy "stop": from the first non-finite step on, nothing is applied (the state stays the last good
-    one and the Trainer raises after the epoch). Policy "skip": a non-finite step is not applied and
-    is counted; training goes on. Policy "off": every step is applied, unchecked.
+    ``guard`` is {"bad": int32 count of flagged steps, "first": the loop count of the first (-1),
+    "count": the loop count}. Policies:
+
+    - "stop": every step is applied and only its loss (or logs) is checked, a scalar test that costs
+      nothing and leaves the compiled step as it is. The Trainer checks the parameters after each epoch
+      and, on a non-finite loss or parameter, replays the epoch step by step to find the first bad
+      step and the weights before it (`checked_step`).
+    - "skip": a step whose loss or new parameters are not finite is not applied, and counted. The
+      parameters are checked at every step (behind an optimization barrier, so the check does not change
+      how XLA fuses the step) and the new or old state is picked with `lax.cond` (an element-wise
+      select would change the compiled step and so the last bits of a long run). It costs a pass over
+      the parameters per step.
+    - "off": every step is applied, unchecked.
     """
     new_states, new_carry, new_acc, finite = task.train(states, batch, key, carry, acc)
+    if policy == "skip":
+        new_states, new_carry, new_acc, finite = jax.lax.optimization_barrier((new_states, new_carry, new_acc, finite))
+        finite = finite & states_finite(new_states)
+        states, carry, acc = jax.lax.cond(finite, lambda: (new_states, new_carry, new_acc),
+                                          lambda: (states, carry, acc))
+    else:
+        states, carry, acc = new_states, new_carry, new_acc
     if policy == "off":
-        return new_states, new_carry, new_acc, {**guard, "count": guard["count"] + 1}
-    ok = finite if policy == "skip" else finite & (guard["bad"] == 0)
-    # cond, not an element-wise select: a select can change how XLA lays out and fuses the step, and
-    # with it the last bits of a long run; with cond the guarded step computes what the unguarded one does.
-    states, carry, acc = jax.lax.cond(ok, lambda: (new_states, new_carry, new_acc), lambda: (states, carry, acc))
+        return states, carry, acc, {**guard, "count": guard["count"] + 1}
     guard = {"bad": guard["bad"] + (~finite).astype(jnp.int32),
              "first": jnp.where((guard["first"] < 0) & ~finite, guard["count"], guard["first"]),
              "count": guard["count"] + 1}
     return states, carry, acc, guard
+
+
+def checked_step(states, carry, key, data: dict, idx, w, i, *, task):
+    """Batch ``i`` of the plan, fully checked: (new states, new carry, whether its loss or logs and its new
+    parameters are finite). The Trainer replays an epoch with it to find where a run went non-finite."""
+    batch = gather(data, idx[i], w[i])
+    new_states, new_carry, _, finite = task.train(states, batch, key, carry, task.init_acc())
+    return new_states, new_carry, finite & states_finite(new_states)
 
 
 def new_guard(count) -> dict:
