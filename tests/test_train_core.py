@@ -334,3 +334,13 @@ def test_non_finite_parameters_behind_finite_logs_are_found_and_named():
         t.fit(toy(), epochs=3)  # 6 batches an epoch
     assert int(t.state.step) == 6 and t.epoch == 1
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(t.state.params))
+
+
+def test_predict_checks_its_inputs_before_compiling():
+    t = trainer()
+    with pytest.raises(ValueError, match=r"predict: inputs of shape \(5,\) per example do not fit") as e:
+        t.predict(np.zeros((4, 5), np.float32))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="holds strings"):
+        t.predict(np.array([["a"] * 6]))
+    assert "predict" not in t.trace_counts

@@ -551,6 +551,14 @@ class Trainer:
         else:
             chunks = [b["x"] for b in P.source(x, batch_size=batch_size, name="predict").raw(1)]
             bs = P.num_rows(chunks[0])
+        for leaf in jax.tree.leaves(chunks[0]):
+            P.check_numeric(leaf, "predict: the inputs")
+        try:
+            jax.eval_shape(lambda v: S.predict_step(state, v), _abstract(chunks[0]))
+        except Exception as exc:
+            shapes = jax.tree.map(lambda a: tuple(np.shape(a)[1:]), chunks[0])
+            raise ValueError(f"predict: inputs of shape {shapes} per example do not fit the model: "
+                             f"{_first_line(exc)}") from None
         out = []
         for chunk in chunks:
             m = P.num_rows(chunk)
