@@ -18,9 +18,14 @@ parameter name. What differs is the layout, and this module converts it:
 A model whose Linear follows a flatten of a conv map declares it as `torch_flatten = (("fc1",
 (C, H, W)), ...)` (paths relative to the module holding the attribute).
 
+dlcore's `nn.LayerNorm` and `nnx.LayerNorm` both map (`weight`, `bias`) to (`scale`, `bias`), so a torch
+`Sequential(Linear, LayerNorm)` state dict loads and the export loads into torch.
+
 Loading checks every tensor before changing anything: a missing, unexpected (with `strict`) or
-misshapen tensor raises a ValueError naming it. Files: `.pth`/`.pt`/`.bin` are read with torch
-(`weights_only=True`) when it is installed; `.safetensors` files need only the `safetensors` package.
+misshapen tensor raises a `WeightsError` (a ValueError) naming it. Files: `.pth`/`.pt`/`.bin` are read
+with torch, always with `weights_only=True` (tensors and containers only, never arbitrary pickled
+objects), when it is installed; `.safetensors` files need only the `safetensors` package. A missing,
+empty, truncated or foreign file is one line naming the file and what is wrong with it.
 
 References: Antiga et al., Deep Learning with PyTorch, 2nd ed., ch. 2 (pretrained torchvision models);
 Subramanian, Deep Learning with PyTorch, ch. 5/8 (transfer learning from ImageNet weights); Géron,
@@ -38,9 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from dlcore.checks import check_choice
 from dlcore.nn.conv import _ConvNd, _ConvTransposeNd
+from dlcore.nn.norm import LayerNorm
 
-__all__ = ["load", "load_state_dict", "save", "state_dict", "torch_keys"]
+__all__ = ["WeightsError", "load", "load_state_dict", "save", "state_dict", "torch_keys"]
+
+
+class WeightsError(ValueError):
+    """A weights file or state dict dlcore cannot use: one line naming the file or tensor and the fault."""
 
 
 @dataclass
@@ -108,8 +119,8 @@ def _module_entries(prefix: str, m, flat: dict) -> list[_Entry]:
         if prefix in flat:
             c, h, w = flat[prefix]
             if c * h * w != kin:
-                raise ValueError(f"torch_flatten declares {prefix} sees a ({c}, {h}, {w}) map, but its "
-                                 f"in_features is {kin}")
+                raise WeightsError(f"torch_flatten declares {prefix} sees a ({c}, {h}, {w}) map, but its "
+                                   f"in_features is {kin}")
             f, t = _flatten_perm(flat[prefix])
         else:
             f, t = (lambda w: w.T), (lambda k: k.T)
@@ -121,7 +132,7 @@ def _module_entries(prefix: str, m, flat: dict) -> list[_Entry]:
         add("mean", "running_mean", _identity, _identity)
         add("var", "running_var", _identity, _identity)
         add("num_batches_tracked", "num_batches_tracked", _identity, _identity, optional=True)
-    elif isinstance(m, nnx.LayerNorm):
+    elif isinstance(m, (nnx.LayerNorm, LayerNorm)):
         add("scale", "weight", _identity, _identity)
         add("bias", "bias", _identity, _identity)
     elif isinstance(m, nnx.Embed):
@@ -181,8 +192,12 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, strict:
         `model`, with its parameters and batch statistics replaced.
 
     Raises:
-        ValueError: a missing, unexpected or misshapen tensor, named, before anything is changed.
+        WeightsError: (a ValueError) a missing, unexpected, misshapen or non-tensor entry, named, before
+            anything is changed.
     """
+    check_choice(strict, "strict", (True, False), who="load_state_dict")
+    if not isinstance(state_dict, Mapping):
+        raise WeightsError(f"load_state_dict needs a mapping of names to tensors, got {type(state_dict).__name__}")
     entries = _entries(model)
     sd = _strip_prefix(state_dict, {e.key for e in entries})
     name = type(model).__name__
@@ -191,20 +206,22 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, strict:
         missing = [e.key for e in entries if e.key not in sd and not e.optional]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise ValueError(f"state dict is missing tensor {missing[0]!r}{more} that {name} needs")
+            raise WeightsError(f"state dict is missing tensor {missing[0]!r}{more} that {name} needs")
         unexpected = [k for k in sd if k not in known and not k.endswith("num_batches_tracked")]
         if unexpected:
             more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-            raise ValueError(f"unexpected tensor {unexpected[0]!r}{more} in the state dict: {name} has no "
-                             f"such parameter (pass strict=False to skip it)")
+            raise WeightsError(f"unexpected tensor {unexpected[0]!r}{more} in the state dict: {name} has no "
+                               f"such parameter (pass strict=False to skip it)")
     updates = []
     for e in entries:
         if e.key not in sd:
             continue
+        if not _is_tensor(sd[e.key]):
+            raise WeightsError(f"state dict entry {e.key!r} is a {type(sd[e.key]).__name__}, not a tensor")
         a = _to_numpy(sd[e.key])
         if tuple(a.shape) != e.torch_shape:
-            raise ValueError(f"tensor {e.key!r} has shape {tuple(a.shape)}, but {name} expects "
-                             f"{e.torch_shape} (torch layout)")
+            raise WeightsError(f"tensor {e.key!r} has shape {tuple(a.shape)}, but {name} expects "
+                               f"{e.torch_shape} (torch layout)")
         value = e.from_torch(a)
         updates.append((e.var, jnp.asarray(np.array(value, dtype=e.var[...].dtype, order="C"))))
     for var, value in updates:
@@ -230,27 +247,104 @@ def state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
     return out
 
 
-def _read(path: Path) -> Mapping[str, Any]:
-    if not path.exists():
-        raise ValueError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.numpy import load_file
-        except ImportError:
-            raise ValueError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+def _is_tensor(v) -> bool:
+    """A torch tensor or an array (NumPy, JAX): what a state dict holds."""
+    return hasattr(v, "shape") and hasattr(v, "dtype")
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read_safetensors(path: Path) -> Mapping[str, Any]:
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise WeightsError(f"reading {path} needs the safetensors package: pip install safetensors") from None
+    try:
         return load_file(str(path))
+    except OSError as e:
+        raise WeightsError(f"weights file {path} cannot be read: {_one_line(e.strerror or e)}") from None
+    except Exception as e:                     # SafetensorError: "Error while deserializing header: ..."
+        why = _one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        why = why.replace("Error while deserializing header:", "").strip()
+        if not why.startswith("header"):
+            why = f"header: {why}"
+        raise WeightsError(f"weights file {path} is not a safetensors file: {why}") from None
+
+
+def _names_something(qualname: str) -> bool:
+    """False when `qualname` cannot be a real global: its module is loaded but lacks the name, as when a
+    truncated file cuts a name short (`collections.Or`). Modules are looked up, never imported."""
+    import sys
+
+    parts = qualname.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        obj = sys.modules.get(".".join(parts[:i]))
+        if obj is not None:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    return False
+            return True
+    return True                                # a module not loaded here: take the name as written
+
+
+def _read_torch(path: Path) -> Any:
     try:
         import torch
     except ImportError:
-        raise ValueError(f"reading {path.name} needs torch (pip install torch), or convert it to "
-                         f".safetensors where torch is installed") from None
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        raise WeightsError(f"reading {path} needs torch (pip install torch), or convert it to "
+                           f".safetensors where torch is installed") from None
+    import pickle
+    import re
+    import warnings
+
+    try:
+        with warnings.catch_warnings():        # torch warns about pickle protocols it did not write
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise WeightsError(f"weights file {path} cannot be read: {_one_line(e.strerror or e)}") from None
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found and _names_something(found.group(1)):   # a whole pickled model, a custom class, ...
+            raise WeightsError(f"weights file {path} holds pickled Python objects ({found.group(1)}), not "
+                               f"just tensors; dlcore reads only tensors (torch.load with weights_only=True): "
+                               f"save model.state_dict() instead") from None
+        raise WeightsError(f"weights file {path} is not a PyTorch checkpoint: truncated or not a zip/pickle "
+                           f"file") from None
+    except Exception:                          # EOFError, RuntimeError (zip reader), KeyError, ...
+        raise WeightsError(f"weights file {path} is not a PyTorch checkpoint: truncated or not a zip/pickle "
+                           f"file") from None
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.is_dir():
+        raise WeightsError(f"weights file {path} is a directory, not a file")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise WeightsError(f"weights file {path} cannot be read: {_one_line(e.strerror or e)}") from None
+    if size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes)")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    obj = _read_torch(path)
     if isinstance(obj, Mapping):
         for k in ("state_dict", "model_state_dict", "model"):
             if k in obj and isinstance(obj[k], Mapping):
-                return obj[k]
+                obj = obj[k]
+                break
+        if obj and not any(_is_tensor(v) for v in obj.values()):
+            first = next(iter(obj))
+            raise WeightsError(f"weights file {path} does not hold a state dict: a dict with no tensors "
+                               f"(first entry {first!r}: {type(obj[first]).__name__})")
         return obj
-    raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+    raise WeightsError(f"weights file {path} does not hold a state dict (found {type(obj).__name__})")
 
 
 def load(model: nnx.Module, path: str | os.PathLike, *, strict: bool = True) -> nnx.Module:
@@ -261,6 +355,11 @@ def load(model: nnx.Module, path: str | os.PathLike, *, strict: bool = True) -> 
         path: a `.safetensors` file (no torch needed) or a torch `.pth`/`.pt`/`.bin` state dict (or
             a checkpoint dict holding one under "state_dict"/"model_state_dict"/"model").
         strict: as `load_state_dict`.
+
+    Raises:
+        WeightsError: (a ValueError) one line naming the file when it is missing, a directory, empty,
+            truncated, not a torch checkpoint or safetensors file, holds pickled objects other than
+            tensors, or holds no state dict; or naming the tensor that does not fit `model`.
 
     Example:
         >>> model = weights.load(models.create("resnet18"), "resnet18-f37072fd.pth")  # doctest: +SKIP
