@@ -2,11 +2,15 @@
 training split only, and fixed random splits.
 
 A *table* is a dict of equally long 1-D NumPy arrays, one per column: numbers
-as float64, text as ``str`` arrays. `TabularEncoder` turns a table into a
-float32 design matrix; it learns categories and (for numeric columns) mean and
-standard deviation in `TabularEncoder.fit`, from the training split alone, so
-that no statistic of the validation or test data leaks into training
-(Géron, Hands-On ML, ch. 2 and 9; Ketkar & Moolayil, ch. 5, Listings 5-6..5-8).
+as float64, text as ``str`` arrays (`read_csv` returns a `Table`, a dict that
+also remembers its file). `TabularEncoder` turns a table into a float32 design
+matrix; it learns categories, (for numeric columns) mean and standard
+deviation, and the values that fill missing cells in `TabularEncoder.fit`,
+from the training split alone, so that no statistic of the validation or test
+data leaks into training (Géron, Hands-On ML, ch. 2 and 9; Ketkar & Moolayil,
+ch. 5, Listings 5-6..5-8). A missing cell (empty, or NaN) is an error naming
+the column and the row unless the encoder is told what to do with it
+(``missing=``): NaN never reaches the encoded matrix.
 """
 
 from __future__ import annotations
@@ -14,15 +18,32 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["TabularEncoder", "read_csv", "split_indices", "train_test_split"]
+from dlcore.checks import check_choice
+
+__all__ = ["Table", "TabularEncoder", "read_csv", "split_indices", "train_test_split"]
 
 _log = logging.getLogger(__name__)
+
+MISSING = ("error", "mean", "median", "drop")
+
+
+class Table(dict):
+    """A table read by `read_csv`: a plain ``{column: array}`` dict that also knows its file.
+
+    ``source`` names the file in error messages, and row ``i`` of each column is the file's data row
+    ``i + 1`` (the first line after the header is row 1). A table built from it (a split, a selection)
+    is a plain dict: its errors name rows of that table.
+    """
+
+    source: str | None = None
 
 
 def read_csv(
@@ -36,7 +57,9 @@ def read_csv(
     """Reads a CSV file into a table of columns.
 
     A column whose every non-empty value parses as a number becomes float64
-    (empty cells are NaN); any other column stays text (a ``str`` array).
+    (empty cells are NaN, which `TabularEncoder` reports by column and row, or
+    fills, per its ``missing``); any other column stays text (a ``str``
+    array, empty cells as ``""``).
 
     Args:
         source: A path, or an open text or binary file (e.g. a member of a zip).
@@ -47,7 +70,8 @@ def read_csv(
         name: How to name the file in error messages (default: its path).
 
     Returns:
-        ``{column: array (N,)}`` in file order (or in ``columns`` order).
+        A `Table`, ``{column: array (N,)}`` in file order (or in ``columns``
+        order), that remembers ``where`` for error messages.
 
     Raises:
         ValueError: If the file is empty, a row has the wrong number of fields,
@@ -82,7 +106,8 @@ def read_csv(
         raise ValueError(
             f"{where}: no column(s) {missing}; its columns are {names}; check the spelling or the file"
         )
-    table = {}
+    table = Table()
+    table.source = where
     for col in keep:
         j = names.index(col)
         table[col] = _column([r[j].strip() for r in rows])
@@ -96,6 +121,52 @@ def _column(values: list[str]) -> np.ndarray:
         return np.array(values, dtype=str)
 
 
+_FIX = "fill it, or pass TabularEncoder(missing='mean' | 'median' | 'drop')"
+
+
+def _at(table: Mapping[str, Any], column: str, i: int) -> str:
+    """Where a cell is: the file and its 1-based data row when known, else the row of the table given."""
+    source = getattr(table, "source", None)
+    if source:
+        return f"{source}: column {column!r}, data row {i + 1}"
+    return f"column {column!r}, row {i + 1}"
+
+
+def _cell_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return math.isnan(v)
+    if isinstance(v, (str, np.str_)):
+        return v.strip() == ""
+    return False
+
+
+def _missing_mask(col: np.ndarray) -> np.ndarray:
+    """True where a cell is missing: NaN, None, or empty (or blank) text."""
+    if col.dtype.kind in "fc":
+        return np.isnan(col)
+    if col.dtype.kind == "U":
+        return np.char.strip(col) == ""
+    if col.dtype.kind == "O":
+        return np.array([_cell_missing(v) for v in col], dtype=bool)
+    return np.zeros(len(col), dtype=bool)
+
+
+def _number(v: Any) -> float | None:
+    """A cell of a numeric column as a float (NaN when missing), None when it is not a number."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, (str, np.str_)):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
 class TabularEncoder:
     """Encodes a table as a float32 matrix: numbers (standardised), binary
     flags and one-hot categories, with every statistic fitted on one split.
@@ -105,6 +176,28 @@ class TabularEncoder:
     `fit`, sorted (as ``pandas.get_dummies`` orders them). A category first
     seen in `transform` encodes as all zeros; how many rows had one is logged
     and kept in ``unknown_counts``.
+
+    Missing cells (empty text, NaN, None; `read_csv` reads an empty numeric
+    cell as NaN) follow ``missing``, in `fit` and in `transform` alike:
+
+    * ``"error"`` (default): a ValueError naming the column and the row (the
+      file and its 1-based data row for a `Table` from `read_csv`, else the
+      1-based row of the table given), in every column (numeric, binary,
+      categorical);
+    * ``"mean"`` / ``"median"``: a numeric cell takes the column's mean /
+      median on the table given to `fit` (the training split), before
+      standardisation (scikit-learn's ``SimpleImputer`` then
+      ``StandardScaler``, the book's pipeline); a binary cell takes the mean /
+      median of the 0/1 flag in `fit`; in a categorical column an empty cell
+      is its own category, the feature ``"column="`` after the others (made
+      only when `fit` saw one; otherwise all zeros, counted as unknown);
+    * ``"drop"``: rows with a missing cell in any encoded column are left out,
+      in `fit` (statistics from the other rows) and in `transform`, which
+      then records the rows it kept in ``kept_rows`` (index the targets with
+      it: ``y[encoder.kept_rows]``).
+
+    A cell of a numeric column that is not a number (``"abc"``) or is
+    infinite is always an error naming the column and the row.
 
     Example::
 
@@ -120,6 +213,7 @@ class TabularEncoder:
         standardize: Standardise the numeric columns.
         categories: ``{column: values}`` to fix a categorical column's
             categories (and their order) instead of learning them in `fit`.
+        missing: ``"error"``, ``"mean"``, ``"median"`` or ``"drop"``, as above.
     """
 
     def __init__(
@@ -130,11 +224,13 @@ class TabularEncoder:
         binary: Mapping[str, Any] | None = None,
         standardize: bool = True,
         categories: Mapping[str, Sequence[Any]] | None = None,
+        missing: str = "error",
     ):
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.binary = dict(binary or {})
         self.standardize = standardize
+        self.missing = check_choice(missing, "missing", MISSING, who="TabularEncoder")
         every = self.numeric + list(self.binary) + self.categorical
         dupes = sorted({c for c in every if every.count(c) > 1})
         if dupes:
@@ -143,63 +239,101 @@ class TabularEncoder:
             raise ValueError("TabularEncoder needs at least one numeric, binary or categorical column")
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
+        self.fill_: np.ndarray | None = None  # numeric fill values (missing="mean" / "median")
+        self.binary_fill_: np.ndarray | None = None
         self.fixed_categories = {c: np.asarray(v) for c, v in (categories or {}).items()}
         stray = sorted(set(self.fixed_categories) - set(self.categorical))
         if stray:
             raise ValueError(f"categories given for {stray}, which are not in categorical={self.categorical}")
         self.categories_: dict[str, np.ndarray] = dict(self.fixed_categories)
+        self.missing_category_: dict[str, bool] = {}
         self.unknown_counts: dict[str, int] = {}
+        self.kept_rows: np.ndarray | None = None
 
     def fit(self, table: Mapping[str, np.ndarray]) -> TabularEncoder:
-        """Learns categories and numeric mean/std from ``table`` (the training split).
+        """Learns categories, numeric mean/std and fill values from ``table`` (the training split).
 
         Returns:
             ``self``, so that ``TabularEncoder(...).fit(train)`` reads naturally.
+
+        Raises:
+            ValueError: On a missing column, a cell of a numeric column that is not a finite number, or
+                (``missing="error"``) a missing cell: one line naming the column and the row.
         """
         n = self._check(table)
+        num, nmiss, flags, bmiss, cats = self._cells(table, n)
+        keep = self._keep(n, nmiss, bmiss, cats)
+        if n and not keep.any():
+            raise ValueError("TabularEncoder.fit: every row has a missing cell (missing='drop'); nothing to fit")
         if self.numeric:
-            values = np.stack([np.asarray(table[c], np.float64) for c in self.numeric], axis=1)
-            self.mean_ = np.nanmean(values, axis=0) if n else np.zeros(len(self.numeric))
-            std = np.nanstd(values, axis=0)
+            num, nmiss = num[keep], nmiss[keep]
+            if self.missing in ("mean", "median"):
+                self.fill_ = self._fill_values(table, self.numeric, num, nmiss)
+                num = np.where(nmiss, self.fill_, num)
+            self.mean_ = num.mean(axis=0) if len(num) else np.zeros(len(self.numeric))
+            std = num.std(axis=0) if len(num) else np.ones(len(self.numeric))
             self.std_ = np.where(std > 0, std, 1.0)
-        for c in self.categorical:
+        if self.binary and self.missing in ("mean", "median"):
+            self.binary_fill_ = self._fill_values(table, list(self.binary), flags[keep], bmiss[keep])
+        for c, (col, miss) in zip(self.categorical, cats):
+            col, miss = col[keep], miss[keep]
             if c not in self.fixed_categories:
-                self.categories_[c] = np.unique(np.asarray(table[c]))
+                self.categories_[c] = np.unique(col[~miss])
+            self.missing_category_[c] = self.missing in ("mean", "median") and bool(miss.any())
         return self
 
     @property
     def feature_names(self) -> list[str]:
-        """Names of the output features, ``column=value`` for one-hot ones."""
+        """Names of the output features, ``column=value`` for one-hot ones (``column=`` for missing)."""
         self._check_fitted()
-        return (self.numeric + list(self.binary)
-                + [f"{c}={v}" for c in self.categorical for v in self.categories_[c]])
+        names = self.numeric + list(self.binary)
+        for c in self.categorical:
+            names += [f"{c}={v}" for v in self.categories_[c]]
+            if self.missing_category_.get(c):
+                names.append(f"{c}=")
+        return names
 
     def transform(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
         """Encodes ``table`` with what `fit` learned.
 
         Returns:
-            float32 ``(N, F)`` with ``F = len(feature_names)``.
+            float32 ``(N, F)`` with ``F = len(feature_names)`` (``N`` counts the kept rows under
+            ``missing="drop"``; ``kept_rows`` says which).
+
+        Raises:
+            ValueError: As `fit`.
         """
         self._check_fitted()
         n = self._check(table)
+        num, nmiss, flags, bmiss, cats = self._cells(table, n)
+        keep = self._keep(n, nmiss, bmiss, cats)
+        self.kept_rows = np.flatnonzero(keep)
+        if len(self.kept_rows) < n:
+            _log.warning("%d row(s) with a missing cell left out (missing='drop'); index the targets with "
+                         "encoder.kept_rows", n - len(self.kept_rows))
         parts = []
         if self.numeric:
-            values = np.stack([np.asarray(table[c], np.float64) for c in self.numeric], axis=1)
+            if self.fill_ is not None:
+                num = np.where(nmiss, self.fill_, num)
             if self.standardize:
-                values = (values - self.mean_) / self.std_
-            parts.append(values)
-        for c, positive in self.binary.items():
-            parts.append((np.asarray(table[c]) == positive).astype(np.float64)[:, None])
-        for c in self.categorical:
-            cats = self.categories_[c]
-            col = np.asarray(table[c])
-            onehot = (col[:, None] == cats[None, :]).astype(np.float64)
-            unknown = int(n - onehot.sum())
+                num = (num - self.mean_) / self.std_
+            parts.append(num)
+        if self.binary:
+            if self.binary_fill_ is not None:
+                flags = np.where(bmiss, self.binary_fill_, flags)
+            parts.append(flags)
+        for c, (col, miss) in zip(self.categorical, cats):
+            known = self.categories_[c]
+            onehot = ((col[:, None] == known[None, :]) & ~miss[:, None]).astype(np.float64)
+            if self.missing_category_.get(c):
+                onehot = np.concatenate([onehot, miss[:, None].astype(np.float64)], axis=1)
+            unknown = int(keep.sum() - onehot[keep].sum())
             self.unknown_counts[c] = unknown
             if unknown:
                 _log.warning("column %r: %d row(s) with a category not seen in fit encode as zeros", c, unknown)
             parts.append(onehot)
-        return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
+        out = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
+        return out[keep]
 
     def fit_transform(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
         """`fit` then `transform` on the same (training) table."""
@@ -213,10 +347,79 @@ class TabularEncoder:
         lengths = {len(np.asarray(table[c])) for c in wanted}
         if len(lengths) != 1:
             raise ValueError(f"table columns differ in length {sorted(lengths)}; one value per row each")
-        for c in self.numeric:
-            if not np.issubdtype(np.asarray(table[c]).dtype, np.number):
-                raise ValueError(f"numeric column {c!r} holds text; list it under categorical= or binary=")
         return lengths.pop()
+
+    def _numbers(self, table: Mapping[str, np.ndarray], c: str) -> tuple[np.ndarray, np.ndarray]:
+        """A numeric column as float64 and its missing mask; the first cell that is no number raises."""
+        col = np.asarray(table[c])
+        if col.dtype.kind in "iuf":
+            values = col.astype(np.float64)
+        else:
+            parsed = [np.nan if _cell_missing(v) else _number(v) for v in col]
+            bad = [i for i, v in enumerate(parsed) if v is None]
+            if bad:
+                i = bad[0]
+                cell = col[i].item() if isinstance(col[i], np.generic) else col[i]
+                if len(bad) == sum(not _cell_missing(v) for v in col):
+                    raise ValueError(f"{_at(table, c, i)}: {cell!r} is not a number (numeric column {c!r} "
+                                     f"holds text; list it under categorical= or binary=)")
+                raise ValueError(f"{_at(table, c, i)}: {cell!r} is not a number; fix the cell, or list the "
+                                 f"column under categorical= if it holds text")
+            values = np.array(parsed, dtype=np.float64)
+        inf = np.flatnonzero(np.isinf(values))
+        if len(inf):
+            raise ValueError(f"{_at(table, c, int(inf[0]))}: {float(values[inf[0]])!r} is not a finite number; "
+                             f"fix the cell")
+        return values, np.isnan(values)
+
+    def _cells(self, table: Mapping[str, np.ndarray], n: int):
+        """Every encoded column read and checked: numeric values, 0/1 flags, categorical columns, with
+        their missing masks; under ``missing="error"`` the first missing cell raises."""
+        num = np.zeros((n, len(self.numeric)))
+        nmiss = np.zeros((n, len(self.numeric)), dtype=bool)
+        for j, c in enumerate(self.numeric):
+            num[:, j], nmiss[:, j] = self._numbers(table, c)
+            self._no_missing(table, c, nmiss[:, j], "a numeric column")
+        flags = np.zeros((n, len(self.binary)))
+        bmiss = np.zeros((n, len(self.binary)), dtype=bool)
+        for j, (c, positive) in enumerate(self.binary.items()):
+            col = np.asarray(table[c])
+            bmiss[:, j] = _missing_mask(col)
+            self._no_missing(table, c, bmiss[:, j], "a binary column")
+            flags[:, j] = (col == positive) & ~bmiss[:, j]
+        cats = []
+        for c in self.categorical:
+            col = np.asarray(table[c])
+            miss = _missing_mask(col)
+            self._no_missing(table, c, miss, "a categorical column")
+            cats.append((col, miss))
+        return num, nmiss, flags, bmiss, cats
+
+    def _no_missing(self, table: Mapping[str, np.ndarray], c: str, miss: np.ndarray, kind: str) -> None:
+        if self.missing == "error" and miss.any():
+            i = int(np.flatnonzero(miss)[0])
+            raise ValueError(f"{_at(table, c, i)}: empty or NaN cell in {kind}; {_FIX}")
+
+    def _keep(self, n: int, nmiss: np.ndarray, bmiss: np.ndarray, cats: list) -> np.ndarray:
+        """The rows to encode: all, or (``missing="drop"``) those without a missing cell."""
+        if self.missing != "drop":
+            return np.ones(n, dtype=bool)
+        miss = nmiss.any(axis=1) | bmiss.any(axis=1)
+        for _, m in cats:
+            miss |= m
+        return ~miss
+
+    def _fill_values(self, table: Mapping[str, np.ndarray], columns: list[str], values: np.ndarray,
+                     miss: np.ndarray) -> np.ndarray:
+        stat = np.mean if self.missing == "mean" else np.median
+        fill = np.zeros(len(columns))
+        for j, c in enumerate(columns):
+            seen = values[~miss[:, j], j]
+            if not len(seen) and miss[:, j].any():
+                raise ValueError(f"column {c!r} has no value in the table given to fit, so no {self.missing} "
+                                 f"to fill its missing cells with (missing={self.missing!r})")
+            fill[j] = stat(seen) if len(seen) else 0.0
+        return fill
 
     def _check_fitted(self) -> None:
         if (self.numeric and self.mean_ is None) or any(c not in self.categories_ for c in self.categorical):

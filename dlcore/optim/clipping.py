@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlcore.optim._checks import _check
+
 __all__ = ["clip_by_norm", "clip_by_value", "clip_grad_norm", "clip_grad_value", "with_clipping"]
 
 
@@ -45,8 +47,8 @@ def clip_by_norm(grads: optax.Updates, max_norm: float, norm_type: float = 2.0) 
     Returns:
         The clipped pytree, same structure and shapes.
     """
-    if isinstance(max_norm, (int, float)) and max_norm <= 0:
-        raise ValueError(f"clip_by_norm: max_norm must be positive, got {max_norm}.")
+    _check("max_norm", max_norm, low=0, low_open=True, finite=False, who="clip_by_norm")
+    _check("norm_type", norm_type, low=0, low_open=True, finite=False, who="clip_by_norm")
     norm = _total_norm(grads, norm_type)
     scale = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
     return jax.tree.map(lambda g: (g * scale).astype(jnp.asarray(g).dtype), grads)
@@ -65,8 +67,7 @@ def clip_by_value(grads: optax.Updates, clip_value: float) -> optax.Updates:
     Returns:
         The clipped pytree, same structure and shapes.
     """
-    if isinstance(clip_value, (int, float)) and clip_value <= 0:
-        raise ValueError(f"clip_by_value: clip_value must be positive, got {clip_value}.")
+    _check("clip_value", clip_value, low=0, low_open=True, finite=False, who="clip_by_value")
     return jax.tree.map(lambda g: jnp.clip(g, -clip_value, clip_value), grads)
 
 
@@ -83,8 +84,8 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> optax.GradientTra
     Returns:
         A stateless ``optax.GradientTransformation``.
     """
-    if isinstance(max_norm, (int, float)) and max_norm <= 0:
-        raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm}.")
+    _check("max_norm", max_norm, low=0, low_open=True, finite=False, who="clip_grad_norm")
+    _check("norm_type", norm_type, low=0, low_open=True, finite=False, who="clip_grad_norm")
     return optax.stateless(lambda updates, params=None: clip_by_norm(updates, max_norm, norm_type))
 
 
@@ -99,8 +100,7 @@ def clip_grad_value(clip_value: float) -> optax.GradientTransformation:
     Returns:
         A stateless ``optax.GradientTransformation``.
     """
-    if isinstance(clip_value, (int, float)) and clip_value <= 0:
-        raise ValueError(f"clip_grad_value: clip_value must be positive, got {clip_value}.")
+    _check("clip_value", clip_value, low=0, low_open=True, finite=False, who="clip_grad_value")
     return optax.clip(clip_value)
 
 

@@ -9,11 +9,22 @@ from typing import Any
 import jax
 import optax
 
+from dlcore.optim._checks import HyperparameterError
 from dlcore.optim.hyperparams import injectable
 from dlcore.optim.optimizers import _factory, create
 from dlcore.optim.paths import named_leaves, path_matcher, path_str
 
 __all__ = ["param_groups"]
+
+
+def _build(optimizer: str, inject: bool, defaults: dict[str, Any], overrides: dict[str, Any],
+           group: str) -> optax.GradientTransformation:
+    """One group's optimizer; a bad hyperparameter names the group that set it (or the defaults)."""
+    try:
+        return (injectable if inject else create)(optimizer, **{**defaults, **overrides})
+    except HyperparameterError as err:
+        where = group if err.arg.split("[")[0] in overrides else "defaults"
+        raise ValueError(f"param_groups: {where}: {err}") from None
 
 
 def param_groups(
@@ -70,8 +81,7 @@ def param_groups(
         if group.get("frozen", False):
             txs[f"group{i}"] = optax.set_to_zero()
         else:
-            make = injectable if inject else create
-            txs[f"group{i}"] = make(optimizer, **{**defaults, **overrides})
+            txs[f"group{i}"] = _build(optimizer, inject, defaults, overrides, f"group {i}")
 
     def label(path: str, value: Any) -> str:
         for i, m in enumerate(matchers):
@@ -86,7 +96,7 @@ def param_groups(
             raise ValueError(f"param_groups: the pattern of group {i} ({group['params']!r}) matches no "
                              f"parameter (or only parameters an earlier group took); parameters: {names_}.")
     if "default" in used:
-        txs["default"] = (injectable if inject else create)(optimizer, **defaults)
+        txs["default"] = _build(optimizer, inject, defaults, {}, "the default group")
 
     def labels(tree):
         return jax.tree_util.tree_map_with_path(lambda p, v: label(path_str(p), v), tree)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlcore.optim._checks import any_schedule
 from dlcore.optim.optimizers import _factory, create
 
 __all__ = ["get_hyperparams", "injectable", "set_hyperparams"]
@@ -27,7 +28,9 @@ def injectable(name: str, **kwargs: Any) -> optax.GradientTransformation:
     callback can change it between epochs (``set_hyperparams``) without recompiling the jitted step: the
     PyTorch habit of writing ``group["lr"]`` in a scheduler. The arguments are checked now, as
     ``create`` checks them. The trajectory is the plain optimizer's (the injected numbers are float32,
-    as PyTorch's are float64 on the host: Adam's bias corrections may move by ~1e-7).
+    as PyTorch's are float64 on the host: Adam's bias corrections may move by ~1e-7). Any numeric
+    hyperparameter may be a schedule here (``inject_hyperparams`` evaluates it every update), not only
+    those the plain factory schedules.
 
     Args:
         name: An optimizer name (see ``names()``).
@@ -36,7 +39,8 @@ def injectable(name: str, **kwargs: Any) -> optax.GradientTransformation:
     Returns:
         An ``optax.GradientTransformationExtraArgs`` whose state is an ``InjectStatefulHyperparamsState``.
     """
-    create(name, **kwargs)  # validates names and values at construction
+    with any_schedule():
+        create(name, **kwargs)  # validates names and values at construction
     return optax.inject_hyperparams(_factory(name))(**kwargs)
 
 

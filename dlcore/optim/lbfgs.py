@@ -75,10 +75,13 @@ class LBFGS:
     def __init__(self, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
                  line_search_fn: str | None = None):
-        _check("lr", lr)
+        _check("lr", lr, who="LBFGS")
         max_iter = check_int(max_iter, "max_iter", low=1, who="LBFGS")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
+        max_eval = check_int(max_eval, "max_eval", low=1, who="LBFGS")
+        _check("tolerance_grad", tolerance_grad, who="LBFGS")
+        _check("tolerance_change", tolerance_change, who="LBFGS")
         history_size = check_int(history_size, "history_size", low=1, who="LBFGS")
         check_choice(line_search_fn, "line_search_fn", (None, "strong_wolfe"), who="LBFGS")
         self.lr, self.max_iter, self.max_eval = float(lr), max_iter, max_eval

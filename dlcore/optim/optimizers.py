@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import optax
 
-from dlcore.optim._checks import _check, _concrete, _is_zero
+from dlcore.optim._checks import _check, _check_flag, _concrete, _is_zero
 from dlcore.optim.transforms import (
     _momentum,
     _scale_by_torch_adagrad,
@@ -84,13 +84,14 @@ def sgd(
     Raises:
         ValueError: On a negative argument or Nesterov without momentum or with dampening.
     """
-    _check("lr", lr)
-    _check("momentum", momentum)
-    _check("dampening", dampening)
-    _check("weight_decay", weight_decay)
+    _check("lr", lr, schedule=True, who="sgd")
+    _check("momentum", momentum, schedule=True, who="sgd")
+    _check("dampening", dampening, who="sgd")
+    _check("weight_decay", weight_decay, who="sgd")
+    _check_flag("nesterov", nesterov, who="sgd")
     m, d = _concrete(momentum), _concrete(dampening)
     if nesterov and ((m is not None and m == 0) or (d is not None and d != 0)):
-        raise ValueError("Nesterov momentum requires a momentum and zero dampening.")
+        raise ValueError("sgd: Nesterov momentum requires a momentum and zero dampening.")
     parts = _decay(weight_decay)
     if not _is_zero(momentum):
         parts.append(_momentum(momentum, dampening, nesterov))
@@ -98,19 +99,22 @@ def sgd(
     return optax.chain(*parts)
 
 
-def _check_adam_args(lr: Any, betas: tuple[Any, Any], eps: Any, weight_decay: Any, **more: Any) -> None:
+def _check_adam_args(who: str, lr: Any, betas: tuple[Any, Any], eps: Any, weight_decay: Any,
+                     flags: dict[str, Any], **more: Any) -> None:
     """The Adam family's checks, in PyTorch's order: lr, eps, weight decay, any ``more``, then betas."""
-    _check("lr", lr)
-    _check("eps", eps)
-    _check("weight_decay", weight_decay)
+    _check("lr", lr, schedule=True, who=who)
+    _check("eps", eps, who=who)
+    _check("weight_decay", weight_decay, who=who)
     for name, value in more.items():
-        _check(name, value)
+        _check(name, value, who=who)
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.")
-    if callable(betas[1]):
-        raise ValueError("betas[1] cannot be a schedule; only beta1 may be (1cycle's momentum cycling).")
-    _check("betas[0]", betas[0], 0, 1, high_open=True)
-    _check("betas[1]", betas[1], 0, 1, high_open=True)
+        raise ValueError(f"{who}: betas must be a pair (beta1, beta2), got {betas!r}")
+    if callable(betas[1]) and not isinstance(betas[1], jax.core.Tracer):
+        raise ValueError(f"{who}: betas[1] cannot be a schedule; only beta1 may be (1cycle's momentum cycling)")
+    _check("betas[0]", betas[0], 0, 1, high_open=True, schedule=True, who=who)
+    _check("betas[1]", betas[1], 0, 1, high_open=True, who=who)
+    for name, value in flags.items():
+        _check_flag(name, value, who=who)
 
 
 @OPTIMIZERS.register("adam")
@@ -144,7 +148,7 @@ def adam(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check_adam_args(lr, betas, eps, weight_decay)
+    _check_adam_args("adam", lr, betas, eps, weight_decay, {"amsgrad": amsgrad})
     return _chain(_scale_by_torch_adam(betas[0], betas[1], eps, amsgrad), lr, weight_decay)
 
 
@@ -176,7 +180,7 @@ def adamw(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check_adam_args(lr, betas, eps, weight_decay)
+    _check_adam_args("adamw", lr, betas, eps, weight_decay, {"amsgrad": amsgrad})
     return _chain(_scale_by_torch_adam(betas[0], betas[1], eps, amsgrad), lr, weight_decay, decoupled=True)
 
 
@@ -206,7 +210,7 @@ def adamax(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check_adam_args(lr, betas, eps, weight_decay)
+    _check_adam_args("adamax", lr, betas, eps, weight_decay, {})
     return _chain(_scale_by_torch_adamax(betas[0], betas[1], eps), lr, weight_decay)
 
 
@@ -242,7 +246,8 @@ def nadam(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check_adam_args(lr, betas, eps, weight_decay, momentum_decay=momentum_decay)
+    _check_adam_args("nadam", lr, betas, eps, weight_decay, {"decoupled_weight_decay": decoupled_weight_decay},
+                     momentum_decay=momentum_decay)
     return _chain(_scale_by_torch_nadam(betas[0], betas[1], eps, momentum_decay), lr, weight_decay,
                   decoupled=decoupled_weight_decay)
 
@@ -281,11 +286,12 @@ def rmsprop(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check("lr", lr)
-    _check("eps", eps)
-    _check("momentum", momentum)
-    _check("weight_decay", weight_decay)
-    _check("alpha", alpha)
+    _check("lr", lr, schedule=True, who="rmsprop")
+    _check("eps", eps, who="rmsprop")
+    _check("momentum", momentum, schedule=True, who="rmsprop")
+    _check("weight_decay", weight_decay, who="rmsprop")
+    _check("alpha", alpha, who="rmsprop")
+    _check_flag("centered", centered, who="rmsprop")
     parts = _decay(weight_decay)
     if centered:
         parts.append(optax.scale_by_stddev(decay=alpha, eps=eps, eps_in_sqrt=False))
@@ -322,10 +328,10 @@ def adadelta(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check("lr", lr)
-    _check("rho", rho, 0, 1)
-    _check("eps", eps)
-    _check("weight_decay", weight_decay)
+    _check("lr", lr, schedule=True, who="adadelta")
+    _check("rho", rho, 0, 1, who="adadelta")
+    _check("eps", eps, who="adadelta")
+    _check("weight_decay", weight_decay, who="adadelta")
     return _chain(optax.scale_by_adadelta(rho=rho, eps=eps), lr, weight_decay)
 
 
@@ -355,11 +361,11 @@ def adagrad(
     Returns:
         An ``optax.GradientTransformation``.
     """
-    _check("lr", lr)
-    _check("lr_decay", lr_decay)
-    _check("weight_decay", weight_decay)
-    _check("initial_accumulator_value", initial_accumulator_value)
-    _check("eps", eps)
+    _check("lr", lr, schedule=True, who="adagrad")
+    _check("lr_decay", lr_decay, who="adagrad")
+    _check("weight_decay", weight_decay, who="adagrad")
+    _check("initial_accumulator_value", initial_accumulator_value, who="adagrad")
+    _check("eps", eps, who="adagrad")
     rate = lr
     if not _is_zero(lr_decay):
         base = lr if callable(lr) else (lambda count: lr)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlcore.optim._checks import _check, _concrete
+from dlcore.optim._checks import _check
 from dlcore.optim.paths import Pattern, mask_of, weights_only
 
 __all__ = ["add_l1", "add_l2", "keep_masks", "max_norm"]
@@ -103,8 +103,8 @@ def max_norm(
     Returns:
         A stateless ``optax.GradientTransformation`` (needs ``params`` in ``update``).
     """
-    if _concrete(max_value) is not None and _concrete(max_value) <= 0:
-        raise ValueError(f"max_norm: max_value must be positive, got {max_value}.")
+    _check("max_value", max_value, low=0, low_open=True, finite=False, who="max_norm")
+    _check("eps", eps, who="max_norm")
 
     def constrain(u, p, m):
         if not m:
