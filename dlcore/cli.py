@@ -1,7 +1,7 @@
 """The `dlcore` command: list and run the worked examples.
 
     dlcore list [--json]
-    dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR] [--resume]
+    dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR [--resume | --overwrite]]
     dlcore bench [NAME ...] [--vs PEER] [--quick] [--json FILE]
     dlcore data list [--json] | path [NAME] | prepare NAME ...
 """

@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import importlib
 import importlib.util
-import json
 import os
 import pkgutil
 import sys
@@ -23,6 +22,7 @@ from typing import Any, Callable
 
 import jax
 
+from dlcore import checks, rundir
 from dlcore.registry import Registry
 from dlcore.signals import Interrupted, signals_as_interrupts
 
@@ -67,8 +67,10 @@ class Context:
         data: force this dataset (the real one or the stand-in); None picks the real one when present.
         epochs: override the recipe's number of epochs.
         seed: seed for initialisation, shuffling and dropout.
-        checkpoint: directory for a checkpoint each epoch.
+        checkpoint: directory for a checkpoint each epoch (locked while the run uses it).
         resume: continue from the checkpoint directory's latest checkpoint.
+        overwrite: start afresh in a checkpoint directory that holds another run (its checkpoints are
+            removed first).
         progress: draw progress bars.
         out: where the example prints.
     """
@@ -80,9 +82,11 @@ class Context:
     seed: int = 0
     checkpoint: str | None = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool | None = None
     out: Any = None  # None: sys.stdout at the time of printing
     dataset: str = ""
+    data_pinned: bool = False  # --data was taken from the resumed run's checkpoints
 
     def print(self, *args) -> None:
         print(*args, file=self.out or sys.stdout, flush=True)
@@ -114,7 +118,8 @@ class Context:
         elif not ex.data:  # the recipe's own data is an embedded one
             self.print(f"data: {used} (embedded)")
         else:
-            why = "chosen with --data" if self.data else f"{ex.data} is not available locally"
+            why = ("as in the resumed run" if self.data_pinned else "chosen with --data") if self.data \
+                else f"{ex.data} is not available locally"
             self.print(f"data: {used} (embedded stand-in for {ex.data}; {why})")
         return splits
 
@@ -136,10 +141,15 @@ class Context:
             import matplotlib.pyplot as plt
         except ImportError:
             return None
-        path = self.plot_dir() / f"{name}.png"
         fig = draw(plt)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:  # a plot that cannot be written costs the plot, never the run's figures
+            path = self.plot_dir() / f"{name}.png"
+            fig.savefig(path, dpi=100)
+        except OSError as exc:
+            self.print(f"plot: not saved ({exc.strerror or type(exc).__name__}: {exc.filename or name})")
+            return None
+        finally:
+            plt.close(fig)
         self.print(f"plot: {path}")
         return path
 
@@ -151,6 +161,10 @@ class Context:
     def trainer_kwargs(self, hyperparameters: dict[str, Any], *, tag: str | None = None) -> dict[str, Any]:
         """Trainer options that follow the run's flags: seed, progress bar, checkpointing.
 
+        The checkpoints record `hyperparameters` with the example, seed, dataset and --quick; under
+        --resume, a hyperparameter that differs from the one the checkpoints recorded, or an `epochs`
+        below the epochs they have done, is a ValueError before this trainer trains.
+
         Args:
             hyperparameters: recorded in each checkpoint's metadata.
             tag: for an example that trains several models: with --checkpoint DIR, this trainer saves
@@ -161,8 +175,11 @@ class Context:
         callbacks = []
         if self.checkpoint:
             directory = os.path.join(self.checkpoint, tag) if tag else self.checkpoint
-            callbacks.append(Checkpoint(directory, hyperparameters={"example": self.example.name,
-                                                                    "seed": self.seed, **hyperparameters}))
+            recorded = {"example": self.example.name, "seed": self.seed, "data": self.dataset or self.data or "",
+                        "quick": self.quick, **hyperparameters}
+            if self.resume:
+                _check_resumed_trainer(directory, recorded)
+            callbacks.append(Checkpoint(directory, hyperparameters=recorded))
         return {"seed": self.seed, "progress": self.progress, "callbacks": callbacks}
 
     def image_splits(self, *, quick: tuple[int, int], mean: float | None = None,
@@ -311,6 +328,86 @@ def get(name: str):
     return importlib.import_module(EXAMPLES.get(name)[0])
 
 
+def _check_resumed_trainer(directory: str, recorded: dict[str, Any]) -> None:
+    """Under --resume: this trainer's hyperparameters against those its checkpoints recorded."""
+    from dlcore import checkpoint as ckpt
+
+    if ckpt.latest_step(directory) is None:  # this model had not started: it trains from its first epoch
+        return
+    meta = ckpt.restore_meta(directory)
+    where = Path(directory)
+    rundir.compare(meta.get("hyperparameters", {}), recorded, where)
+    done, epochs = int(meta.get("epoch", 0)), recorded.get("epochs")
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs < done:
+        raise ValueError(f"resuming: the run in {where} has done {done} epochs, more than the {epochs} asked "
+                         f"for now; --epochs is the new total, counting the epochs done (give {done} or more)")
+
+
+def _check_run_dir(ctx: Context, name: str, allowed: list[str]) -> None:
+    """Before anything loads: may this run write into --checkpoint DIR (holding its lock), and does a
+    --resume continue a run made with the same example, seed, data and --quick? --overwrite removes the
+    old checkpoints here."""
+    directory = Path(ctx.checkpoint).expanduser().absolute()
+    found = rundir.checkpoint_dirs(directory)
+    if not ctx.resume:
+        if not found:
+            return
+        if not ctx.overwrite:
+            held = f"epoch {found[directory]}" if directory in found else \
+                f"{len(found)} model folders, up to epoch {max(found.values())}"
+            raise ValueError(f"--checkpoint {ctx.checkpoint} holds another run's checkpoints ({held}): "
+                             f"continue it with --resume, start afresh with --overwrite (deletes them), "
+                             f"or give another directory")
+        rundir.remove_checkpoints(directory, found)
+        return
+    if not found:
+        raise ValueError(f"--resume: no checkpoint in {ctx.checkpoint}, nothing to continue; check the path, "
+                         f"or drop --resume to start a run there")
+    from dlcore import checkpoint as ckpt
+
+    top = directory if directory in found else min(found)
+    meta = ckpt.restore_meta(top)
+    rec = meta.get("hyperparameters", {})
+    where = ctx.checkpoint
+    if rec.get("example", name) != name:
+        raise ValueError(f"--resume: {where} holds a run of {rec['example']}, not of {name}")
+    if rec.get("seed", ctx.seed) != ctx.seed:
+        raise ValueError(f"--seed {ctx.seed} differs from the run's seed {rec['seed']} in {where}: resume with "
+                         f"--seed {rec['seed']}, or start afresh with --overwrite")
+    if rec.get("quick", ctx.quick) != ctx.quick:
+        raise ValueError(f"--resume: the run in {where} was made {'with' if rec['quick'] else 'without'} --quick; "
+                         f"resume it {'with' if rec['quick'] else 'without'} --quick, or start afresh with "
+                         f"--overwrite")
+    data = rec.get("data")
+    if data and ctx.data is not None and ctx.data != data:
+        raise ValueError(f"--data {ctx.data} differs from the run's data {data} in {where}: resume with "
+                         f"--data {data} (or without --data), or start afresh with --overwrite")
+    if data and ctx.data is None and data in allowed:  # continue on the data the run started on
+        ctx.data, ctx.data_pinned = data, True
+    done = int(meta.get("epoch", 0))
+    if top == directory and ctx.epochs is not None and ctx.epochs < done:
+        raise ValueError(f"--epochs {ctx.epochs} is fewer than the {done} epochs the run in {where} has done; "
+                         f"--epochs is the new total, counting the epochs done (give {done} or more)")
+
+
+def _check_outputs(ctx: Context, mod, json_path: str | None) -> None:
+    """Every path the run will write, checked before it starts (one line each)."""
+    if json_path:
+        rundir.check_output_file(json_path, "--json")
+    if ctx.checkpoint:
+        rundir.check_output_dir(ctx.checkpoint, "--checkpoint")
+    try:
+        import inspect
+
+        plots = any(w in inspect.getsource(mod) for w in ("save_plot", "plot_dir"))
+    except (OSError, TypeError):
+        plots = True
+    if plots:
+        folder = Path(tempfile.gettempdir()) / "dlcore-plots" if ctx.quick else \
+            Path(os.environ.get("DLCORE_PLOTS", "plots"))
+        rundir.check_output_dir(folder, "the plot folder ($DLCORE_PLOTS)" if not ctx.quick else "the plot folder")
+
+
 def _device() -> str:
     d = jax.devices()[0]
     return f"{d.platform}:{getattr(d, 'device_kind', d.platform)}"
@@ -319,37 +416,59 @@ def _device() -> str:
 def run(name: str, *, json_path: str | None = None, **options) -> dict[str, Any]:
     """Run example `name` and print its figures beside the book's.
 
+    Before anything loads, every output path is checked, and with `checkpoint` the directory is locked
+    for this process (released when `run` returns or raises) and checked: a directory holding another
+    run's checkpoints needs `resume` or `overwrite`; `resume` needs a checkpoint made with the same
+    example, seed, data and quick mode, and `epochs` (the new total) no fewer than the epochs done.
+
     Args:
         name: an example name (see `examples()`).
-        json_path: also write the report as one JSON object to this file.
-        **options: `Context` fields (quick, data, epochs, seed, checkpoint, resume, progress, out).
+        json_path: also write the report as one JSON object to this file (atomically).
+        **options: `Context` fields (quick, data, epochs, seed, checkpoint, resume, overwrite, progress,
+            out).
 
     Returns:
         The report: example, dataset, metrics, book, seconds, device.
+
+    Raises:
+        ValueError: bad options, an output that cannot be written, a directory in use or holding another
+            run: before training.
     """
     mod = get(name)
     ctx = Context(example=mod.EXAMPLE, **options)
-    if ctx.epochs is not None and ctx.epochs < 1:
+    if ctx.epochs is not None and (not checks.is_int(ctx.epochs) or ctx.epochs < 1):
         raise ValueError(f"--epochs must be >= 1, got {ctx.epochs}")
+    checks.check_int(ctx.seed, "--seed", low=0)
     allowed = [d for d in (ctx.example.data, ctx.example.standin) if d]
     if ctx.data is not None and ctx.data not in allowed:
         raise ValueError(f"example {name!r} runs on {' or '.join(allowed)}, not {ctx.data!r}")
     if ctx.resume and not ctx.checkpoint:
         raise ValueError("--resume needs --checkpoint DIR, the directory of the run to continue")
-    t0 = time.perf_counter()
-    metrics = mod.run(ctx)
-    seconds = time.perf_counter() - t0
-    report = {"example": name, "dataset": ctx.dataset,
-              "metrics": {k: float(v) for k, v in metrics.items()},
-              "book": dict(mod.EXAMPLE.book_figures), "seconds": round(seconds, 3), "device": _device(),
-              "quick": ctx.quick}
-    ctx.print(format_table(report))
-    if json_path:
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, path)
+    if ctx.overwrite and not ctx.checkpoint:
+        raise ValueError("--overwrite needs --checkpoint DIR, the directory to start afresh in")
+    if ctx.resume and ctx.overwrite:
+        raise ValueError("--resume continues the run in --checkpoint DIR and --overwrite deletes it: give one")
+    if ctx.resume and not Path(ctx.checkpoint).expanduser().is_dir():
+        raise ValueError(f"--resume: {ctx.checkpoint} is not a directory, so there is nothing to continue; "
+                         f"check the path, or drop --resume to start a run there")
+    _check_outputs(ctx, mod, json_path)
+    lock = rundir.RunLock(ctx.checkpoint).acquire() if ctx.checkpoint else None
+    try:
+        if ctx.checkpoint:
+            _check_run_dir(ctx, name, allowed)
+        t0 = time.perf_counter()
+        metrics = mod.run(ctx)
+        seconds = time.perf_counter() - t0
+        report = {"example": name, "dataset": ctx.dataset,
+                  "metrics": {k: float(v) for k, v in metrics.items()},
+                  "book": dict(mod.EXAMPLE.book_figures), "seconds": round(seconds, 3), "device": _device(),
+                  "quick": ctx.quick}
+        ctx.print(format_table(report))
+        if json_path:
+            rundir.write_json(json_path, report)
+    finally:
+        if lock is not None:
+            lock.release()
     return report
 
 
@@ -370,18 +489,27 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `dlcore run NAME` (and of `python examples/NAME.py`)."""
     p.add_argument("--quick", action="store_true", help="finish in seconds (fewer epochs, a subset)")
     p.add_argument("--data", help="force a dataset: the real one or the embedded stand-in")
-    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    p.add_argument("--epochs", type=int,
+                   help="override the recipe's number of epochs; with --resume, the new total, counting the "
+                        "epochs already done (--epochs 10 on a run at epoch 6 trains 4 more)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the report as JSON")
-    p.add_argument("--checkpoint", metavar="DIR", help="save a checkpoint every epoch in DIR")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint DIR")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="save a checkpoint every epoch in DIR (locked while the run uses it; a DIR holding "
+                        "another run's checkpoints needs --resume or --overwrite)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in --checkpoint DIR, with the same example, "
+                        "seed, data and --quick")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in --checkpoint DIR: its old checkpoints are deleted first")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
     """`run`'s keyword arguments from parsed `add_run_arguments` flags."""
     return dict(json_path=args.json_path, quick=args.quick, data=args.data, epochs=args.epochs, seed=args.seed,
-                checkpoint=args.checkpoint, resume=args.resume, progress=False if args.no_progress else None)
+                checkpoint=args.checkpoint, resume=args.resume, overwrite=getattr(args, "overwrite", False),
+                progress=False if args.no_progress else None)
 
 
 def guarded(fn: Callable[[], Any]) -> int:
