@@ -103,7 +103,7 @@ def run(ctx: Context) -> dict[str, float]:
             tx = optax.chain(optim.add_l1(l1, where=".*"), tx)  # the book penalises every parameter
         trainer = dlcore.Trainer(model, tx, losses.binary_cross_entropy_with_logits, batch_size=128, shuffle=False,
                                  **ctx.trainer_kwargs({"variant": name, "l1": l1, "weight_decay": wd,
-                                                       "dropout": dropout, "epochs": epochs}))
+                                                       "dropout": dropout, "epochs": epochs}, tag=name))
         curves[name] = trainer.fit(fit_train, epochs=epochs)["loss"]
         for set_name, split in (("train", train), ("val", val)):
             s = _scores(trainer, split)

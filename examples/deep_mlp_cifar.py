@@ -106,7 +106,7 @@ def run(ctx: Context) -> dict[str, float]:
 
     def fit(name, arch, data, tx, epochs, callbacks, lr):
         model = model_for(arch)
-        kwargs = ctx.trainer_kwargs({"variant": name, "lr": lr, "epochs": epochs})
+        kwargs = ctx.trainer_kwargs({"variant": name, "lr": lr, "epochs": epochs}, tag=name)
         kwargs["callbacks"] = kwargs["callbacks"] + callbacks
         trainer = dlcore.Trainer(model, tx, losses.cross_entropy, metrics=["accuracy"], batch_size=32, **kwargs)
         t0 = time.perf_counter()

@@ -63,7 +63,7 @@ def run(ctx: Context) -> dict[str, float]:
         model = dlcore.models.create("mlp", sizes=(64, 256, 1024, 1), seed=ctx.seed)  # fresh model each time
         trainer = dlcore.Trainer(model, optim.create(name, **kwargs), losses.binary_cross_entropy_with_logits,
                                  metrics=["accuracy"], batch_size=16, shuffle=False,
-                                 **ctx.trainer_kwargs({"optimizer": name, **kwargs, "epochs": epochs}))
+                                 **ctx.trainer_kwargs({"optimizer": name, **kwargs, "epochs": epochs}, tag=name))
         history = trainer.fit(train, epochs=epochs)
         curves[name] = [loss * n for loss in history["loss"]]
         accuracy = trainer.evaluate(test)["accuracy"]
