@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from dlcore import checkpoint as ckpt
+from dlcore.checks import check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from dlcore.train.loop import Trainer
@@ -160,11 +161,9 @@ class Checkpoint(Callback):
 
     def __init__(self, directory: str | os.PathLike, every: int = 1, keep: int = 2,
                  hyperparameters: dict[str, Any] | None = None):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
         self.directory = Path(directory).expanduser().absolute()
-        self.every = every
-        self.keep = keep
+        self.every = check_int(every, "every", low=1, who="Checkpoint")
+        self.keep = check_int(keep, "keep", low=1, who="Checkpoint")
         self.hyperparameters = dict(hyperparameters or {})
 
     def on_epoch_end(self, trainer, epoch, logs):
@@ -184,15 +183,23 @@ class Checkpoint(Callback):
         ckpt.save(self.directory, epoch, tree, meta, keep=self.keep)
 
     def restore(self, trainer: "Trainer") -> int:
-        """Load the latest checkpoint into `trainer`; returns its epoch (0 when there is none)."""
+        """Load the newest good checkpoint into `trainer`; returns its epoch (0 when there is none).
+
+        A newest checkpoint that is unreadable or fails verification is skipped with one warning line
+        naming it, why, and the one used instead (`dlcore.checkpoint.restore_latest_good`); when none is
+        good, a `CheckpointError` says so. Checkpoints written before digests restore unverified.
+        """
         if ckpt.latest_step(self.directory) is None:
             return 0
-        meta = ckpt.restore_meta(self.directory)
-        template = {**trainer.checkpoint_tree(), "callbacks": {}}
-        for i, cb in enumerate(trainer.callbacks):
-            if hasattr(cb, "arrays") and str(i) in meta.get("has_arrays", []):
-                template["callbacks"][str(i)] = trainer.weights()
-        tree, meta = ckpt.restore(self.directory, template)
+
+        def template(meta: dict) -> dict:
+            tree = {**trainer.checkpoint_tree(), "callbacks": {}}
+            for i, cb in enumerate(trainer.callbacks):
+                if hasattr(cb, "arrays") and str(i) in meta.get("has_arrays", []):
+                    tree["callbacks"][str(i)] = trainer.weights()
+            return tree
+
+        tree, meta, _ = ckpt.restore_latest_good(self.directory, template, stacklevel=4)  # the line calling fit
         trainer.load_checkpoint_tree({k: v for k, v in tree.items() if k != "callbacks"})
         trainer.history = {k: list(v) for k, v in meta["history"].items()}
         for i, cb in enumerate(trainer.callbacks):
