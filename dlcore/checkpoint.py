@@ -319,6 +319,26 @@ def load(directory: str | os.PathLike, step: int | None = None) -> tuple[Any, di
     return out["state"], out["meta"]
 
 
+def latest_good_meta(directory: str | os.PathLike) -> dict:
+    """The JSON document of the newest checkpoint whose metadata reads and verifies (checks such as a
+    resume's settings look at it; `restore_latest_good` says which checkpoints it skips when it restores).
+
+    Raises:
+        CheckpointError: no checkpoint, or none whose metadata verifies (the newest one's reason).
+    """
+    directory = Path(directory).expanduser().absolute()
+    available = steps(directory)
+    if not available:
+        _pick_step(directory, None)  # raises "no checkpoint in ..."
+    first_error = None
+    for step in reversed(available):
+        try:
+            return restore_meta(directory, step)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
 def restore_latest_good(directory: str | os.PathLike, template: Any | Callable[[dict], Any], *,
                         stacklevel: int = 2) -> tuple[Any, dict, int]:
     """The newest checkpoint of `directory` that reads and verifies, falling back past bad ones.

@@ -17,6 +17,7 @@ import pkgutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -334,7 +335,7 @@ def _check_resumed_trainer(directory: str, recorded: dict[str, Any]) -> None:
 
     if ckpt.latest_step(directory) is None:  # this model had not started: it trains from its first epoch
         return
-    meta = ckpt.restore_meta(directory)
+    meta = ckpt.latest_good_meta(directory)
     where = Path(directory)
     rundir.compare(meta.get("hyperparameters", {}), recorded, where)
     done, epochs = int(meta.get("epoch", 0)), recorded.get("epochs")
@@ -366,7 +367,7 @@ def _check_run_dir(ctx: Context, name: str, allowed: list[str]) -> None:
     from dlcore import checkpoint as ckpt
 
     top = directory if directory in found else min(found)
-    meta = ckpt.restore_meta(top)
+    meta = ckpt.latest_good_meta(top)
     rec = meta.get("hyperparameters", {})
     where = ctx.checkpoint
     if rec.get("example", name) != name:
@@ -514,9 +515,14 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def guarded(fn: Callable[[], Any]) -> int:
     """Run a command: bad input and a diverging run are one line on stderr (exit 2); Ctrl-C (SIGINT) and
-    SIGTERM end it between two steps, never inside a checkpoint write, with one line (exit 130 / 143)."""
+    SIGTERM end it between two steps, never inside a checkpoint write, with one line (exit 130 / 143);
+    a warning (a skipped bad checkpoint, dropped rows) is one line too."""
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"dlcore: warning: {message}", file=sys.stderr)
+
     try:
-        with signals_as_interrupts():
+        with signals_as_interrupts(), warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
             fn()
     except (ValueError, FloatingPointError) as exc:  # bad input, or NonFiniteError: one line, no traceback
         print(f"dlcore: error: {exc}", file=sys.stderr)

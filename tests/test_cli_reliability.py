@@ -230,3 +230,24 @@ def test_the_json_is_written_atomically_and_a_failed_write_leaves_no_temporary_f
     err = capsys.readouterr().err
     assert err == f"dlcore: error: cannot write --json {path} (No space left on device)\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.json"] and path.read_text() == old
+
+
+# -- a corrupt newest checkpoint, through the command line -----------------------------------------------
+
+@pytest.mark.parametrize("what", ["arrays", "metadata"])
+def test_resume_past_a_corrupt_newest_checkpoint_from_the_command_line(capsys, run_dir, what):
+    newest = run_dir / "2"
+    if what == "arrays":
+        for f in (newest / "state").rglob("*"):
+            if f.is_file() and f.stat().st_size > 64 and f.name not in ("_METADATA", "commit_success.txt"):
+                data = bytearray(f.read_bytes())
+                data[len(data) // 2] ^= 0x10
+                f.write_bytes(bytes(data))
+    else:
+        meta = newest / "meta" / "metadata"
+        meta.write_text(meta.read_text().replace('"epoch": 2', '"epoch": 7'))
+    assert cli.main(CONVNET + ["--epochs", "3", "--checkpoint", str(run_dir), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped a bad checkpoint" in err and str(newest) in err, err
+    assert ckpt.steps(run_dir)[-1] == 3
+    ckpt.restore_meta(run_dir)  # the new newest verifies
