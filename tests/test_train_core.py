@@ -344,3 +344,24 @@ def test_predict_checks_its_inputs_before_compiling():
     with pytest.raises(ValueError, match="holds strings"):
         t.predict(np.array([["a"] * 6]))
     assert "predict" not in t.trace_counts
+
+
+class Dropped(nnx.Module):
+    def __init__(self, *, rngs):
+        self.l1 = dlcore.nn.Linear(6, 32, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.l2 = dlcore.nn.Linear(32, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(self.drop(jax.nn.relu(self.l1(x))))
+
+
+def test_after_fit_the_model_is_in_eval_mode_and_train_switches_back():
+    model = Dropped(rngs=nnx.Rngs(0))
+    t = dlcore.Trainer(model, optim.sgd(0.1), losses.cross_entropy, batch_size=16, progress=False)
+    t.fit(toy(), epochs=1)
+    x = toy(8)["x"]
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(model(x)))  # dropout off
+    np.testing.assert_allclose(np.asarray(model(x)), t.predict(x), rtol=1e-6)
+    model.train()
+    assert not np.array_equal(np.asarray(model(x)), np.asarray(model(x)))  # dropout on again

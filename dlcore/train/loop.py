@@ -230,8 +230,11 @@ class Trainer:
             self.carry = tree["loop"]["carry"]
 
     def _write_back(self) -> None:
+        """The trained arrays back into the user's modules, left in eval mode (dropout off, batch norm on
+        its running averages), as a trained model is used; `model.train()` switches back."""
         for module, state in zip(self.modules, self.states()):
             state.write_to(module)
+            module.eval()
 
     # -- compiled functions, keyed by what they depend on ------------------------------------------
 
@@ -363,7 +366,11 @@ class Trainer:
                 never ends needs it).
 
         Returns:
-            The history: log name -> list of per-epoch values, over every fit of this trainer.
+            The history: log name -> list of per-epoch values, over every fit of this trainer. As in
+            Keras, a training figure ("loss", "accuracy", ...) is measured during the epoch: the mean
+            over its steps' batches (each with the weights of that step), while a validation figure
+            ("val_loss", ...) is measured after the epoch, with its final weights, in eval mode. After
+            `fit` the model holds the trained weights and is in eval mode.
 
         Raises:
             ValueError: bad data or arguments, before anything compiles.
