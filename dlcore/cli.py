@@ -1,6 +1,6 @@
 """The `dlcore` command: list and run the worked examples.
 
-    dlcore list [--json]
+    dlcore list [NAME] [--json]
     dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR [--resume | --overwrite]]
     dlcore bench [NAME ...] [--vs PEER] [--quick] [--json FILE]
     dlcore data list [--json] | path [NAME] | prepare NAME ...
@@ -18,11 +18,16 @@ from dlcore import runner
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlcore", description="Deep learning the JAX way: the books' worked examples.")
     sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="examples (name, book, section, where in it, data) and models (name, parameters)",
+    ls = sub.add_parser("list", help="examples (name, book, section, where in it, data) and models (name, "
+                                     "parameters, arguments); with NAME, one of them in full",
                         description="List the worked examples and the registered models with their parameter "
-                                    "counts. The counts are cached in $XDG_CACHE_HOME/dlcore (~/.cache/dlcore): "
-                                    "the first listing after an install or a change to the model code computes "
-                                    "them (seconds), later ones answer at once.")
+                                    "counts and constructor arguments (name=default, as `dlcore.models.create` "
+                                    "takes them). With NAME, show that one: a model's docstring summary, "
+                                    "arguments and parameter count; an example's book, section, source, data "
+                                    "and the book's figures. The counts are cached in $XDG_CACHE_HOME/dlcore "
+                                    "(~/.cache/dlcore): the first listing after an install or a change to the "
+                                    "model code computes them (seconds), later ones answer at once.")
+    ls.add_argument("name", nargs="?", metavar="NAME", help="a model or example to show in full")
     ls.add_argument("--json", action="store_true", help="print one JSON object")
     r = sub.add_parser("run", help="run a worked example and print its figures beside the book's")
     r.add_argument("name")
@@ -38,16 +43,54 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _list(as_json: bool) -> None:
+def _json_default(value):
+    """A default as JSON holds it (tuples become lists), else its repr."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _arguments(name: str) -> list[dict]:
+    """Model `name`'s constructor arguments: ``{"name", "default"}``, or ``"required": True`` without one."""
+    from dlcore.models.registry import arguments
+
+    out = []
+    for p in arguments(name):
+        star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        if star or p.default is p.empty:
+            out.append({"name": star + p.name, "required": not star})
+        else:
+            out.append({"name": p.name, "default": _json_default(p.default)})
+    return out
+
+
+def _signature_text(name: str) -> str:
+    """``num_classes=1000, in_channels=3``: the arguments as Python spells them."""
+    from dlcore.models.registry import arguments
+
+    def text(p):
+        star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        return star + p.name if star or p.default is p.empty else f"{p.name}={p.default!r}"
+
+    return ", ".join(text(p) for p in arguments(name))
+
+
+def _list(as_json: bool, name: str | None = None) -> None:
     """Examples are read from their files, not imported; parameter counts come from a cache.
 
     See `dlcore.models.registry.param_counts`: the first listing after an install or a change to the
-    model code builds every model abstractly (seconds); later ones read the cached counts.
+    model code builds every model abstractly (seconds); later ones read the cached counts. Arguments
+    are read from the factories' signatures (nothing is built).
     """
+    if name is not None:
+        _show(name, as_json)
+        return
     from dlcore.models.registry import param_counts
 
     exs = [e.as_dict() for e in runner.examples()]
-    mods = [{"name": name, "parameters": n} for name, n in param_counts().items()]
+    mods = [{"name": m, "parameters": n, "arguments": _arguments(m)} for m, n in param_counts().items()]
     if as_json:
         print(json.dumps({"examples": exs, "models": mods}, indent=2))
         return
@@ -57,7 +100,55 @@ def _list(as_json: bool) -> None:
         print(f"  {e['name']:<20} {e['book']}, {e['section']} [{e['source']}]  data: {data}")
     print("models:")
     for m in mods:
-        print(f"  {m['name']:<20} {m['parameters']:>12,} parameters")
+        print(f"  {m['name']:<20} {m['parameters']:>12,} parameters  ({_signature_text(m['name'])})")
+
+
+def _show(name: str, as_json: bool) -> None:
+    """`dlcore list NAME`: one model and/or example (a name may be both) in full.
+
+    Raises:
+        UnknownNameError: a `ValueError` naming the close matches among models and examples.
+    """
+    from dlcore.models.registry import MODELS, param_counts, summary
+    from dlcore.registry import Registry, UnknownNameError
+
+    found = {}
+    try:
+        model = MODELS.resolve(name)
+    except UnknownNameError:
+        pass
+    else:
+        found["model"] = {"name": model, "summary": summary(model), "parameters": param_counts([model])[model],
+                          "arguments": _arguments(model)}
+    examples = {known.lower(): known for known in runner.EXAMPLES.names()}  # any case, as for models
+    if name.strip().lower() in examples:
+        found["example"] = runner.EXAMPLES.get(examples[name.strip().lower()])[1].as_dict()
+    if not found:  # one error over both kinds, so the close matches come from either
+        both = Registry("model or example", normalize=str.lower, listing="dlcore list")
+        for known in dict.fromkeys([*MODELS.names(), *runner.EXAMPLES.names()]):
+            both.register(known, known)
+        both.resolve(name)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    if "model" in found:
+        m = found["model"]
+        print(f"model {m['name']}: {m['summary']}")
+        print(f"  parameters: {m['parameters']:,} (with the defaults)")
+        print(f"  arguments:  {_signature_text(m['name']) or '(none)'}")
+    if "example" in found:
+        e = found["example"]
+        if "model" in found:
+            print()
+        print(f"example {e['name']}: {e['title']}")
+        print(f"  book:     {e['book']}, {e['section']}")
+        print(f"  source:   {e['source']}")
+        data = f"{e['data']} (stand-in {e['standin']})" if e["data"] else f"{e['standin']} (embedded)"
+        print(f"  data:     {data}")
+        figures = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                            for k, v in e["book_figures"].items())
+        print(f"  book figures: {figures or '(none)'}")
+        print(f"  run:      dlcore run {e['name']} [--quick]")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +163,7 @@ def entry() -> None:
 
 def _command(args) -> None:
     if args.command == "list":
-        _list(args.json)
+        _list(args.json, args.name)
     elif args.command == "run":
         runner.run(args.name, **runner.run_options(args))
     elif args.command == "bench":

@@ -27,6 +27,57 @@ def test_list_plain(capsys):
     assert "mnist_convnet" in out and "300,426" in out
 
 
+def test_list_shows_each_models_arguments_with_defaults(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    mods = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert mods["resnet18"]["arguments"] == [{"name": "num_classes", "default": 1000},
+                                             {"name": "in_channels", "default": 3}]
+    assert mods["mlp"]["arguments"] == [{"name": "sizes", "default": [784, 300, 100, 10]},  # a tuple, as JSON
+                                        {"name": "activation", "default": "relu"}]
+    assert all("rngs" not in {a["name"] for a in m["arguments"]} for m in mods.values())
+    assert cli.main(["list"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.split()[:1] == ["mlp"])
+    assert "266,610 parameters" in line and "(sizes=(784, 300, 100, 10), activation='relu')" in line
+
+
+def test_list_one_model(capsys):
+    assert cli.main(["list", "ResNet18"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model resnet18: ResNet-18: basic units (2, 2, 2, 2)")
+    assert "parameters: 11,689,512" in out and "num_classes=1000, in_channels=3" in out
+    assert "example" not in out
+    assert cli.main(["list", "resnet18", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)["model"]
+    assert m["parameters"] == 11_689_512 and m["summary"].startswith("ResNet-18")
+    assert m["arguments"][0] == {"name": "num_classes", "default": 1000}
+
+
+def test_list_one_example(capsys):
+    from dlcore import runner
+
+    assert cli.main(["list", "thermometer"]) == 0
+    out = capsys.readouterr().out
+    ex = runner.EXAMPLES.get("thermometer")[1]
+    assert out.startswith(f"example thermometer: {ex.title}")
+    assert ex.book in out and ex.section in out and ex.source in out and "data:     thermometer" in out
+    assert "gd_w 5.3671" in out  # a book figure
+    assert cli.main(["list", "Thermometer", "--json"]) == 0  # any case, as model names
+    assert json.loads(capsys.readouterr().out) == {"example": ex.as_dict()}
+    # a name that is both a model and an example shows both
+    assert cli.main(["list", "mnist_convnet", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"model", "example"}
+
+
+def test_list_unknown_name_is_one_line_with_close_matches(capsys):
+    assert cli.main(["list", "resnet9000"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("dlcore: error: unknown model or example 'resnet9000': did you mean 'resnet50'")
+    assert cli.main(["list", "thermomter"]) == 2
+    assert "did you mean 'thermometer'?" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "no_such_example"], "unknown example 'no_such_example'"),
     (["run", "mnist_convnet", "--data", "cifar10"], "runs on mnist or digits, not 'cifar10'"),

@@ -74,6 +74,30 @@ def test_names_and_info():
         data.info("mnist").name = "x"
 
 
+EMBEDDED = [n for n in data.names() if data.info(n).embedded]
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_info_sizes_are_the_split_sizes_load_returns(name):
+    # Every embedded set loads in about a second at most (mnist1d, breast_cancer's first sklearn import).
+    meta = data.info(name)
+    splits = data.load(name)
+    assert meta.sizes == {split: len(arrays["x"]) for split, arrays in splits.items()}
+    assert tuple(meta.sizes) == meta.splits
+    # a count written in the description (as "353/89" once was, for a 354/88 split) must be the real
+    # one; fractions ("80/20", "90/5/5") sum to 100
+    import re
+
+    for group in re.findall(r"\d[\d,]*(?:/\d[\d,]*)+", meta.description):
+        numbers = [int(v.replace(",", "")) for v in group.split("/")]
+        assert sum(numbers) == 100 or numbers == list(meta.sizes.values()), (name, group, meta.sizes)
+
+
+def test_info_sizes_of_a_real_dataset_are_none_and_diabetes_is_354_88():
+    assert data.info("mnist").sizes is None
+    assert data.info("diabetes").sizes == {"train": 354, "test": 88}  # round(0.8 * 442) train
+
+
 def test_unknown_name_lists_known_ones():
     with pytest.raises(ValueError, match="unknown dataset 'mnsit'.*'mnist'"):
         data.load("mnsit")

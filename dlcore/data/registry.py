@@ -13,6 +13,7 @@ from a prepared TFDS copy, dlcore's cache or a checksummed download (see
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import os
@@ -59,6 +60,8 @@ class DatasetInfo:
             sha256)``; sha256 is None where no published hash is known for
             certain (it is then recorded on first download).
         standin: For a real dataset, the embedded dataset to use without it.
+        sizes: (property) For an embedded dataset, ``{split: examples}`` as
+            `load` returns them; the descriptions give fractions, not counts.
     """
 
     name: str
@@ -69,6 +72,19 @@ class DatasetInfo:
     options: tuple[str, ...] = ()
     files: tuple[tuple[str, tuple[str, ...], str | None], ...] = ()
     standin: str = ""
+    # () -> {split: examples}; computed on first use by the loader itself (see `sizes`)
+    _sizes: Callable[[], dict[str, int]] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def sizes(self) -> dict[str, int] | None:
+        """``{split: number of examples}`` as ``load(name)`` returns them with its default options.
+
+        For an embedded dataset, computed by building it once (the first call takes up to a second;
+        later ones are free), so it always agrees with `load`: the number is ``len(split["x"])``
+        (1 for the text corpora, whose ``x`` holds one string). None for a real dataset, whose
+        sizes are those of its files (see the description).
+        """
+        return None if self._sizes is None else dict(self._sizes())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +99,18 @@ def _embedded_entry(
 ) -> _Entry:
     options = tuple(inspect.signature(fn).parameters)
 
+    @functools.cache
+    def sizes() -> dict[str, int]:
+        # From the loader, not a number written here: a description once said 353/89 for a split
+        # that gave 354/88 (sklearn's ceil(0.2 n) test rule there, round(0.8 n) train in the code).
+        return {split: len(arrays["x"]) for split, arrays in fn().items()}
+
     def build(wanted: tuple[str, ...], data_dir: Any, *, download: bool = True,
               progress: bool | None = None, **opts: Any) -> Splits:
         del wanted, data_dir, download, progress  # embedded: every split is cheap, no files
         return fn(**opts)
 
-    return _Entry(DatasetInfo(name, description, source, splits, True, options), build)
+    return _Entry(DatasetInfo(name, description, source, splits, True, options, _sizes=sizes), build)
 
 
 def _real_entry(
@@ -130,7 +152,7 @@ for _e in (
         "digits",
         "1797 handwritten digits, 8x8 grey levels: x float32 (N, 8, 8, 1) in "
         "[0, 1] (or (N, 28, 28, 1) in MNIST's layout with image_size=28), "
-        "y int32 in 0..9; fixed 1437/360 split (seed 0).",
+        "y int32 in 0..9; fixed 80/20 split (seed 0).",
         "E. Alpaydin and C. Kaynak, Optical Recognition of Handwritten Digits, "
         "UCI Machine Learning Repository (1998); the copy shipped with "
         "scikit-learn (sklearn.datasets.load_digits).",
@@ -149,7 +171,7 @@ for _e in (
         "diabetes",
         "442 diabetes patients: x float32 (N, 10) = age, sex, BMI, blood pressure, "
         "six serum measurements (original units), y float32 (N, 1) disease "
-        "progression after a year; fixed 353/89 split (seed 0). Stand-in for "
+        "progression after a year; fixed 80/20 split (seed 0). Stand-in for "
         "california_housing.",
         "B. Efron, T. Hastie, I. Johnstone and R. Tibshirani, Least Angle "
         "Regression, Annals of Statistics 32 (2004); scikit-learn's load_diabetes.",
@@ -159,7 +181,7 @@ for _e in (
     _embedded_entry(
         "breast_cancer",
         "569 breast tumours: x float32 (N, 30) features of cell nuclei, y int32 "
-        "(N,) 1 = benign, 0 = malignant; fixed 455/114 split (seed 0). Stand-in "
+        "(N,) 1 = benign, 0 = malignant; fixed 80/20 split (seed 0). Stand-in "
         "for bank_marketing.",
         "W. N. Street, W. H. Wolberg and O. L. Mangasarian, Nuclear feature "
         "extraction for breast tumor diagnosis, SPIE 1905 (1993); UCI; "
@@ -364,7 +386,7 @@ def names() -> list[str]:
 
 
 def info(name: str) -> DatasetInfo:
-    """Describes the dataset ``name``.
+    """Describes the dataset ``name``; ``info(name).sizes`` counts an embedded one's splits.
 
     Raises:
         ValueError: If ``name`` is unknown.

@@ -1,4 +1,5 @@
-"""One registry of models: `create(name, **kw)`, `names()`, parameter counts (`count_params`, `param_counts`).
+"""One registry of models: `create(name, **kw)`, `names()`, parameter counts (`count_params`, `param_counts`),
+and what `dlcore list` shows of each: its constructor arguments (`arguments`) and docstring summary (`summary`).
 
 Names are case-insensitive (`create("ResNet34")` is `create("resnet34")`); an unknown name raises
 `dlcore.registry.UnknownNameError` (a `ValueError`) naming the close matches.
@@ -52,6 +53,32 @@ def create(name: str, *, seed: int = 0, rngs: nnx.Rngs | None = None, **kwargs) 
     """
     factory = MODELS.get(name)
     return factory(**kwargs, rngs=rngs if rngs is not None else nnx.Rngs(seed))
+
+
+def arguments(name: str) -> list[inspect.Parameter]:
+    """The constructor arguments of model `name`, as `create(name, **kw)` takes them.
+
+    Read from the registered factory's signature (a class's `__init__` less `self`), without building
+    anything; `rngs` is left out, as `create` passes it.
+
+    Raises:
+        ValueError: for an unknown name (`UnknownNameError`, with the close matches).
+    """
+    factory = MODELS.get(name)
+    # nnx.Module classes have a metaclass whose __call__ is (*args, **kwargs): read __init__ instead
+    sig = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory)
+    params = list(sig.parameters.values())[1 if inspect.isclass(factory) else 0:]
+    return [p for p in params if p.name != "rngs"]
+
+
+def summary(name: str) -> str:
+    """The first paragraph of model `name`'s docstring, on one line ("" when it has none).
+
+    Raises:
+        ValueError: for an unknown name (`UnknownNameError`, with the close matches).
+    """
+    doc = inspect.getdoc(MODELS.get(name)) or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def count_params(model: nnx.Module) -> int:
