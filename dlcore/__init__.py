@@ -6,9 +6,9 @@ training steps, Optax optimizers with PyTorch semantics, and the books' worked e
 
 from dlcore import checkpoint, cluster, data, inspect, losses, metrics, models, nn, optim, plot, schedules, train, transfer, weights
 from dlcore.checkpoint import CheckpointError
-from dlcore.train import Checkpoint, EarlyStopping, Trainer, TrainState
+from dlcore.train import Checkpoint, CSVLogger, EarlyStopping, TensorBoard, Trainer, TrainState
 
 __version__ = "0.1.0"
 
-__all__ = ["Checkpoint", "CheckpointError", "EarlyStopping", "TrainState", "Trainer", "checkpoint", "cluster", "data",
+__all__ = ["CSVLogger", "Checkpoint", "CheckpointError", "EarlyStopping", "TensorBoard", "TrainState", "Trainer", "checkpoint", "cluster", "data",
            "inspect", "losses", "metrics", "models", "nn", "optim", "plot", "schedules", "train", "transfer", "weights"]

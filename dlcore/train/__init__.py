@@ -5,13 +5,13 @@ one; `train_step`, `eval_step`, `predict_step` and the metric accumulators (`ini
 `compute_metrics`) are the pure pieces for writing a loop by hand.
 """
 
-from dlcore.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
+from dlcore.train.callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoard
 from dlcore.train.loop import NonFiniteError, Trainer
 from dlcore.train.lr import LRFinderResult, LRScheduler, ReduceLROnPlateau, lr_find
 from dlcore.train.state import TrainState
 from dlcore.train.step import (compute_metrics, eval_step, init_metrics, predict_step, train_epoch, train_step,
                                update_metrics)
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "LRFinderResult", "LRScheduler", "NonFiniteError",
-           "ProgressBar", "ReduceLROnPlateau", "TrainState", "Trainer", "compute_metrics", "eval_step",
+__all__ = ["CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "LRFinderResult", "LRScheduler", "NonFiniteError",
+           "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "TrainState", "Trainer", "compute_metrics", "eval_step",
            "init_metrics", "lr_find", "predict_step", "train_epoch", "train_step", "update_metrics"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from dlcore import checkpoint as ckpt
-from dlcore.checks import check_int
+from dlcore.checks import check_choice, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from dlcore.train.loop import Trainer
@@ -209,3 +209,240 @@ class Checkpoint(Callback):
                 cb.load_arrays(tree["callbacks"][str(i)])
         trainer.stop_training = bool(meta.get("stopped", False))
         return int(meta["epoch"])
+
+
+# -- loggers: training logs where people look ------------------------------------------------------------
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (a temporary file beside it, fsynced, then `os.replace`): a reader
+    or a killed run sees the old file or the new one, never a part; no temporary file is left behind."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch: ``epoch``, ``step`` (the run's step count, `trainer.count`) and every figure
+    of the epoch logs (loss, metrics, ``val_*``), written and flushed to disk at the end of each epoch.
+
+    Columns: ``epoch, step`` and the first epoch's log names, in their order. A log name that appears
+    later (say ``val_loss`` when a second `fit` adds validation data) extends the header: the file is
+    rewritten atomically with the new column, and earlier rows get an empty cell there (as does any row
+    missing a column). Values are written exactly (``repr`` of the float), so they read back equal to
+    `trainer.history`.
+
+    Resume: at the first epoch of every `fit`, rows of that epoch or later are dropped (the file is
+    rewritten atomically), then rows are appended. So ``fit(resume=True)`` after a run killed between
+    writing epoch 3's row and saving checkpoint 3 leaves one row per epoch, and a second
+    ``fit(epochs=4)`` after ``fit(epochs=2)`` adds rows 3 and 4. A fresh run (from epoch 1) into an
+    existing file replaces the file. A row cut short by a kill (no line end) is dropped too. A `fit`
+    that trains no epoch (a resumed run that had stopped) leaves the file as it is.
+
+    Rows come once per epoch only: the Trainer calls user callbacks at the edges of epochs, not per
+    batch (its progress bar's per-batch host callback is its own), so there is no per-step logging.
+
+    Args:
+        path: the CSV file (its folder is created).
+        append: keep the rows of earlier epochs already in the file (the default, what a resume
+            needs); False: the first `fit` with this logger starts the file afresh.
+
+    Example:
+        >>> trainer = Trainer(..., callbacks=[CSVLogger("run/log.csv"), Checkpoint("run/ckpt")])
+    """
+
+    _FIXED = ("epoch", "step")
+
+    def __init__(self, path: str | os.PathLike, *, append: bool = True):
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ValueError(f"CSVLogger: path must be a file path (str or PathLike), got {path!r}")
+        self.path = Path(path).expanduser().absolute()
+        if self.path.is_dir():
+            raise ValueError(f"CSVLogger: path {str(path)!r} is a directory; it needs a file name")
+        self.append = check_choice(append, "append", (True, False), who="CSVLogger")
+        self.columns: list[str] | None = None
+        self._fits = 0
+        self._first = False
+
+    # reading and writing the whole file
+
+    def _read(self) -> tuple[list[str] | None, list[list[str]], bool]:
+        """The header, the complete rows of the file, and whether it ended with a whole line (a last line
+        without its line end, cut short by a kill, is left out)."""
+        import csv
+        import io
+
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, [], True
+        whole = text[:text.rfind("\n") + 1]
+        lines = list(csv.reader(io.StringIO(whole, newline="")))
+        if not lines:
+            return None, [], not text
+        header, rows = lines[0], [r for r in lines[1:] if r]
+        if header[:1] != ["epoch"]:
+            raise ValueError(f"CSVLogger: {self.path} exists and is not a CSVLogger log (its first column is "
+                             f"not 'epoch'); pass append=False to replace it, or another path")
+        return header, rows, whole == text
+
+    @staticmethod
+    def _line(cells: list[str]) -> str:
+        import csv
+        import io
+
+        out = io.StringIO(newline="")
+        csv.writer(out, lineterminator="\n").writerow(cells)
+        return out.getvalue()
+
+    def _rewrite(self, header: list[str], rows: list[list[str]]) -> None:
+        _replace_text(self.path, "".join(self._line(r) for r in [header, *rows]))
+
+    def _start(self, first_epoch: int) -> None:
+        """At a fit's first epoch: drop the rows of that epoch and later (or all, when not appending)."""
+        if not self.append and self._fits == 1:
+            header, rows, kept, clean = None, [], [], True
+            self.path.unlink(missing_ok=True)
+        else:
+            header, rows, clean = self._read()
+            kept = []
+            for r in rows:
+                try:
+                    if int(float(r[0])) < first_epoch:
+                        kept.append(r)
+                except ValueError:
+                    pass  # not an epoch number: a damaged row
+        if header is not None and not kept:  # a fresh run (from epoch 1): a fresh file and header
+            self.path.unlink(missing_ok=True)
+            header = None
+        elif header is not None and (len(kept) != len(rows) or not clean):
+            self._rewrite(header, kept)
+        self.columns = header
+
+    # the hooks
+
+    def on_fit_start(self, trainer):
+        self._fits += 1
+        self._first = True
+
+    def on_epoch_start(self, trainer, epoch):
+        if self._first:  # the fit's first epoch: known only now (a resume restores it inside fit)
+            self._first = False
+            self._start(epoch)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        clash = [k for k in logs if k in self._FIXED]
+        if clash:
+            raise ValueError(f"CSVLogger: the epoch logs hold {clash}, which are CSVLogger's own columns; "
+                             f"rename those logs")
+        values = {"epoch": str(int(epoch)), "step": str(int(trainer.count)),
+                  **{k: repr(float(v)) for k, v in logs.items()}}
+        new = [k for k in values if k not in (self.columns or [])]
+        if new or not self.path.exists():  # a new file, a log not there before, or a file deleted under us
+            header, rows = self._read()[:2] if self.columns is not None else (None, [])
+            base = header or self.columns or []
+            self.columns = base + [k for k in values if k not in base]  # a wider header, rewritten atomically
+            rows = [r + [""] * (len(self.columns) - len(r)) for r in rows]
+            self._rewrite(self.columns, rows + [[values.get(c, "") for c in self.columns]])
+            return
+        line = self._line([values.get(c, "") for c in self.columns]).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of the whole row
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _tensorboardx():
+    try:
+        import tensorboardX
+    except ImportError:
+        raise ImportError("TensorBoard logging needs tensorboardX: pip install dlcore[tensorboard]") from None
+    return tensorboardX
+
+
+class TensorBoard(Callback):
+    """Every figure of the epoch logs as a TensorBoard scalar (tag: the log name, global step: the
+    epoch), written and flushed to disk (fsynced) at the end of each epoch. Needs no TensorFlow: it
+    writes through `tensorboardX` (``pip install dlcore[tensorboard]``). View with
+    ``tensorboard --logdir <log_dir>``.
+
+    Each `fit` writes a new event file that starts with tensorboardX's ``purge_step`` marker at the
+    fit's first epoch: TensorBoard then drops the events of that epoch and later from the earlier files.
+    So ``fit(resume=True)`` after a run killed between logging epoch 3 and saving checkpoint 3 shows one
+    value per epoch, a second ``fit`` continues the curves, and a fresh run (from epoch 1) into the same
+    folder replaces the old curves.
+
+    The events are written synchronously with tensorboardX's `EventsWriter` and the same two marker
+    events `SummaryWriter(purge_step=...)` writes: `SummaryWriter.flush` does not wait for its
+    background queue, so it could not promise that an epoch is on disk when the epoch ends.
+
+    Args:
+        log_dir: the folder of the event files (created).
+    """
+
+    def __init__(self, log_dir: str | os.PathLike):
+        _tensorboardx()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise ValueError(f"TensorBoard: log_dir must be a folder path (str or PathLike), got {log_dir!r}")
+        self.log_dir = Path(log_dir).expanduser().absolute()
+        if self.log_dir.exists() and not self.log_dir.is_dir():
+            raise ValueError(f"TensorBoard: log_dir {str(log_dir)!r} is a file; it needs a folder")
+        self.writer = None
+        self._first = False
+
+    def _open(self, purge_step: int) -> None:
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        self.close()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # the time in ns after the name tensorboardX gives (whole seconds, host) keeps two files of one second
+        # apart (tensorboardX would truncate the first) and in the order TensorBoard reads them (by name)
+        self.writer = EventsWriter(str(self.log_dir / "events"), filename_suffix=f".{time.time_ns():020d}")
+        now = time.time()
+        self.writer.write_event(Event(wall_time=now, step=purge_step, file_version="brain.Event:2"))
+        self.writer.write_event(Event(wall_time=now, step=purge_step,
+                                      session_log=SessionLog(status=SessionLog.START)))
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Close the event file (the end of every fit does)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def on_fit_start(self, trainer):
+        self._first = True
+
+    def on_epoch_start(self, trainer, epoch):
+        if self._first:  # the fit's first epoch: known only now (a resume restores it inside fit)
+            self._first = False
+            self._open(int(epoch))
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        if self.writer is None:
+            self._open(int(epoch))
+        now = time.time()
+        for name, value in logs.items():
+            self.writer.write_event(Event(wall_time=now, step=int(epoch), summary=scalar(name, float(value))))
+        self.writer.flush()
+
+    def on_fit_end(self, trainer):
+        self.close()
