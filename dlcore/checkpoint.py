@@ -26,6 +26,18 @@ and the older ones are pruned only after a new one is finalised. `restore_latest
 The digest is an item of its own rather than a field of ``meta`` so that whether a checkpoint has one
 is a directory name: a flipped bit in a field's key would have made a verified checkpoint look like
 an old one. Checkpoints written before digests existed (no ``digest`` item) still restore, unverified.
+
+A model is checkpointed by passing the ``nnx.Module`` itself::
+
+    checkpoint.save("ckpt", 1, model, {"epoch": 1})     # parameters, batch statistics, RNG streams
+    model, meta = checkpoint.restore("ckpt", model)     # written back into `model` in place
+
+What is saved is ``nnx.state(model)`` as nested dicts (paths such as ``l1/kernel``, ``bn/mean``,
+``drop/rngs/key``), with each typed RNG key stored as its raw key data (``jax.random.key_data``) and
+its stream's draw count beside it; `restore` wraps the key data back into keys of the model's own
+implementation. A restored model therefore gives the same outputs and draws the same next dropout
+masks as the model had when it was saved. A tree holding typed keys, strings or other Python objects
+is refused by `save` with one line before anything is written.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dlcore.checks import check_int
@@ -143,6 +156,131 @@ def _verify_arrays(where: Path, doc: dict, tree: Any) -> None:
         raise _corrupt(where, f"array {missing[0]} of its digest was not restored")
 
 
+# -- what a checkpoint can hold -------------------------------------------------------------------
+
+_PASS_INSTEAD = ("pass the nnx.Module itself (checkpoint.save(directory, step, model) saves its RNG keys as raw "
+                 "key data), nnx.state(model, nnx.Param) for the weights alone, or a tree of numeric arrays "
+                 "(jax.random.key_data(key) for a key)")
+
+
+def _is_module(x: Any) -> bool:
+    from flax import nnx
+
+    return isinstance(x, nnx.Module)
+
+
+def _is_key(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _module_tree(model: Any) -> dict:
+    """`nnx.state(model)` as nested dicts of arrays, each typed RNG key replaced by its raw key data."""
+    from flax import nnx
+
+    return jax.tree.map(lambda a: jax.random.key_data(a) if _is_key(a) else a, nnx.to_pure_dict(nnx.state(model)))
+
+
+def _into_module(model: Any, tree: dict) -> None:
+    """Write the arrays of `tree` (from `_module_tree`'s layout) into `model` in place, wrapping key data back
+    into typed keys of the model's own implementation and placing each array where the model's one lives."""
+    from flax import nnx
+
+    state = nnx.state(model)
+
+    def back(old, new):
+        if _is_key(old):
+            new = jax.random.wrap_key_data(jnp.asarray(new), impl=jax.random.key_impl(old))
+        else:
+            new = jnp.asarray(new, dtype=old.dtype)
+        sharding = getattr(old, "sharding", None)
+        return jax.device_put(new, sharding) if sharding is not None else new
+
+    nnx.replace_by_pure_dict(state, jax.tree.map(back, nnx.to_pure_dict(state), tree))
+    nnx.update(model, state)
+
+
+def _savable(leaf: Any) -> bool:
+    dtype = np.asarray(leaf).dtype
+    return dtype == np.bool_ or jnp.issubdtype(dtype, jnp.number)
+
+
+def _check_tree(tree: Any, who: str) -> None:
+    """One ValueError line for the first leaf a checkpoint cannot hold (typed keys, strings, objects)."""
+    for path, leaf in _leaves(tree):
+        where = f"at {path!r}" if path else "as its only leaf"
+        if _is_key(leaf):
+            raise ValueError(f"{who}: the tree holds a typed jax.random key {where} ({leaf.dtype}), which NumPy "
+                             f"cannot store; {_PASS_INSTEAD}")
+        try:
+            ok = _savable(leaf)
+        except Exception:  # noqa: BLE001 - anything NumPy cannot turn into an array
+            ok = False
+        if not ok:
+            if isinstance(leaf, (str, bytes)):
+                what = f"a string {leaf!r:.40}"
+            else:
+                what = f"an object of type {type(leaf).__name__}"
+                what += f" with dtype {leaf.dtype}" if hasattr(leaf, "dtype") else ""
+            raise ValueError(f"{who}: the tree holds {what} {where}, which is not a numeric array; {_PASS_INSTEAD}")
+
+
+def _check_meta(meta: Any, who: str) -> dict:
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{who}: meta must be a JSON-able dict or None, got a {type(meta).__name__}")
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{who}: meta must be JSON-able (str, numbers, bools, None, lists and dicts with "
+                         f"string keys): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return meta
+
+
+def _layout(tree: Any) -> dict[str, tuple[str, tuple]]:
+    return {p: (str(np.asarray(a).dtype), tuple(np.shape(a))) for p, a in _leaves(tree)}
+
+
+def _saved_layout(where: Path) -> dict[str, tuple[str, tuple]] | None:
+    """Path -> (dtype, shape) of the saved array tree, from Orbax's own metadata; None when unreadable (the
+    restore itself then says what is wrong)."""
+    import orbax.checkpoint as ocp
+
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        tree = handler.metadata(where / "state").tree
+        return {p: (str(np.dtype(m.dtype)), tuple(m.shape)) for p, m in _leaves(tree)}
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        handler.close()
+
+
+def _fmt(layout: tuple[str, tuple]) -> str:
+    return f"{layout[0]}{layout[1]}"
+
+
+def _check_layout(where: Path, template: Any) -> None:
+    """One CheckpointError line naming the first path whose array is missing on one side or differs in shape
+    or dtype between the checkpoint and the model, before any array is read."""
+    saved = _saved_layout(where)
+    if saved is None:
+        return
+    model = _layout(template)
+    for path in sorted(set(saved) | set(model)):
+        s, m = saved.get(path), model.get(path)
+        if s == m:
+            continue
+        if s is None:
+            reason = f"the model's array {path} ({_fmt(m)}) is not in the checkpoint"
+        elif m is None:
+            reason = f"the checkpoint's array {path} ({_fmt(s)}) is not in the model"
+        else:
+            reason = f"array {path} was saved as {_fmt(s)}, the model has {_fmt(m)}"
+        raise CheckpointError(f"checkpoint {where} does not match the model: {reason}", reason)
+
+
 # -- steps -----------------------------------------------------------------------------------------
 
 def steps(directory: str | os.PathLike) -> list[int]:
@@ -159,25 +297,45 @@ def latest_step(directory: str | os.PathLike) -> int | None:
     return s[-1] if s else None
 
 
-def save(directory: str | os.PathLike, step: int, tree: Any, meta: dict, *, keep: int = 2) -> Path:
-    """Write the array `tree`, JSON-able `meta` and their digest as checkpoint `step` of `directory`.
+def save(directory: str | os.PathLike, step: int, model_or_tree: Any, meta: dict | None = None, *,
+         keep: int = 2) -> Path:
+    """Write a model's arrays (or an array tree), JSON-able `meta` and their digest as checkpoint `step`
+    of `directory`.
 
-    A checkpoint already at `step` (a corrupt one that a resume skipped) is replaced.
+    An ``nnx.Module`` is saved whole: ``nnx.state(model)`` as nested dicts, i.e. its parameters, its
+    other variables (batch-norm statistics, counters) and its RNG streams, each typed key stored as raw
+    key data (``jax.random.key_data``) next to its draw count. `restore` puts the keys back, so a
+    restored model gives the same outputs and draws the same next dropout masks as the saved one.
+
+    A tree must hold numeric (or bool) arrays and scalars only; a typed ``jax.random`` key, a string or
+    another Python object is refused with one ValueError line saying what to pass instead, before
+    anything is written. A checkpoint already at `step` (a corrupt one that a resume skipped) is
+    replaced.
 
     Args:
         directory: the run's checkpoint directory (created if needed).
         step: an increasing integer (dlcore uses the epoch).
-        tree: pytree of arrays.
-        meta: JSON-serialisable dict.
+        model_or_tree: an ``nnx.Module``, or a pytree of arrays (e.g. ``nnx.state(model, nnx.Param)``).
+        meta: JSON-serialisable dict (epoch, hyperparameters, ...); None for ``{}``.
         keep: how many checkpoints to keep; older ones are deleted after this one is complete.
 
     Returns:
         The directory of this checkpoint.
+
+    Example:
+        >>> checkpoint.save("ckpt", 1, model, {"epoch": 1})
+        >>> model, meta = checkpoint.restore("ckpt", model)
     """
     import orbax.checkpoint as ocp
 
     step = check_int(step, "step", low=0, who="checkpoint.save")
     keep = check_int(keep, "keep", low=1, who="checkpoint.save")
+    meta = _check_meta(meta, "checkpoint.save")
+    if _is_module(model_or_tree):
+        tree = _module_tree(model_or_tree)
+    else:
+        _check_tree(model_or_tree, "checkpoint.save")
+        tree = model_or_tree
     tree = jax.tree.map(np.asarray, tree)
     doc = digest(tree, meta)
     with deferred_signals(), _manager(directory, keep) as mngr:  # Ctrl-C waits for the write to finish
@@ -266,40 +424,50 @@ def _unreadable(directory: Path, step: int, exc: Exception) -> CheckpointError:
                            f"cannot be read: {first}")
 
 
-def restore(directory: str | os.PathLike, template: Any, step: int | None = None) -> tuple[Any, dict]:
-    """Read checkpoint `step` (default: the latest) of `directory` into the structure of `template`,
-    verifying every array and the metadata against the digest written with them.
+def restore(directory: str | os.PathLike, model_or_template: Any, step: int | None = None) -> tuple[Any, dict]:
+    """Read checkpoint `step` (default: the latest) of `directory` into a model, or into the structure of a
+    template tree, verifying every array and the metadata against the digest written with them.
 
-    A checkpoint written before digests existed restores unverified.
+    Given an ``nnx.Module`` (one `save` was given, or a freshly built one of the same architecture), the
+    arrays are written into it in place (``nnx.update``), RNG keys wrapped back from their key data, and
+    the module itself is returned. Nothing is written into it unless the whole checkpoint verifies; its
+    training/eval mode (``model.train()`` / ``model.eval()``) is not state and stays as it is. A
+    checkpoint written before digests existed restores unverified.
 
     Args:
         directory: the run's checkpoint directory.
-        template: a pytree with the same structure, shapes and dtypes as the saved one (e.g. a
-            freshly initialised state's tree).
+        model_or_template: an ``nnx.Module``, or a pytree with the same structure, shapes and dtypes as the
+            saved one (e.g. a freshly initialised state's tree).
         step: which checkpoint; None for the latest.
 
     Returns:
-        (tree, meta).
+        (model, meta) for a module, (tree, meta) for a template.
 
     Raises:
         CheckpointError: no checkpoint, or one that is unreadable, fails verification (the message
-            names the first altered array) or does not fit `template`.
+            names the first altered array) or does not fit the model or template (the message names the
+            first path that differs, with both shapes).
     """
     import orbax.checkpoint as ocp
 
     directory = Path(directory).expanduser().absolute()
     step = _pick_step(directory, step)
     where = directory / str(step)
+    module = model_or_template if _is_module(model_or_template) else None
+    template = _module_tree(module) if module is not None else model_or_template
+    _check_layout(where, template)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), template)
     out = _read(directory, step, state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
     tree, meta = out["state"], out["meta"]
-    got = jax.tree.map(lambda a: (np.shape(a), str(np.asarray(a).dtype)), tree)
-    want = jax.tree.map(lambda a: (np.shape(a), str(np.asarray(a).dtype)), template)
+    got, want = _layout(tree), _layout(template)
     if got != want:
         raise CheckpointError(f"checkpoint {where} does not match the model: "
                               f"saved shapes differ from the model's", "saved shapes differ from the model's")
     if _DIGEST_ITEM in out:
         _verify_arrays(where, out[_DIGEST_ITEM], tree)
+    if module is not None:
+        _into_module(module, tree)
+        return module, meta
     return tree, meta
 
 
@@ -349,7 +517,8 @@ def restore_latest_good(directory: str | os.PathLike, template: Any | Callable[[
 
     Args:
         directory: the run's checkpoint directory.
-        template: as for `restore`, or a function (a plain function or method) from a checkpoint's
+        template: as for `restore` (an ``nnx.Module`` is restored in place and returned as the tree),
+            or a function (a plain function or method) from a checkpoint's
             verified metadata to its template, for trees whose structure the metadata records (the
             `Checkpoint` callback's).
         stacklevel: the warning's `stacklevel` as seen from the caller (2: the line that called this).
