@@ -2,16 +2,20 @@
 
 `Trainer` runs any batch source (`dlcore.data.protocol`) through the supervised step or a custom
 one; `train_step`, `eval_step`, `predict_step` and the metric accumulators (`init_metrics`,
-`compute_metrics`) are the pure pieces for writing a loop by hand.
+`compute_metrics`) are the pure pieces for writing a loop by hand. `TrainState.population` /
+`TrainState.stack` and `population_fit` / `population_epoch` train N models (seeds, learning rates)
+at once with one ``jit(vmap(...))``.
 """
 
 from dlcore.train.callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoard
 from dlcore.train.loop import NonFiniteError, Trainer
 from dlcore.train.lr import LRFinderResult, LRScheduler, ReduceLROnPlateau, lr_find
+from dlcore.train.population import population_epoch, population_fit, population_keys, population_metrics
 from dlcore.train.state import TrainState
 from dlcore.train.step import (compute_metrics, eval_step, init_metrics, predict_step, train_epoch, train_step,
                                update_metrics)
 
 __all__ = ["CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "LRFinderResult", "LRScheduler", "NonFiniteError",
            "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "TrainState", "Trainer", "compute_metrics", "eval_step",
-           "init_metrics", "lr_find", "predict_step", "train_epoch", "train_step", "update_metrics"]
+           "init_metrics", "lr_find", "population_epoch", "population_fit", "population_keys",
+           "population_metrics", "predict_step", "train_epoch", "train_step", "update_metrics"]
