@@ -14,6 +14,8 @@ parameter name. What differs is the layout, and this module converts it:
 | BatchNorm running_mean, running_var      | mean, var (batch statistics)                     |
 | BatchNorm num_batches_tracked            | loaded where the model keeps it, else ignored    |
 | LayerNorm weight / Embedding weight      | scale / embedding                                |
+| Embedding weight (dlcore.nn.Embedding)   | weight, frozen (`from_pretrained`) or not        |
+| RNN/LSTM/GRU(Cell) weight_ih_l0, ...     | the same names and layouts, unchanged            |
 
 A model whose Linear follows a flatten of a conv map declares it as `torch_flatten = (("fc1",
 (C, H, W)), ...)` (paths relative to the module holding the attribute).
@@ -45,6 +47,7 @@ from flax import nnx
 
 from dlcore.checks import check_choice
 from dlcore.nn.conv import _ConvNd, _ConvTransposeNd
+from dlcore.nn.embedding import Embedding
 from dlcore.nn.norm import LayerNorm
 
 __all__ = ["WeightsError", "load", "load_state_dict", "save", "state_dict", "torch_keys"]
@@ -137,6 +140,8 @@ def _module_entries(prefix: str, m, flat: dict) -> list[_Entry]:
         add("bias", "bias", _identity, _identity)
     elif isinstance(m, nnx.Embed):
         add("embedding", "weight", _identity, _identity)
+    elif isinstance(m, Embedding):             # a frozen table is not an nnx.Param but is still saved
+        add("weight", "weight", _identity, _identity)
     # anything else held directly (PReLU weights, custom parameters, other statistics): same name, shape
     for attr, var in vars(m).items():
         if attr in handled or not isinstance(var, (nnx.Param, nnx.BatchStat)):

@@ -354,6 +354,19 @@ CASES = [
     Case("Swish", dnn.Swish, lambda r: dnn.Swish(1.5), shape=(2, 5), channels_first=False),
     Case("SwiGLU", dnn.SwiGLU, lambda r: dnn.SwiGLU(1.5, learnable=True), shape=(2, 6), channels_first=False),
     # Flax layers the weights module also maps
+    Case("Embedding", dnn.Embedding, lambda r: dnn.Embedding(10, 4, padding_idx=0, rngs=r),
+         _t("Embedding", 10, 4, padding_idx=0), (3, 5), False, ints=10),
+    # recurrent layers and cells: parameters in torch's names and layout; outputs compared are (output, ...)[0]
+    Case("RNN-bi-relu", dnn.RNN, lambda r: dnn.RNN(4, 5, 2, "relu", bidirectional=True, rngs=r),
+         _t("RNN", 4, 5, 2, "relu", batch_first=True, bidirectional=True), (2, 3, 4), False),
+    Case("LSTM-2layers", dnn.LSTM, lambda r: dnn.LSTM(4, 5, 2, rngs=r), _t("LSTM", 4, 5, 2, batch_first=True),
+         (2, 3, 4), False),
+    Case("GRU-bi-nobias", dnn.GRU, lambda r: dnn.GRU(4, 5, bias=False, bidirectional=True, rngs=r),
+         _t("GRU", 4, 5, bias=False, batch_first=True, bidirectional=True), (2, 3, 4), False),
+    Case("RNNCell", dnn.RNNCell, lambda r: dnn.RNNCell(4, 5, rngs=r), _t("RNNCell", 4, 5), (2, 4), False),
+    Case("LSTMCell", dnn.LSTMCell, lambda r: dnn.LSTMCell(4, 5, rngs=r), _t("LSTMCell", 4, 5), (2, 4), False),
+    Case("GRUCell-nobias", dnn.GRUCell, lambda r: dnn.GRUCell(4, 5, bias=False, rngs=r),
+         _t("GRUCell", 4, 5, bias=False), (2, 4), False),
     Case("nnx.Embed", None, lambda r: nnx.Embed(10, 4, rngs=r), _t("Embedding", 10, 4), (3, 5), False, ints=10),
     Case("nnx.LayerNorm", None, lambda r: nnx.LayerNorm(6, epsilon=1e-5, rngs=r), _t("LayerNorm", 6), (3, 6),
          False),
@@ -441,6 +454,11 @@ def _input(case, seed=0):
     return rng.standard_normal(case.shape).astype(np.float32)
 
 
+def _first(y):
+    """The output of a layer that returns (output, state), as the recurrent layers and LSTMCell do."""
+    return y[0] if isinstance(y, tuple) else y
+
+
 def _to_dlcore(case, x):
     return np.moveaxis(x, 1, -1) if case.channels_first and x.ndim > 2 else x
 
@@ -461,7 +479,7 @@ def test_layer_round_trips_through_torch_state_dict(case):
     back.eval()
     x = _input(case)
     xj = jnp.asarray(_to_dlcore(case, x))
-    np.testing.assert_array_equal(np.asarray(back(xj)), np.asarray(j(xj)))
+    np.testing.assert_array_equal(np.asarray(_first(back(xj))), np.asarray(_first(j(xj))))
     if case.torch is None:
         return
 
@@ -472,8 +490,8 @@ def test_layer_round_trips_through_torch_state_dict(case):
     assert not missing and not unexpected
     t.eval()
     with torch.no_grad():
-        yt = t(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(np.asarray(j(xj)), _to_dlcore(case, yt), rtol=RTOL, atol=ATOL)
+        yt = _first(t(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(np.asarray(_first(j(xj))), _to_dlcore(case, yt), rtol=RTOL, atol=ATOL)
 
     # torch's own state dict (its dtypes, num_batches_tracked int64) -> a fresh dlcore layer: identical arrays
     fresh = case.make(nnx.Rngs(2))
