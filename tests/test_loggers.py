@@ -205,3 +205,49 @@ def test_tensorboard_arguments_and_without_tensorboardx_names_the_extra(monkeypa
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ImportError, match=r"pip install dlcore\[tensorboard\]"):
         TensorBoard(tmp_path)
+
+
+@pytest.mark.parametrize("epoch_mode", ["scan", "step"])
+def test_per_step_rows_on_request_hold_each_batch_loss_once_across_a_resume(tmp_path, epoch_mode):
+    import csv as csv_lib
+
+    import dlcore
+    from dlcore import losses, optim
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    data = {"x": x, "y": (x[:, 0] > 0).astype(np.int32)}
+
+    def make(callbacks):
+        return dlcore.Trainer(dlcore.nn.MLP((4, 8, 2), rngs=nnx.Rngs(0)), optim.sgd(0.1), losses.cross_entropy,
+                              batch_size=8, shuffle=False, progress=False, epoch_mode=epoch_mode, callbacks=callbacks)
+
+    log = tmp_path / "log.csv"
+
+    def callbacks():
+        tb = [dlcore.TensorBoard(tmp_path / "tb", every_n_steps=2)] if HAVE_TBX else []
+        return [dlcore.CSVLogger(log, every_n_steps=2), *tb, dlcore.Checkpoint(tmp_path / "ck")]
+
+    t = make(callbacks())
+    t.fit(data, epochs=2)  # 5 steps an epoch: steps 2, 4, 6, 8, 10
+    t = make(callbacks())
+    t.fit(data, epochs=3, resume=True)
+    rows = list(csv_lib.DictReader(open(tmp_path / "log.steps.csv")))
+    if HAVE_TBX:
+        shown, _, _ = read_events(tmp_path / "tb" / "steps")
+        assert sorted(shown["loss"]) == [2, 4, 6, 8, 10, 12, 14]
+        assert [shown["loss"][s] for s in sorted(shown["loss"])] == pytest.approx(
+            [float(r["loss"]) for r in rows], rel=1e-6)
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12, 14]
+    assert [int(r["epoch"]) for r in rows] == [1, 1, 2, 2, 2, 3, 3]
+    # the logged figure is that step's batch loss: step 12's batch is the 2nd batch of epoch 3
+    ref = make([])
+    ref.fit(data, epochs=2)
+    state = ref.state
+    from dlcore.train.step import train_step
+    batch = {"x": data["x"][:8], "y": data["y"][:8]}
+    state, _ = train_step(state, batch, jax.random.fold_in(ref.key, 10), loss_fn=losses.cross_entropy)
+    batch = {"x": data["x"][8:16], "y": data["y"][8:16]}
+    _, acc = train_step(state, batch, jax.random.fold_in(ref.key, 11), loss_fn=losses.cross_entropy)
+    expected = float(acc["loss"]["total"] / acc["loss"]["count"])
+    assert float(rows[5]["loss"]) == pytest.approx(expected, rel=1e-5)

@@ -33,6 +33,12 @@ class Callback:
 
     def on_fit_end(self, trainer: "Trainer") -> None: ...
 
+    # A callback that sets `every_n_steps` (> 0) also gets, after every that many steps of the run,
+    # `on_batch_end(trainer, epoch, step, logs)` with the step's batch figure ({"loss": ...}).
+    every_n_steps: int = 0
+
+    def on_batch_end(self, trainer: "Trainer", epoch: int, step: int, logs: dict[str, float]) -> None: ...
+
 
 class ProgressBar(Callback):
     """One tqdm bar per epoch: batch count, running loss, then the epoch's metrics and examples/s.
@@ -251,13 +257,16 @@ class CSVLogger(Callback):
     existing file replaces the file. A row cut short by a kill (no line end) is dropped too. A `fit`
     that trains no epoch (a resumed run that had stopped) leaves the file as it is.
 
-    Rows come once per epoch only: the Trainer calls user callbacks at the edges of epochs, not per
-    batch (its progress bar's per-batch host callback is its own), so there is no per-step logging.
+    Per step on request: with ``every_n_steps=N``, a second file beside it (``log.steps.csv`` for
+    ``log.csv``) gets a row ``epoch, step, loss`` every N steps of the run: the loss (or a custom step's
+    first log) of that step's batch. It follows the same resume rule (rows of re-run epochs dropped).
+    It asks the Trainer for a host callback after every step: a small cost, only when asked.
 
     Args:
         path: the CSV file (its folder is created).
         append: keep the rows of earlier epochs already in the file (the default, what a resume
             needs); False: the first `fit` with this logger starts the file afresh.
+        every_n_steps: also log every this many steps (0: epochs only).
 
     Example:
         >>> trainer = Trainer(..., callbacks=[CSVLogger("run/log.csv"), Checkpoint("run/ckpt")])
@@ -265,7 +274,7 @@ class CSVLogger(Callback):
 
     _FIXED = ("epoch", "step")
 
-    def __init__(self, path: str | os.PathLike, *, append: bool = True):
+    def __init__(self, path: str | os.PathLike, *, append: bool = True, every_n_steps: int = 0):
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValueError(f"CSVLogger: path must be a file path (str or PathLike), got {path!r}")
         self.path = Path(path).expanduser().absolute()
@@ -275,6 +284,9 @@ class CSVLogger(Callback):
         self.columns: list[str] | None = None
         self._fits = 0
         self._first = False
+        self.every_n_steps = check_int(every_n_steps, "every_n_steps", low=0, who="CSVLogger")
+        self._steps = (CSVLogger(self.path.with_name(self.path.stem + ".steps" + (self.path.suffix or ".csv")),
+                                 append=append) if self.every_n_steps else None)
 
     # reading and writing the whole file
 
@@ -336,18 +348,29 @@ class CSVLogger(Callback):
     def on_fit_start(self, trainer):
         self._fits += 1
         self._first = True
+        if self._steps is not None:
+            self._steps.on_fit_start(trainer)
 
     def on_epoch_start(self, trainer, epoch):
         if self._first:  # the fit's first epoch: known only now (a resume restores it inside fit)
             self._first = False
             self._start(epoch)
+        if self._steps is not None:
+            self._steps.on_epoch_start(trainer, epoch)
 
     def on_epoch_end(self, trainer, epoch, logs):
+        self._write(epoch, trainer.count, logs)
+
+    def on_batch_end(self, trainer, epoch, step, logs):
+        if self._steps is not None:
+            self._steps._write(epoch, step, logs)
+
+    def _write(self, epoch: int, step: int, logs: dict[str, float]) -> None:
         clash = [k for k in logs if k in self._FIXED]
         if clash:
             raise ValueError(f"CSVLogger: the epoch logs hold {clash}, which are CSVLogger's own columns; "
                              f"rename those logs")
-        values = {"epoch": str(int(epoch)), "step": str(int(trainer.count)),
+        values = {"epoch": str(int(epoch)), "step": str(int(step)),
                   **{k: repr(float(v)) for k, v in logs.items()}}
         new = [k for k in values if k not in (self.columns or [])]
         if new or not self.path.exists():  # a new file, a log not there before, or a file deleted under us
@@ -390,11 +413,16 @@ class TensorBoard(Callback):
     events `SummaryWriter(purge_step=...)` writes: `SummaryWriter.flush` does not wait for its
     background queue, so it could not promise that an epoch is on disk when the epoch ends.
 
+    Per step on request: with ``every_n_steps=N`` the loss (or a custom step's first log) of every N-th
+    step's batch goes to ``<log_dir>/steps`` (its own run in TensorBoard, global step: the run's step
+    count), with the same purge rule at the fit's first step.
+
     Args:
         log_dir: the folder of the event files (created).
+        every_n_steps: also log every this many steps (0: epochs only).
     """
 
-    def __init__(self, log_dir: str | os.PathLike):
+    def __init__(self, log_dir: str | os.PathLike, *, every_n_steps: int = 0):
         _tensorboardx()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(f"TensorBoard: log_dir must be a folder path (str or PathLike), got {log_dir!r}")
@@ -403,6 +431,8 @@ class TensorBoard(Callback):
             raise ValueError(f"TensorBoard: log_dir {str(log_dir)!r} is a file; it needs a folder")
         self.writer = None
         self._first = False
+        self.every_n_steps = check_int(every_n_steps, "every_n_steps", low=0, who="TensorBoard")
+        self._steps = TensorBoard(self.log_dir / "steps") if self.every_n_steps else None
 
     def _open(self, purge_step: int) -> None:
         from tensorboardX.event_file_writer import EventsWriter
@@ -420,10 +450,12 @@ class TensorBoard(Callback):
         self.writer.flush()
 
     def close(self) -> None:
-        """Close the event file (the end of every fit does)."""
+        """Close the event files (the end of every fit does)."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self._steps is not None:
+            self._steps.close()
 
     def on_fit_start(self, trainer):
         self._first = True
@@ -432,16 +464,27 @@ class TensorBoard(Callback):
         if self._first:  # the fit's first epoch: known only now (a resume restores it inside fit)
             self._first = False
             self._open(int(epoch))
+            if self._steps is not None:
+                self._steps._open(int(trainer.count) + 1)
 
     def on_epoch_end(self, trainer, epoch, logs):
+        if self.writer is None:
+            self._open(int(epoch))
+        self._write(int(epoch), logs)
+
+    def on_batch_end(self, trainer, epoch, step, logs):
+        if self._steps is not None:
+            if self._steps.writer is None:
+                self._steps._open(int(step))
+            self._steps._write(int(step), logs)
+
+    def _write(self, step: int, logs: dict[str, float]) -> None:
         from tensorboardX.proto.event_pb2 import Event
         from tensorboardX.summary import scalar
 
-        if self.writer is None:
-            self._open(int(epoch))
         now = time.time()
         for name, value in logs.items():
-            self.writer.write_event(Event(wall_time=now, step=int(epoch), summary=scalar(name, float(value))))
+            self.writer.write_event(Event(wall_time=now, step=step, summary=scalar(name, float(value))))
         self.writer.flush()
 
     def on_fit_end(self, trainer):

@@ -196,6 +196,9 @@ class Trainer:
         self.examples_per_epoch = 0
         self._compiled: dict[Any, Callable] = {}
         self.trace_counts: dict[str, int] = {}
+        self._listeners: list[Callback] = []
+        self._bar_every = 0
+        self._epoch_start = (0, 0)
 
     # -- the states --------------------------------------------------------------------------------
 
@@ -453,20 +456,39 @@ class Trainer:
         task, policy = self.task, self.on_nonfinite
         acc, guard = task.init_acc(), S.new_guard(self.count)
         bar = self.progress
-        every = max(1, (src.batches_per_epoch or 1) // bar.updates_per_epoch) if bar else 0
+        self._listeners = [cb for cb in self.callbacks if getattr(cb, "every_n_steps", 0)]
+        self._bar_every = max(1, (src.batches_per_epoch or 1) // bar.updates_per_epoch) if bar else 0
+        self._epoch_start = (epoch, self.count)
+        every = 1 if self._listeners else self._bar_every  # per-step logging asks for every step
+        hook = self._on_batch if every else None
         if self._on_device(src) and self.epoch_mode == "scan":
-            fn = self._jit("train_epoch", S.run_epoch, task=task, policy=policy,
-                           on_batch=bar.on_batch if bar else None)
+            fn = self._jit("train_epoch", S.run_epoch, task=task, policy=policy, on_batch=hook)
             idx, w = src.plan(epoch)
             self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key, src.on_device(),
                                                     idx, w, np.int32(every))
         else:
             fn = self._jit("train_step", S.one_step, task=task, policy=policy)
+            before = task.running(acc)
             for i, args in enumerate(self._step_args(src, epoch)):
                 self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key, *args)
                 if every and (i + 1) % every == 0:
-                    bar.on_batch(i + 1, *task.running(acc))
+                    now = task.running(acc)
+                    self._on_batch(i + 1, *now, now[0] - before[0], now[1] - before[1])
+                    before = now
         return acc, guard
+
+    def _on_batch(self, i, total, count, batch_total, batch_count) -> None:
+        """After batch `i` of the epoch: move the progress bar, and give the callbacks that log per step
+        (those with `every_n_steps`) that step's figure (its batch's mean of the main log)."""
+        i = int(i)
+        if self.progress and i % self._bar_every == 0:
+            self.progress.on_batch(i, total, count)
+        epoch, start = self._epoch_start
+        step = start + i
+        for cb in self._listeners:
+            if step % cb.every_n_steps == 0:
+                value = float(batch_total) / max(float(batch_count), 1.0)
+                cb.on_batch_end(self, epoch, step, {self.task.display: value})
 
     def _after_guard(self, guard: dict, epoch: int, logs: dict, src: P.BatchSource, before: tuple) -> None:
         """Count the skipped steps, or, under "stop", make sure the epoch ended finite: a non-finite loss in

@@ -340,18 +340,22 @@ def run_epoch(states, carry, guard, acc, key, data: dict, idx, w, every=0, *, ta
     """The batches ``idx``/``w`` (num_batches, B) of device-resident ``data`` as one ``lax.scan``.
 
     The key of the step with loop count ``c`` is ``fold_in(key, c)``, whichever way the epoch runs.
-    ``on_batch(i, total, count)`` is called every ``every`` batches through ``jax.debug.callback``
-    (0: never).
+    ``on_batch(i, total, count, batch_total, batch_count)`` (the running sums of the main log over the
+    epoch, and batch ``i``'s own) is called after every ``every``-th batch through an ordered
+    ``jax.debug.callback`` (0: never).
     """
     def body(c, inputs):
         st, ca, acc, g = c
         i, bidx, bw = inputs
+        before = task.running(acc)
         st, ca, acc, g = guarded_train(st, ca, gather(data, bidx, bw), jax.random.fold_in(key, g["count"]), acc, g,
                                        task=task, policy=policy)
         if on_batch is not None:
             total, count = task.running(acc)
             jax.lax.cond((every > 0) & ((i + 1) % jnp.maximum(every, 1) == 0),
-                         lambda: jax.debug.callback(on_batch, i + 1, total, count), lambda: None)
+                         lambda: jax.debug.callback(on_batch, i + 1, total, count, total - before[0],
+                                                    count - before[1], ordered=True),
+                         lambda: None)
         return (st, ca, acc, g), None
 
     steps = jnp.arange(idx.shape[0])
