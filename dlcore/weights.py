@@ -13,7 +13,7 @@ parameter name. What differs is the layout, and this module converts it:
 | BatchNorm weight, bias                   | scale, bias                                      |
 | BatchNorm running_mean, running_var      | mean, var (batch statistics)                     |
 | BatchNorm num_batches_tracked            | loaded where the model keeps it, else ignored    |
-| LayerNorm weight / Embedding weight      | scale / embedding                                |
+| LayerNorm weight / nnx.Embed weight      | scale / embedding                                |
 | Embedding weight (dlcore.nn.Embedding)   | weight, frozen (`from_pretrained`) or not        |
 | RNN/LSTM/GRU(Cell) weight_ih_l0, ...     | the same names and layouts, unchanged            |
 
