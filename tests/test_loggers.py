@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import struct
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -16,23 +18,8 @@ import dlcore
 from dlcore import losses, optim
 from dlcore.train.callbacks import CSVLogger, TensorBoard
 
-
-class Net(nnx.Module):  # tests/test_train.py's toy: dropout and batch norm, so RNG and statistics move
-    def __init__(self, din=8, classes=3, *, rngs):
-        self.l1 = dlcore.nn.Linear(din, 16, rngs=rngs)
-        self.bn = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
-        self.drop = nnx.Dropout(0.3, rngs=rngs)
-        self.l2 = dlcore.nn.Linear(16, classes, rngs=rngs)
-
-    def __call__(self, x):
-        return self.l2(self.drop(jax.nn.relu(self.bn(self.l1(x)))))
-
-
-def toy(n=100, din=8, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, din)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
-    return {"x": x, "y": y % classes}
+sys.path.insert(0, str(Path(__file__).parent))
+from train_toys import Net, toy  # noqa: E402
 
 
 def make_trainer(seed=0, **kw):

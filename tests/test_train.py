@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,25 +16,8 @@ from dlcore import checkpoint as ckpt
 from dlcore import losses, optim
 from dlcore.train import step as S
 
-
-class Net(nnx.Module):
-    """A small classifier with dropout and batch norm, so RNG and batch statistics are exercised."""
-
-    def __init__(self, din=8, classes=3, *, rngs):
-        self.l1 = dlcore.nn.Linear(din, 16, rngs=rngs)
-        self.bn = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
-        self.drop = nnx.Dropout(0.3, rngs=rngs)
-        self.l2 = dlcore.nn.Linear(16, classes, rngs=rngs)
-
-    def __call__(self, x):
-        return self.l2(self.drop(jax.nn.relu(self.bn(self.l1(x)))))
-
-
-def toy(n=100, din=8, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, din)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
-    return {"x": x, "y": y % classes}
+sys.path.insert(0, str(Path(__file__).parent))
+from train_toys import Net, toy  # noqa: E402
 
 
 def make_trainer(seed=0, **kw):

@@ -1,4 +1,6 @@
-"""Two small trainers of the custom-step shapes, for tests/test_train_core.py (also run as a script to be killed).
+"""Toys for the training tests: `Net` and `toy` (a classifier with dropout and batch norm, and its data),
+and two small trainers of the custom-step shapes for tests/test_train_core.py (also run as a script to be
+killed).
 
 - `gan`: a generator and a discriminator on 2-D points, each with its own Adam, updated in turn in
   every step (discriminator on real and fake, then generator through the discriminator).
@@ -20,6 +22,27 @@ from flax import nnx
 
 import dlcore
 from dlcore import losses, optim
+
+
+class Net(nnx.Module):
+    """A small classifier with dropout and batch norm, so RNG and batch statistics are exercised."""
+
+    def __init__(self, din=8, classes=3, *, rngs):
+        self.l1 = dlcore.nn.Linear(din, 16, rngs=rngs)
+        self.bn = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
+        self.drop = nnx.Dropout(0.3, rngs=rngs)
+        self.l2 = dlcore.nn.Linear(16, classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(self.drop(jax.nn.relu(self.bn(self.l1(x)))))
+
+
+def toy(n=100, din=8, classes=3, seed=0):
+    """A toy classification split for Net: x (n, din), y (n,) in [0, classes)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, din)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
+    return {"x": x, "y": y % classes}
 
 
 class MLP2(nnx.Module):
