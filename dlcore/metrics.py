@@ -54,6 +54,7 @@ __all__ = [
     "MSE",
     "Mean",
     "Metric",
+    "Perplexity",
     "Precision",
     "RMSE",
     "Recall",
@@ -512,6 +513,45 @@ class RMSE(_WeightedMean):
 
 
 @dataclasses.dataclass(frozen=True)
+class Perplexity(Metric):
+    """Streaming perplexity: ``exp`` of the mean token cross-entropy over every real token of the set.
+
+    Language-model figures (Stevens/Antiga, Subramanian and Jha report perplexity per epoch) are the
+    exponential of the mean negative log-likelihood per token; like RMSE it is taken once over all
+    tokens, not averaged over batches. Tokens whose target is ``ignore_index`` (padding) and rows of
+    weight 0 count nowhere.
+
+    Shapes: logits ``(B, T, V)`` (or ``(B, V)``), integer targets ``(B, T)`` (or ``(B,)``).
+    """
+
+    name: str = "perplexity"
+    ignore_index: int | None = None
+
+    def init(self) -> Accumulator:
+        return {"total": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.float32)}
+
+    def update(self, acc, outputs, targets, weights=None):
+        logits = jnp.asarray(outputs, jnp.float32)
+        targets = jnp.asarray(targets)
+        if logits.shape[:-1] != targets.shape:
+            raise ValueError(f"perplexity: targets shape {targets.shape} must equal logits.shape[:-1] = "
+                             f"{logits.shape[:-1]} (class axis last)")
+        mask = jnp.ones(targets.shape, jnp.float32)
+        if self.ignore_index is not None:
+            mask = (targets != self.ignore_index).astype(jnp.float32)
+        if weights is not None:
+            w = jnp.asarray(weights, jnp.float32)
+            mask = mask * w.reshape(w.shape + (1,) * (targets.ndim - 1))
+        safe = jnp.where(mask > 0, targets, 0).astype(jnp.int32)
+        nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), safe[..., None], axis=-1)[..., 0]
+        return {"total": acc["total"] + jnp.sum(jnp.where(mask > 0, nll * mask, 0.0)),
+                "count": acc["count"] + jnp.sum(mask)}
+
+    def compute(self, acc):
+        return jnp.exp(acc["total"] / acc["count"])
+
+
+@dataclasses.dataclass(frozen=True)
 class _Counts(Metric):
     name: str = ""
     threshold: float = 0.0
@@ -564,6 +604,7 @@ METRICS.register("rmse", RMSE)
 METRICS.register("precision", Precision)
 METRICS.register("recall", Recall)
 METRICS.register("f1", F1, aliases=["f1_score"])
+METRICS.register("perplexity", Perplexity, aliases=["ppl"])
 _TOP_K = re.compile(r"top(\d+)_accuracy")
 # Names that exist as functions but cannot be streamed exactly, and what to do instead.
 _NOT_STREAMING = {

@@ -112,6 +112,27 @@ class Embedding(nnx.Module):
             raise ValueError(f"Embedding({self.num_embeddings}, {self.embedding_dim}): token id {bad} is outside "
                              f"the vocabulary [0, {self.num_embeddings})")
 
+    def attend(self, hidden, bias=None):
+        """Logits over the vocabulary from hidden states through the same table: weight tying.
+
+        ``hidden @ weight.T (+ bias)``: (..., embedding_dim) -> (..., num_embeddings). The output layer of
+        a language model shares the embedding's weights this way (Press & Wolf, 2017; Inan et al., 2017),
+        as PyTorch's word language model does with ``decoder.weight = encoder.weight``.
+
+        Args:
+            hidden: (..., embedding_dim).
+            bias: optional (num_embeddings,), e.g. an ``nnx.Param`` of the output layer.
+        """
+        hidden = jnp.asarray(hidden)
+        if hidden.shape[-1:] != (self.embedding_dim,):
+            raise ValueError(f"Embedding({self.num_embeddings}, {self.embedding_dim}).attend expects hidden states "
+                             f"whose last axis is {self.embedding_dim}, got shape {hidden.shape}")
+        w = self.weight[...]
+        if self.freeze:
+            w = jax.lax.stop_gradient(w)
+        logits = hidden @ w.T
+        return logits if bias is None else logits + jnp.asarray(bias)
+
     def __call__(self, ids):
         """Rows of the table: integer ids (...) -> (..., embedding_dim)."""
         if isinstance(ids, (list, tuple, int)):
