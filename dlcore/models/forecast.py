@@ -1,3 +1,0 @@
-"""Time-series forecasting models of Géron's ch. 13 (Processing Sequences Using RNNs and CNNs), registered by name."""
-
-from __future__ import annotations
