@@ -268,7 +268,9 @@ def test_bad_input_is_one_line():
     lstm = dnn.LSTM(I, H, num_layers=2, rngs=nnx.Rngs(0))
     gru = dnn.GRU(I, H, bidirectional=True, batch_first=False, rngs=nnx.Rngs(0))
     x = _x(B, T, I)
-    _one_line(lambda: lstm(x[0]), "rank 3", "(B, T, input_size)", "(5, 4)")
+    _one_line(lambda: lstm(x[0, 0]), "rank 3", "(B, T, input_size)", "unbatched (T, input_size)", "(4,)")
+    _one_line(lambda: lstm(x[0], lengths=np.array([3])), "lengths needs a batch")
+    _one_line(lambda: lstm(x[0], (np.zeros((2, 1, H)), np.zeros((2, 1, H)))), "unbatched", "(2, 6)", "(2, 1, 6)")
     _one_line(lambda: lstm(_x(B, T, I + 1)), "4 features", "(3, 5, 5)")
     _one_line(lambda: lstm(x, lengths=np.array([3, 6, 1])), "[1, 5]", "6")
     _one_line(lambda: lstm(x, lengths=np.array([3, 0, 1])), "[1, 5]", "0")
@@ -291,3 +293,123 @@ def test_bad_input_is_one_line():
     # under jit the ids cannot be checked: JAX clamps them, as the docstring says
     clamped = nnx.jit(lambda m, i: m(i))(emb, jnp.array([12]))
     np.testing.assert_array_equal(np.asarray(clamped), np.asarray(emb.weight[...])[[9]])
+
+
+# ------------------------------------------------------------------------------------------------
+# unbatched input, the layer-norm cell, Recurrence (per-step dropout)
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_unbatched_sequence_matches_torch(kind):
+    ours = getattr(dnn, kind)(I, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    ref = getattr(torch.nn, kind)(I, H, num_layers=2, bidirectional=True)
+    weights.load_state_dict(ours, {k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    x = _x(T, I)
+    h0 = _x(4, H, seed=1)
+    hx = (h0, _x(4, H, seed=2)) if kind == "LSTM" else h0
+    out, hn = ours(x, hx)
+    t_hx = tuple(torch.tensor(a) for a in hx) if kind == "LSTM" else torch.tensor(hx)
+    t_out, t_hn = ref(torch.tensor(x), t_hx)
+    assert out.shape == (T, 2 * H)
+    _close(out, t_out.detach().numpy())
+    for a, b in zip(jax.tree.leaves(hn), (t_hn if kind == "LSTM" else (t_hn,))):
+        assert a.shape == (4, H)
+        _close(a, b.detach().numpy())
+
+
+def test_layer_norm_cell_is_the_books_memory_cell():
+    # Geron's nn.Sequential(nn.Linear(I + H, H), nn.LayerNorm(H), nn.Tanh()), with the same weights
+    cell = dnn.LayerNormRNNCell(I, H, rngs=nnx.Rngs(0))
+    cell.norm.scale[...] = jnp.asarray(_x(H, seed=3))
+    cell.norm.bias[...] = jnp.asarray(_x(H, seed=4))
+    ref = torch.nn.Sequential(torch.nn.Linear(I + H, H), torch.nn.LayerNorm(H), torch.nn.Tanh())
+    with torch.no_grad():
+        ref[0].weight.copy_(torch.tensor(np.asarray(cell.linear.kernel[...]).T))
+        ref[0].bias.copy_(torch.tensor(np.asarray(cell.linear.bias[...])))
+        ref[1].weight.copy_(torch.tensor(np.asarray(cell.norm.scale[...])))
+        ref[1].bias.copy_(torch.tensor(np.asarray(cell.norm.bias[...])))
+    x, h = _x(B, I), _x(B, H, seed=1)
+    _close(cell(x, h), ref(torch.tensor(np.concatenate([x, h], 1))).detach().numpy())
+    _close(cell(x[0], h[0]), cell(x, h)[0])
+    # over a sequence, as the book's hand-written loop
+    seq = _x(B, T, I, seed=5)
+    out, final = dnn.Recurrence(cell)(seq)
+    state = torch.zeros(B, H)
+    for t in range(T):
+        state = ref(torch.cat([torch.tensor(seq[:, t]), state], 1))
+        _close(out[:, t], state.detach().numpy())
+    _close(final, state.detach().numpy())
+
+
+def test_recurrence_with_a_torch_cell_is_the_layer():
+    layer = dnn.GRU(I, H, rngs=nnx.Rngs(0))
+    cell = dnn.GRUCell(I, H, rngs=nnx.Rngs(1))
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        getattr(cell, name)[...] = getattr(layer, name + "_l0")[...]
+    x, h0 = _x(B, T, I), _x(B, H, seed=1)
+    out, hn = layer(x, h0[None], lengths=LENGTHS)
+    out2, hn2 = dnn.Recurrence(cell)(x, h0, lengths=LENGTHS)
+    _close(out2, out)
+    _close(hn2, hn[0])
+    lstm_out, (h, c) = dnn.Recurrence(dnn.LSTMCell(I, H, rngs=nnx.Rngs(0)))(x)
+    assert lstm_out.shape == (B, T, H) and h.shape == c.shape == (B, H)
+
+
+class _Sum(nnx.Module):
+    """h' = h + x: the state shows which dropout masks reached it."""
+
+    hidden_size = H
+
+    def initial_state(self, batch_size, dtype=jnp.float32):
+        return jnp.ones((batch_size, H), dtype)
+
+    def __call__(self, x, h):
+        return h + x
+
+
+def test_recurrent_dropout_masks():
+    x0 = jnp.zeros((64, T, H))
+    rec = dnn.Recurrence(_Sum(), recurrent_dropout=0.5, rngs=nnx.Rngs(0))
+    out, _ = rec(x0)
+    m = out[:, 0]                                   # the mask on h_0 = 1: 0 or 2 per unit
+    assert set(np.unique(np.asarray(m))) == {0.0, 2.0}
+    for t in range(T):                              # one mask per sequence, reused at every step
+        _close(out[:, t], m ** (t + 1))
+    rec = dnn.Recurrence(_Sum(), dropout=0.5, rngs=nnx.Rngs(0))
+    out, _ = rec(jnp.ones((64, T, H)), jnp.zeros((64, H)))
+    steps = np.diff(np.asarray(out), axis=1, prepend=0)   # the dropped input of each step: 0 or 2
+    assert set(np.unique(steps)) == {0.0, 2.0}
+    assert not all((steps[:, t] == steps[:, 0]).all() for t in range(1, T))   # a fresh mask at each step
+    rec.eval()
+    out_eval, _ = rec(jnp.ones((64, T, H)), jnp.zeros((64, H)))
+    _close(out_eval[:, -1], np.full((64, H), T, np.float32))
+
+
+def test_mc_dropout_through_recurrence():
+    from dlcore.nn.regularization import mc_predict
+
+    class Model(nnx.Module):
+        def __init__(self):
+            self.rec = dnn.Recurrence(dnn.LayerNormRNNCell(1, 8, rngs=nnx.Rngs(0)), recurrent_dropout=0.3,
+                                      rngs=nnx.Rngs(0))
+            self.head = dnn.Linear(8, 1, rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.head(self.rec(x)[1])
+
+    model = Model()
+    model.eval()
+    mean, std = mc_predict(model, _x(4, T, 1), n_samples=20, transform=None)
+    assert mean.shape == std.shape == (4, 1) and float(std.min()) > 0
+
+
+def test_recurrence_bad_input_is_one_line():
+    cell = dnn.LayerNormRNNCell(I, H, rngs=nnx.Rngs(0))
+    _one_line(lambda: dnn.Recurrence(cell)(_x(B, T, I), _x(B + 1, H)), "batch of 3", "(3, 6)", "(4, 6)")
+    _one_line(lambda: dnn.Recurrence(cell)(_x(T, I)), "rank 3")
+    _one_line(lambda: dnn.Recurrence(cell)(_x(B, T, I), lengths=np.array([1, 2, 6])), "[1, 5]")
+    _one_line(lambda: dnn.Recurrence(cell, dropout=0.1), "needs rngs")
+    _one_line(lambda: dnn.Recurrence(cell, recurrent_dropout=1.0, rngs=nnx.Rngs(0)), "recurrent_dropout")
+    _one_line(lambda: cell(_x(B, I + 1)), "(B, 4)")
+    with pytest.raises(TypeError, match="initial_state"):
+        dnn.Recurrence(lambda x, h: h)

@@ -236,6 +236,38 @@ def _torch_causal(tnn):
     return CausalConv1d(3, 4, 3, dilation=2)
 
 
+def _torch_ln_cell(tnn):
+    import torch
+
+    class LayerNormRNNCell(tnn.Module):          # Geron's memory cell, from a zero state
+        def __init__(self):
+            super().__init__()
+            self.linear, self.norm = tnn.Linear(4 + 5, 5), tnn.LayerNorm(5)
+
+        def forward(self, x):
+            return torch.tanh(self.norm(self.linear(torch.cat([x, x.new_zeros(x.shape[0], 5)], 1))))
+
+    return LayerNormRNNCell()
+
+
+def _torch_recurrence(tnn):
+    import torch
+
+    class Recurrence(tnn.Module):               # a GRUCell run over (B, T, F) by hand
+        def __init__(self):
+            super().__init__()
+            self.cell = tnn.GRUCell(4, 5)
+
+        def forward(self, x):
+            h, out = x.new_zeros(x.shape[0], 5), []
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+                out.append(h)
+            return torch.stack(out, 1)
+
+    return Recurrence()
+
+
 def _torch_mlp(tnn):
     class MLP(tnn.Module):
         def __init__(self):
@@ -367,6 +399,10 @@ CASES = [
     Case("LSTMCell", dnn.LSTMCell, lambda r: dnn.LSTMCell(4, 5, rngs=r), _t("LSTMCell", 4, 5), (2, 4), False),
     Case("GRUCell-nobias", dnn.GRUCell, lambda r: dnn.GRUCell(4, 5, bias=False, rngs=r),
          _t("GRUCell", 4, 5, bias=False), (2, 4), False),
+    Case("LayerNormRNNCell", dnn.LayerNormRNNCell, lambda r: dnn.LayerNormRNNCell(4, 5, rngs=r), _torch_ln_cell,
+         (2, 4), False),
+    Case("Recurrence", dnn.Recurrence, lambda r: dnn.Recurrence(dnn.GRUCell(4, 5, rngs=r)), _torch_recurrence,
+         (2, 3, 4), False),
     Case("nnx.Embed", None, lambda r: nnx.Embed(10, 4, rngs=r), _t("Embedding", 10, 4), (3, 5), False, ints=10),
     Case("nnx.LayerNorm", None, lambda r: nnx.LayerNorm(6, epsilon=1e-5, rngs=r), _t("LayerNorm", 6), (3, 6),
          False),

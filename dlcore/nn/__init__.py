@@ -17,7 +17,7 @@ from dlcore.nn.layers import (MLP, Activation, Dropout2d, Flatten, Identity, Lin
                               activation, flatten)
 from dlcore.nn.activations import GLU, PReLU, RReLU, SwiGLU, Swish
 from dlcore.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm
-from dlcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from dlcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LayerNormRNNCell, LSTMCell, Recurrence, RNNCell
 from dlcore.nn.regularization import AlphaDropout, MCDropout, mc_predict
 
 __all__ = [
@@ -33,5 +33,6 @@ __all__ = [
     "avg_pool3d", "depth_max_pool", "flatten", "global_avg_pool2d", "global_max_pool2d", "init",
     "local_response_norm", "max_pool1d", "max_pool2d", "max_pool3d", "torch_uniform",
     "AlphaDropout", "GLU", "MCDropout", "PReLU", "RReLU", "SwiGLU", "Swish", "mc_predict",
-    "Embedding", "Frozen", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "embedding", "recurrent",
+    "Embedding", "Frozen", "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormRNNCell", "RNN", "RNNCell", "Recurrence", "embedding",
+    "recurrent",
 ]

@@ -12,12 +12,16 @@ bidirectional layers over a whole sequence with `lax.scan`. They follow `torch.n
   B, H) whatever `batch_first` is.
 
 Differences from torch: `batch_first=True` is the default (dlcore's sequences are (B, T, F)); a batch of
-variable-length sequences takes `lengths` (B,) instead of a `PackedSequence` (see `RNN.__call__`); inputs
-must be batched (rank 3 for layers).
+variable-length sequences takes `lengths` (B,) instead of a `PackedSequence` (see `RNN.__call__`).
+
+Beyond torch: `LayerNormRNNCell` (layer norm before the activation, the cell Géron writes by hand in ch. 15)
+and `Recurrence`, which runs any cell over a sequence with per-step input dropout and recurrent dropout
+(dropout between time steps, which `torch.nn.RNN` does not offer).
 
 References: Elman, 1990 (simple recurrent network); Hochreiter and Schmidhuber, 1997 (LSTM); Gers,
 Schmidhuber and Cummins, 2000 (forget gate); Cho et al., 2014 (GRU); Schuster and Paliwal, 1997
-(bidirectional RNNs); Géron, Hands-On Machine Learning, ch. 15 "Processing Sequences Using RNNs and CNNs";
+(bidirectional RNNs); Ba, Kiros and Hinton, 2016 (layer normalization); Gal and Ghahramani, 2016
+(dropout in recurrent networks); Géron, Hands-On Machine Learning, ch. 15 "Processing Sequences Using RNNs and CNNs";
 Stevens, Antiga and Viehmann, Deep Learning with PyTorch (recurrent models of text).
 """
 
@@ -30,8 +34,10 @@ from flax import nnx
 
 from dlcore.checks import check_choice, check_float, check_int
 from dlcore.nn.init import torch_uniform
+from dlcore.nn.layers import Linear
+from dlcore.nn.norm import LayerNorm
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormRNNCell", "RNN", "RNNCell", "Recurrence"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -86,6 +92,11 @@ class _Cell(nnx.Module):
         self.weight_hh = nnx.Param(init(rngs.params(), (g, self.hidden_size)))
         self.bias_ih = nnx.Param(init(rngs.params(), (g,))) if bias else None
         self.bias_hh = nnx.Param(init(rngs.params(), (g,))) if bias else None
+
+    def initial_state(self, batch_size: int, dtype=jnp.float32):
+        """Zeros: h (batch_size, H), or for an LSTM cell the tuple (h, c)."""
+        z = jnp.zeros((batch_size, self.hidden_size), dtype)
+        return (z, z) if self._mode == "LSTM" else z
 
     def _prepare(self, x, hx, n_state: int):
         who = type(self).__name__
@@ -186,6 +197,46 @@ class GRUCell(_Cell):
         return self._prepare(x, hx, 1)
 
 
+class LayerNormRNNCell(nnx.Module):
+    """A simple recurrent cell with layer norm before its activation: h' = tanh(LN(W [x, h] + b)).
+
+    Géron's memory cell `nn.Sequential(nn.Linear(input_size + hidden_size, hidden_size),
+    nn.LayerNorm(hidden_size), nn.Tanh())` (Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 15,
+    "Fighting the Unstable Gradients Problem"): layer norm at every time step, just before the
+    activation, which `torch.nn.RNN` does not offer. Run it over a sequence with `Recurrence`.
+
+    Args:
+        input_size: features of x.
+        hidden_size: features H of h.
+        rngs: NNX random streams (the Linear's default torch initialisation).
+
+    Call: `cell(x, hx=None)`: x (B, I) or (I,), hx (B, H) or (H,) (zeros when None) -> h' (B, H) or (H,).
+    Parameters: `linear` (kernel (I + H, H), bias (H,)), `norm` (scale, bias (H,)).
+    Reference: Ba, Kiros and Hinton, 2016.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, rngs: nnx.Rngs):
+        self.input_size = check_int(input_size, "input_size", low=1, who="LayerNormRNNCell")
+        self.hidden_size = check_int(hidden_size, "hidden_size", low=1, who="LayerNormRNNCell")
+        self.linear = Linear(self.input_size + self.hidden_size, self.hidden_size, rngs=rngs)
+        self.norm = LayerNorm(self.hidden_size)
+
+    def initial_state(self, batch_size: int, dtype=jnp.float32):
+        """Zeros (batch_size, H)."""
+        return jnp.zeros((batch_size, self.hidden_size), dtype)
+
+    def __call__(self, x, hx=None):
+        x = jnp.asarray(x)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"LayerNormRNNCell({self.input_size}, {self.hidden_size}) expects input of shape "
+                             f"(B, {self.input_size}) or ({self.input_size},), got {tuple(x.shape)}")
+        h = jnp.zeros(x.shape[:-1] + (self.hidden_size,), x.dtype) if hx is None else jnp.asarray(hx)
+        if h.shape != x.shape[:-1] + (self.hidden_size,):
+            raise ValueError(f"LayerNormRNNCell: hx has shape {tuple(h.shape)}, expected "
+                             f"{x.shape[:-1] + (self.hidden_size,)} for an input of shape {tuple(x.shape)}")
+        return jnp.tanh(self.norm(self.linear(jnp.concatenate([x, h.astype(x.dtype)], axis=-1))))
+
+
 # ------------------------------------------------------------------------------------------------
 # layers
 # ------------------------------------------------------------------------------------------------
@@ -207,6 +258,21 @@ def _scan(mode, gi, state0, w_hh, b_hh, mask):
 
     final, out = jax.lax.scan(body, state0, (gi, mask))
     return out, final
+
+
+def _check_lengths(who: str, lengths, b: int, t: int):
+    """lengths (B,) integers in [1, T] (checked when concrete) -> int32 array."""
+    if _shape(lengths) != (b,):
+        raise ValueError(f"{who}: lengths must have shape (B,) = ({b},), got {_shape(lengths)}")
+    dtype = lengths.dtype if hasattr(lengths, "dtype") else np.asarray(lengths).dtype
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(f"{who}: lengths must be integers, got dtype {dtype}")
+    if not isinstance(lengths, jax.core.Tracer):
+        a = np.asarray(lengths)
+        if a.size and (a.min() < 1 or a.max() > t):
+            bad = int(a.min()) if a.min() < 1 else int(a.max())
+            raise ValueError(f"{who}: lengths must lie in [1, T] = [1, {t}], got a length of {bad}")
+    return jnp.asarray(lengths, jnp.int32)
 
 
 class _RNNBase(nnx.Module):
@@ -247,20 +313,6 @@ class _RNNBase(nnx.Module):
         get = lambda name: getattr(self, name + sfx)[...] if hasattr(self, name + sfx) else None  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
-    def _check_lengths(self, lengths, b, t):
-        who = type(self).__name__
-        if _shape(lengths) != (b,):
-            raise ValueError(f"{who}: lengths must have shape (B,) = ({b},), got {_shape(lengths)}")
-        dtype = lengths.dtype if hasattr(lengths, "dtype") else np.asarray(lengths).dtype
-        if not jnp.issubdtype(dtype, jnp.integer):
-            raise ValueError(f"{who}: lengths must be integers, got dtype {dtype}")
-        if not isinstance(lengths, jax.core.Tracer):
-            a = np.asarray(lengths)
-            if a.size and (a.min() < 1 or a.max() > t):
-                bad = int(a.min()) if a.min() < 1 else int(a.max())
-                raise ValueError(f"{who}: lengths must lie in [1, T] = [1, {t}], got a length of {bad}")
-        return jnp.asarray(lengths, jnp.int32)
-
     def _initial(self, hx, b, dtype):
         """hx -> a list over (layer, direction) of the initial state (h, or (h, c)), each (B, H)."""
         who = type(self).__name__
@@ -286,7 +338,9 @@ class _RNNBase(nnx.Module):
         """Run the layers over a batch of sequences.
 
         Args:
-            x: (B, T, input_size) with `batch_first` (the default), else (T, B, input_size).
+            x: (B, T, input_size) with `batch_first` (the default), else (T, B, input_size); or one
+                unbatched sequence (T, input_size), as torch accepts, with hx (num_layers * D, H) and
+                outputs without the batch axis.
             hx: the initial state, zeros when None: h_0 (num_layers * num_directions, B, H), or for an LSTM
                 a tuple (h_0, c_0) of that shape each; entry `layer * num_directions + direction` starts
                 that layer and direction, as in torch.
@@ -308,8 +362,11 @@ class _RNNBase(nnx.Module):
         who = type(self).__name__
         x = jnp.asarray(x)
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        if x.ndim == 2:
+            return self._unbatched(x, hx, lengths)
         if x.ndim != 3:
-            raise ValueError(f"{who} expects input of rank 3 {layout}, got shape {tuple(x.shape)}")
+            raise ValueError(f"{who} expects input of rank 3 {layout} or an unbatched (T, input_size), got "
+                             f"shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{who}(input_size={self.input_size}) expects input {layout} with "
                              f"{self.input_size} features, got shape {tuple(x.shape)}")
@@ -320,7 +377,7 @@ class _RNNBase(nnx.Module):
         states = self._initial(hx, b, dtype)
         mask = rev = None
         if lengths is not None:
-            lengths = self._check_lengths(lengths, b, t)
+            lengths = _check_lengths(who, lengths, b, t)
             steps = jnp.arange(t)[:, None]                               # (T, 1)
             mask = steps < lengths[None, :]                              # (T, B): real steps
             # reversing each sequence within its length; padded steps stay where they are (an involution)
@@ -349,6 +406,25 @@ class _RNNBase(nnx.Module):
         if self._mode == "LSTM":
             return output, (jnp.stack([f[0] for f in finals]), jnp.stack([f[1] for f in finals]))
         return output, jnp.stack(finals)
+
+    def _unbatched(self, x, hx, lengths):
+        """torch's unbatched call: x (T, F), hx (L * D, H) -> output (T, D * H), h_n (L * D, H)."""
+        if lengths is not None:
+            raise ValueError(f"{type(self).__name__}: lengths needs a batch (B, T, F); an unbatched sequence "
+                             f"of shape {tuple(x.shape)} has one length, its own: pass x[:length]")
+        lstm = self._mode == "LSTM"
+        n = self.num_layers * (2 if self.bidirectional else 1)
+        if hx is not None:
+            parts = list(hx) if lstm and isinstance(hx, (tuple, list)) else [hx]
+            for p in parts:
+                if _shape(p) != (n, self.hidden_size):
+                    raise ValueError(f"{type(self).__name__}: for an unbatched input (T, F) the initial state has "
+                                     f"shape (num_layers * num_directions, hidden_size) = {(n, self.hidden_size)}, "
+                                     f"got {_shape(p)}")
+            hx = tuple(jnp.asarray(p)[:, None] for p in parts) if lstm else jnp.asarray(hx)[:, None]
+        out, final = self(x[None] if self.batch_first else x[:, None], hx)
+        out = out[0] if self.batch_first else out[:, 0]
+        return out, jax.tree.map(lambda a: a[:, 0], final)
 
 
 _LAYER_ARGS = """
@@ -399,3 +475,89 @@ class GRU(_RNNBase):
     """ + _LAYER_ARGS
 
     _mode = "GRU"
+
+
+class Recurrence(nnx.Module):
+    """Run any one-step cell over a sequence (`lax.scan`), with dropout between time steps.
+
+    `torch.nn.RNN` applies dropout only between layers; a recurrent layer that drops units at every time
+    step must be written by hand in PyTorch (Géron, ch. 15, "Fighting the Unstable Gradients Problem").
+    Here the loop is this module and the cell any of `RNNCell`, `LSTMCell`, `GRUCell`,
+    `LayerNormRNNCell` or a user's cell with `hidden_size`, `initial_state(batch_size, dtype)` and
+    `cell(x_t, state) -> state` (h, or a tuple whose first entry is h). The cell must be deterministic:
+    dropout belongs here.
+
+    Args:
+        cell: the step module.
+        dropout: rate of dropout on the inputs, a fresh mask at every step (train mode only).
+        recurrent_dropout: rate of dropout on the hidden state h_{t-1} fed back into the cell, one mask
+            per sequence reused at every step (Gal and Ghahramani, 2016; Keras's `recurrent_dropout`);
+            the outputs and the final state are not dropped. Train mode only.
+        batch_first: input and output (B, T, F) when True (the default), else (T, B, F).
+        rngs: NNX random streams for the dropout masks (`dropout` stream, else `default`).
+
+    Both dropouts are `nnx.Dropout` layers, so `model.eval()` turns them off and
+    `dlcore.nn.regularization.mc_predict` back on (Monte Carlo dropout error bars).
+
+    Call: `layer(x, hx=None, lengths=None)`: x (B, T, I) (or (T, B, I)), hx the cell's state for a
+    batch (zeros when None), lengths (B,) as `RNN.__call__` (padded steps keep the state and output
+    zeros) -> `(outputs (B, T, H) (or (T, B, H)), final state)`.
+    """
+
+    def __init__(self, cell: nnx.Module, *, dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 batch_first: bool = True, rngs: nnx.Rngs | None = None):
+        if not isinstance(cell, nnx.Module) or not hasattr(cell, "hidden_size") or not hasattr(cell, "initial_state"):
+            raise TypeError(f"Recurrence: cell must be an nnx.Module with `hidden_size` and "
+                            f"`initial_state(batch_size, dtype)` (e.g. GRUCell), got {type(cell).__name__}")
+        self.cell = cell
+        self.dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True, who="Recurrence")
+        self.recurrent_dropout = check_float(recurrent_dropout, "recurrent_dropout", low=0, high=1,
+                                             high_open=True, who="Recurrence")
+        self.batch_first = check_choice(batch_first, "batch_first", (True, False), who="Recurrence")
+        if (self.dropout or self.recurrent_dropout) and rngs is None:
+            raise ValueError("Recurrence: dropout needs rngs (e.g. rngs=nnx.Rngs(0))")
+        self.input_drop = nnx.Dropout(self.dropout, rngs=rngs) if self.dropout else None
+        self.recurrent_drop = nnx.Dropout(self.recurrent_dropout, rngs=rngs) if self.recurrent_dropout else None
+
+    def __call__(self, x, hx=None, lengths=None):
+        x = jnp.asarray(x)
+        if x.ndim != 3:
+            layout = "(B, T, F)" if self.batch_first else "(T, B, F)"
+            raise ValueError(f"Recurrence expects input of rank 3 {layout}, got shape {tuple(x.shape)}")
+        xt = jnp.swapaxes(x, 0, 1) if self.batch_first else x              # (T, B, F)
+        t, b = xt.shape[:2]
+        zeros = self.cell.initial_state(b, xt.dtype)
+        state0 = zeros if hx is None else hx
+        want = [_shape(a) for a in jax.tree.leaves(zeros)]
+        got = [_shape(a) for a in jax.tree.leaves(state0)]
+        if jax.tree.structure(state0) != jax.tree.structure(zeros) or got != want:
+            raise ValueError(f"Recurrence: hx must match the cell's state for a batch of {b}: shapes "
+                             f"{want[0] if len(want) == 1 else tuple(want)}, got {got[0] if len(got) == 1 else got}")
+        mask = None
+        if lengths is not None:
+            lengths = _check_lengths("Recurrence", lengths, b, t)
+            mask = jnp.arange(t)[:, None] < lengths[None, :]                 # (T, B)
+        if self.input_drop is not None:
+            xt = self.input_drop(xt)                                         # a fresh mask per step
+        keep_h = None
+        if self.recurrent_drop is not None:
+            keep_h = self.recurrent_drop(jnp.ones((b, self.cell.hidden_size), xt.dtype))   # one per sequence
+        graphdef, params = nnx.split(self.cell)
+
+        def body(state, inp):
+            x_t, m = inp
+            cell = nnx.merge(graphdef, params)
+            h = state[0] if isinstance(state, tuple) else state
+            if keep_h is not None:
+                h = h * keep_h
+            fed = (h,) + tuple(state[1:]) if isinstance(state, tuple) else h
+            new = cell(x_t, fed)
+            out = new[0] if isinstance(new, tuple) else new
+            if m is not None:
+                keep = m[:, None]
+                new = jax.tree.map(lambda a, c: jnp.where(keep, a, c), new, state)
+                out = jnp.where(keep, out, jnp.zeros_like(out))
+            return new, out
+
+        final, out = jax.lax.scan(body, state0, (xt, mask))
+        return (jnp.swapaxes(out, 0, 1) if self.batch_first else out), final
