@@ -74,3 +74,48 @@ def test_weight_tying_shares_one_table_between_input_and_output():
     assert hist["perplexity"][-1] < hist["perplexity"][0]
     with pytest.raises(ValueError, match="attend expects hidden states whose last axis is 6"):
         model.embed.attend(jnp.zeros((2, 5)))
+
+
+class FrozenVectorsClassifier(nnx.Module):
+    """Pretrained vectors kept frozen (001's GloVe model): mean of the token vectors, then a Linear."""
+
+    def __init__(self, table, *, rngs):
+        self.embed = dlcore.nn.Embedding.from_pretrained(table, freeze=True, padding_idx=0)
+        self.head = dlcore.nn.Linear(table.shape[1], 2, rngs=rngs)
+
+    def __call__(self, ids):
+        return self.head(self.embed(ids).mean(1))
+
+
+def test_a_frozen_embedding_survives_training_checkpoints_and_resume(tmp_path):
+    from dlcore import checkpoint
+    from dlcore.train.callbacks import Checkpoint
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(12, 4)).astype(np.float32)
+    data = {"x": rng.integers(0, 12, (32, 6)), "y": rng.integers(0, 2, 32)}
+
+    def trainer(directory):
+        return dlcore.Trainer(FrozenVectorsClassifier(table, rngs=nnx.Rngs(0)), dlcore.optim.adam(1e-2),
+                              dlcore.losses.cross_entropy, batch_size=8, progress=False,
+                              callbacks=[Checkpoint(directory)])
+
+    full = trainer(tmp_path / "full")
+    full.fit(data, epochs=3)
+    part = trainer(tmp_path / "part")
+    part.fit(data, epochs=1)
+    resumed = trainer(tmp_path / "part")
+    resumed.fit(data, epochs=3, resume=True)
+    for t in (full, resumed):
+        np.testing.assert_array_equal(np.asarray(t.model.embed.weight[...]), table)   # never trained
+    np.testing.assert_array_equal(np.asarray(resumed.model.head.kernel[...]), np.asarray(full.model.head.kernel[...]))
+    assert not np.array_equal(np.asarray(full.model.head.kernel[...]),
+                              np.asarray(FrozenVectorsClassifier(table, rngs=nnx.Rngs(0)).head.kernel[...]))
+    # the model alone: a fresh one built on other vectors gets the saved (frozen) table back
+    checkpoint.save(tmp_path / "model", 0, full.model)
+    fresh = FrozenVectorsClassifier(np.zeros_like(table), rngs=nnx.Rngs(5))
+    checkpoint.restore(tmp_path / "model", fresh)
+    np.testing.assert_array_equal(np.asarray(fresh.embed.weight[...]), table)
+    ids = data["x"][:4]
+    np.testing.assert_array_equal(np.asarray(fresh(ids)), np.asarray(full.model(ids)))
+    assert isinstance(fresh.embed.weight, dlcore.nn.Frozen)
