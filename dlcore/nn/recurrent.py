@@ -14,14 +14,15 @@ bidirectional layers over a whole sequence with `lax.scan`. They follow `torch.n
 Differences from torch: `batch_first=True` is the default (dlcore's sequences are (B, T, F)); a batch of
 variable-length sequences takes `lengths` (B,) instead of a `PackedSequence` (see `RNN.__call__`).
 
-Beyond torch: `LayerNormRNNCell` (layer norm before the activation, the cell Géron writes by hand in ch. 15)
+Beyond torch: `LayerNormRNNCell` (layer norm before the activation, the cell Géron writes by hand in ch. 13)
 and `Recurrence`, which runs any cell over a sequence with per-step input dropout and recurrent dropout
 (dropout between time steps, which `torch.nn.RNN` does not offer).
 
 References: Elman, 1990 (simple recurrent network); Hochreiter and Schmidhuber, 1997 (LSTM); Gers,
 Schmidhuber and Cummins, 2000 (forget gate); Cho et al., 2014 (GRU); Schuster and Paliwal, 1997
 (bidirectional RNNs); Ba, Kiros and Hinton, 2016 (layer normalization); Gal and Ghahramani, 2016
-(dropout in recurrent networks); Géron, Hands-On Machine Learning, ch. 15 "Processing Sequences Using RNNs and CNNs";
+(dropout in recurrent networks); Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 13
+"Processing Sequences Using RNNs and CNNs";
 Stevens, Antiga and Viehmann, Deep Learning with PyTorch (recurrent models of text).
 """
 
@@ -201,7 +202,7 @@ class LayerNormRNNCell(nnx.Module):
     """A simple recurrent cell with layer norm before its activation: h' = tanh(LN(W [x, h] + b)).
 
     Géron's memory cell `nn.Sequential(nn.Linear(input_size + hidden_size, hidden_size),
-    nn.LayerNorm(hidden_size), nn.Tanh())` (Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 15,
+    nn.LayerNorm(hidden_size), nn.Tanh())` (Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 13,
     "Fighting the Unstable Gradients Problem"): layer norm at every time step, just before the
     activation, which `torch.nn.RNN` does not offer. Run it over a sequence with `Recurrence`.
 
@@ -481,7 +482,7 @@ class Recurrence(nnx.Module):
     """Run any one-step cell over a sequence (`lax.scan`), with dropout between time steps.
 
     `torch.nn.RNN` applies dropout only between layers; a recurrent layer that drops units at every time
-    step must be written by hand in PyTorch (Géron, ch. 15, "Fighting the Unstable Gradients Problem").
+    step must be written by hand in PyTorch (Géron, ch. 13, "Fighting the Unstable Gradients Problem").
     Here the loop is this module and the cell any of `RNNCell`, `LSTMCell`, `GRUCell`,
     `LayerNormRNNCell` or a user's cell with `hidden_size`, `initial_state(batch_size, dtype)` and
     `cell(x_t, state) -> state` (h, or a tuple whose first entry is h). The cell must be deterministic:
