@@ -1,11 +1,15 @@
 """Time series: windows for next-step, k-ahead and seq2seq forecasting, covariates,
-chronological splits, naive baselines.
+chronological splits, date periods, naive and SARIMA baselines.
 
 Géron's forecasting chapter (Hands-On ML, ch. 13) turns a series into
 windows of ``window`` steps and asks for the next value, the next ``horizon``
 values, or, seq2seq, the next ``horizon`` values after *every* step of the
 window (his ``unfold``). `windows` builds all three as arrays, with
 covariates (e.g. the one-hot type of the next day) added to the inputs only.
+
+The chapter's two baselines are here too: the seasonal naive forecast
+(`naive_forecast` with ``lag=7``) and a SARIMA model refitted every day
+(`sarima_forecast`, through ``statsmodels``: ``pip install dlcore[forecast]``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ __all__ = [
     "naive_forecast",
     "next_step_covariates",
     "one_hot",
+    "period",
+    "sarima_forecast",
     "windows",
 ]
 
@@ -202,3 +208,90 @@ def forecast_errors(y_true: Any, y_pred: Any) -> dict[str, float]:
     err = np.abs(y - p)
     nz = y != 0
     return {"mae": float(err.mean()), "mape": float((err[nz] / np.abs(y[nz])).mean()) if nz.any() else float("nan")}
+
+
+def period(dates: Any, first: str, last: str) -> slice:
+    """The positions of an inclusive date range, as a slice (Pandas' ``df["2019-03":"2019-05"]``).
+
+    Args:
+        dates: ``(T,)`` sorted dates (``datetime64`` or ISO strings), one per step.
+        first: first date of the period, ``"2019-03-01"`` (a month ``"2019-03"`` means its first day).
+        last: last date, included; a month ``"2019-05"`` means its last day.
+
+    Returns:
+        ``slice(i, j)`` with ``dates[i:j]`` the steps from ``first`` to ``last``.
+
+    Raises:
+        ValueError: If no step falls in the period, or the dates are not sorted.
+    """
+    d = np.asarray(dates).astype("datetime64[D]")
+    if d.ndim != 1:
+        raise ValueError(f"dates must be (T,), got shape {d.shape}")
+    if len(d) > 1 and np.any(d[1:] < d[:-1]):
+        raise ValueError("dates must be sorted in time order")
+    lo = np.datetime64(first, "D")
+    hi = np.datetime64(last, "M") + 1 - np.timedelta64(1, "D") if len(str(last)) == 7 else np.datetime64(last, "D")
+    i, j = int(np.searchsorted(d, lo, "left")), int(np.searchsorted(d, hi, "right"))
+    if j <= i:
+        raise ValueError(f"no step between {first} and {last}: the dates run from {d[0] if len(d) else '-'} "
+                         f"to {d[-1] if len(d) else '-'}")
+    return slice(i, j)
+
+
+def sarima_forecast(series: Any, start: int, *, order: tuple[int, int, int] = (1, 0, 0),
+                    seasonal_order: tuple[int, int, int, int] = (0, 1, 1, 7), origin: int = 0,
+                    steps: int | None = None) -> np.ndarray:
+    """Rolling one-step SARIMA forecasts, the model refitted every step (Géron's second baseline).
+
+    For each step ``t`` from ``start`` on, a ``statsmodels`` ``ARIMA(series[origin:t], order,
+    seasonal_order)`` is fitted on everything known up to the day before and forecasts ``series[t]``
+    (Géron, Hands-On Machine Learning, ch. 13, The ARMA Model Family: SARIMA(1,0,0)(0,1,1,7) on rail
+    ridership from 2019-01-01, refitted each day of 2019-03..05, MAE 32,040.7). The fits use
+    statsmodels' defaults (no trend term once the series is differenced); its convergence warnings
+    are silenced.
+
+    Args:
+        series: ``(T,)`` values at a regular frequency (daily).
+        start: first step to forecast; the first fit sees ``series[origin:start]``.
+        order: ``(p, d, q)``.
+        seasonal_order: ``(P, D, Q, s)``.
+        origin: first step of every fit (an expanding window from there).
+        steps: how many steps to forecast (default: to the end of the series).
+
+    Returns:
+        float64 ``(steps,)``: the forecast of ``series[start + k]`` made on the day before.
+
+    Raises:
+        ImportError: Without statsmodels (``pip install dlcore[forecast]``).
+        ValueError: If the series is not 1-D, or ``start``/``origin``/``steps`` leave no step to
+            forecast or too few to fit (at least ``2 * s + 2`` steps from ``origin``).
+    """
+    values = np.asarray(series, np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"sarima_forecast: series must be 1-D (T,), got shape {values.shape}")
+    if len(order) != 3 or len(seasonal_order) != 4:
+        raise ValueError(f"sarima_forecast: order is (p, d, q) and seasonal_order (P, D, Q, s), got {order} "
+                         f"and {seasonal_order}")
+    origin = check_int(origin, "origin", low=0, who="sarima_forecast")
+    start = check_int(start, "start", low=origin + 1, high=len(values) - 1, who="sarima_forecast")
+    steps = len(values) - start if steps is None else check_int(steps, "steps", low=1, high=len(values) - start,
+                                                                 who="sarima_forecast")
+    need = 2 * max(seasonal_order[3], 1) + 2
+    if start - origin < need:
+        raise ValueError(f"sarima_forecast: the first fit sees {start - origin} steps ({origin}..{start - 1}); "
+                         f"SARIMA{tuple(order)}{tuple(seasonal_order)} needs at least {need}")
+    try:
+        from statsmodels.tsa.arima.model import ARIMA
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    except ImportError:
+        raise ImportError("sarima_forecast needs statsmodels: pip install dlcore[forecast]") from None
+    import warnings
+
+    preds = np.empty(steps)
+    for k in range(steps):
+        t = start + k
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit = ARIMA(values[origin:t], order=tuple(order), seasonal_order=tuple(seasonal_order)).fit()
+        preds[k] = float(np.asarray(fit.forecast(1))[0])
+    return preds
