@@ -268,6 +268,44 @@ def _torch_recurrence(tnn):
     return Recurrence()
 
 
+class _SelfAttention(nnx.Module):
+    """A layer called on one input x as (x, x): attention and scores in the round-trip table."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, x):
+        return self.inner(x, x, x) if isinstance(self.inner, dnn.MultiheadAttention) else self.inner(x, x)
+
+
+def _torch_self_attention(kind):
+    def make(tnn):
+        class SelfAttention(tnn.Module):
+            def __init__(self):
+                super().__init__()
+                if kind == "mha":
+                    self.inner = tnn.MultiheadAttention(6, 2, batch_first=True)
+                elif kind == "general":
+                    self.inner = tnn.Module()
+                    self.inner.linear = tnn.Linear(6, 6, bias=False)
+                else:
+                    self.inner = tnn.Module()
+                    self.inner.query_proj = tnn.Linear(6, 4, bias=False)
+                    self.inner.key_proj = tnn.Linear(6, 4, bias=False)
+                    self.inner.v = tnn.Linear(4, 1, bias=False)
+
+            def forward(self, x):
+                if kind == "mha":
+                    return self.inner(x, x, x)
+                if kind == "general":
+                    return x @ self.inner.linear(x).transpose(1, 2)
+                q, k = self.inner.query_proj(x), self.inner.key_proj(x)
+                return self.inner.v((q[:, :, None] + k[:, None]).tanh())[..., 0]
+
+        return SelfAttention()
+    return make
+
+
 def _torch_mlp(tnn):
     class MLP(tnn.Module):
         def __init__(self):
@@ -403,6 +441,12 @@ CASES = [
          (2, 4), False),
     Case("Recurrence", dnn.Recurrence, lambda r: dnn.Recurrence(dnn.GRUCell(4, 5, rngs=r)), _torch_recurrence,
          (2, 3, 4), False),
+    Case("MultiheadAttention", dnn.MultiheadAttention,
+         lambda r: _SelfAttention(dnn.MultiheadAttention(6, 2, rngs=r)), _torch_self_attention("mha"), (2, 3, 6), False),
+    Case("GeneralScore", dnn.GeneralScore, lambda r: _SelfAttention(dnn.GeneralScore(6, 6, rngs=r)),
+         _torch_self_attention("general"), (2, 3, 6), False),
+    Case("AdditiveScore", dnn.AdditiveScore, lambda r: _SelfAttention(dnn.AdditiveScore(6, 6, 4, rngs=r)),
+         _torch_self_attention("additive"), (2, 3, 6), False),
     Case("nnx.Embed", None, lambda r: nnx.Embed(10, 4, rngs=r), _t("Embedding", 10, 4), (3, 5), False, ints=10),
     Case("nnx.LayerNorm", None, lambda r: nnx.LayerNorm(6, epsilon=1e-5, rngs=r), _t("LayerNorm", 6), (3, 6),
          False),

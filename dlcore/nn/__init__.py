@@ -1,6 +1,6 @@
 """Building blocks Flax does not have, with PyTorch's names, defaults and initialisation."""
 
-from dlcore.nn import activations, blocks, conv, embedding, init, layers, norm, recurrent, regularization
+from dlcore.nn import activations, attention, blocks, conv, embedding, init, layers, norm, recurrent, regularization
 from dlcore.nn.blocks import (BasicBlock, BasicConv2d, Bottleneck, ConvBNAct, DenseBlock, DenseLayer,
                               InceptionModule, InvertedResidual, SqueezeExcitation, Transition, batch_norm2d)
 from dlcore.nn.conv import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, AvgPool3d,
@@ -17,6 +17,7 @@ from dlcore.nn.layers import (MLP, Activation, Dropout2d, Flatten, Identity, Lin
                               activation, flatten)
 from dlcore.nn.activations import GLU, PReLU, RReLU, SwiGLU, Swish
 from dlcore.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm
+from dlcore.nn.attention import AdditiveScore, GeneralScore, MultiheadAttention
 from dlcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LayerNormRNNCell, LSTMCell, Recurrence, RNNCell
 from dlcore.nn.regularization import AlphaDropout, MCDropout, mc_predict
 
@@ -33,6 +34,7 @@ __all__ = [
     "avg_pool3d", "depth_max_pool", "flatten", "global_avg_pool2d", "global_max_pool2d", "init",
     "local_response_norm", "max_pool1d", "max_pool2d", "max_pool3d", "torch_uniform",
     "AlphaDropout", "GLU", "MCDropout", "PReLU", "RReLU", "SwiGLU", "Swish", "mc_predict",
-    "Embedding", "Frozen", "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormRNNCell", "RNN", "RNNCell", "Recurrence", "embedding",
-    "recurrent",
+    "Embedding", "Frozen", "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormRNNCell", "RNN", "RNNCell",
+    "Recurrence", "embedding", "recurrent",
+    "AdditiveScore", "GeneralScore", "MultiheadAttention", "attention",
 ]
