@@ -49,6 +49,7 @@ from dlcore.registry import Registry
 
 __all__ = [
     "Accuracy",
+    "BLEUScore",
     "F1",
     "MAE",
     "MSE",
@@ -60,6 +61,7 @@ __all__ = [
     "Recall",
     "TopKAccuracy",
     "accuracy",
+    "bleu",
     "confusion_counts",
     "confusion_matrix",
     "f1",
@@ -320,6 +322,148 @@ def roc_auc(scores, labels) -> float:
     ranks = average_rank[inverse]
     u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+# --------------------------------------------------------------------------------------------------
+# BLEU (corpus level, as sacrebleu's default score)
+# --------------------------------------------------------------------------------------------------
+
+# The rules of mteval-v13a's tokenizer (the WMT standard, sacrebleu's default "13a"), in order: pad every
+# punctuation or symbol character of ASCII; split a period or comma from a non-digit before it and from a
+# non-digit after it; split a dash after a digit.
+_13A_RULES = (
+    (re.compile(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])"), r" \1 "),
+    (re.compile(r"([^0-9])([\.,])"), r"\1 \2 "),
+    (re.compile(r"([\.,])([^0-9])"), r" \1 \2"),
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
+)
+_13A_ENTITIES = (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"))
+
+
+def _tokenize_13a(line: str) -> list[str]:
+    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    if "&" in line:
+        for entity, char in _13A_ENTITIES:
+            line = line.replace(entity, char)
+    line = f" {line} "
+    for pattern, repl in _13A_RULES:
+        line = pattern.sub(repl, line)
+    return line.split()
+
+
+def _ngram_counts(tokens: list[str], max_order: int) -> dict[tuple[str, ...], int]:
+    counts: dict[tuple[str, ...], int] = {}
+    for n in range(1, max_order + 1):
+        for i in range(len(tokens) - n + 1):
+            g = tuple(tokens[i:i + n])
+            counts[g] = counts.get(g, 0) + 1
+    return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class BLEUScore:
+    """A corpus BLEU score and its parts: `score` in [0, 100], the n-gram `precisions` (percent), the
+    brevity penalty `bp`, and the corpus lengths of the hypotheses (`sys_len`) and references (`ref_len`),
+    in tokens."""
+
+    score: float
+    precisions: tuple[float, ...]
+    bp: float
+    sys_len: int
+    ref_len: int
+
+    def __float__(self) -> float:
+        return self.score
+
+    def __str__(self) -> str:
+        p = "/".join(f"{x:.1f}" for x in self.precisions)
+        return f"BLEU = {self.score:.2f} {p} (BP = {self.bp:.3f} ratio = {self.sys_len / max(self.ref_len, 1):.3f} " \
+               f"hyp_len = {self.sys_len} ref_len = {self.ref_len})"
+
+
+def bleu(hypotheses, references, *, max_order: int = 4, tokenize: str = "13a", lowercase: bool = False
+         ) -> BLEUScore:
+    """Corpus BLEU (Papineni et al., 2002) as sacrebleu's default score (`sacrebleu.corpus_bleu`).
+
+    Each hypothesis's n-grams (1 to `max_order`) are counted, each count clipped at its largest count in
+    one reference, and the clipped and total counts summed over the corpus; the score is the brevity
+    penalty times the geometric mean of the corpus n-gram precisions, in percent. As sacrebleu's defaults:
+    mteval-v13a tokenization; "exp" smoothing (an order with no match counts 1 / (2^k * total), k = 1, 2,
+    ... for each such order); the brevity penalty exp(1 - r / c) when the hypotheses' length c is below r,
+    the sum of each sentence's closest reference length (the shorter on a tie). No match at all scores 0.
+    Used by Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 14, to score translations.
+
+    Args:
+        hypotheses: the system's sentences, a sequence of N strings.
+        references: N reference strings (one per hypothesis), or, as sacrebleu, a list of reference
+            streams, each of N strings (several references per hypothesis).
+        max_order: the largest n-gram order.
+        tokenize: "13a" (the default) or "none" (the sentences are already tokenized: split on spaces).
+        lowercase: compare lower-cased text.
+
+    Returns:
+        A `BLEUScore` (`float(score)` gives the score in [0, 100]).
+
+    Raises:
+        ValueError: no hypothesis, a reference stream of another length than the hypotheses, or a
+            sentence that is not a string.
+    """
+    who = "bleu"
+    max_order = check_int(max_order, "max_order", low=1, who=who)
+    if tokenize not in ("13a", "none"):
+        raise ValueError(f"{who}: tokenize must be '13a' or 'none', got {tokenize!r}")
+    hyps = [hypotheses] if isinstance(hypotheses, str) else list(hypotheses)
+    if isinstance(references, str):
+        references = [references]
+    refs = list(references)
+    streams = [refs] if refs and all(isinstance(r, str) for r in refs) else [list(r) for r in refs]
+    if not hyps:
+        raise ValueError(f"{who}: no hypotheses to score")
+    for k, stream in enumerate(streams):
+        if len(stream) != len(hyps):
+            raise ValueError(f"{who}: {len(hyps)} hypotheses but reference stream {k} has {len(stream)} sentences; "
+                             f"pass one reference string per hypothesis, or a list of such lists")
+    for name, texts in [("hypothesis", hyps)] + [("reference", s) for s in streams]:
+        bad = [t for t in texts if not isinstance(t, str)]
+        if bad:
+            raise ValueError(f"{who}: every {name} must be a string, got {type(bad[0]).__name__}")
+
+    def prep(text: str) -> list[str]:
+        text = text.lower() if lowercase else text
+        return _tokenize_13a(text.rstrip()) if tokenize == "13a" else text.split()
+
+    correct, total = [0] * max_order, [0] * max_order
+    sys_len = ref_len = 0
+    for i, hyp in enumerate(hyps):
+        h = prep(hyp)
+        ref_tokens = [prep(s[i]) for s in streams]
+        clip: dict[tuple[str, ...], int] = {}
+        for r in ref_tokens:
+            for g, c in _ngram_counts(r, max_order).items():
+                clip[g] = max(clip.get(g, 0), c)
+        sys_len += len(h)
+        ref_len += min((abs(len(r) - len(h)), len(r)) for r in ref_tokens)[1]
+        for g, c in _ngram_counts(h, max_order).items():
+            total[len(g) - 1] += c
+            correct[len(g) - 1] += min(c, clip.get(g, 0))
+
+    bp = 1.0 if sys_len >= ref_len else (float(np.exp(1.0 - ref_len / sys_len)) if sys_len else 0.0)
+    precisions = [0.0] * max_order
+    if not any(correct):
+        return BLEUScore(0.0, tuple(precisions), bp, sys_len, ref_len)
+    halvings = 1.0
+    for n in range(max_order):
+        if total[n] == 0:
+            break
+        if correct[n]:
+            precisions[n] = 100.0 * correct[n] / total[n]
+        else:
+            halvings *= 2
+            precisions[n] = 100.0 / (halvings * total[n])
+    if 0.0 in precisions:   # an order with no n-gram at all: the geometric mean is 0
+        return BLEUScore(0.0, tuple(precisions), bp, sys_len, ref_len)
+    score = bp * float(np.exp(np.mean(np.log(precisions))))
+    return BLEUScore(score, tuple(precisions), bp, sys_len, ref_len)
 
 
 def rmse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
