@@ -597,6 +597,54 @@ CATS_VS_DOGS = FileDataset(
 )
 
 
+# --- Pretrained word vectors: fastText (Wikipedia, Simple English) and GloVe 6B ----------------------
+# No SHA-256 is published for these files, and dlcore found none pinned elsewhere: sha256 is None, so the
+# hash is recorded on first download. What is published is a SHA-1 of each file, pinned by Apache MXNet
+# (python/mxnet/contrib/text/_constants.py, apache/mxnet): dlcore.data.text checks it after a download.
+# GloVe 6B's size (862,182,613 bytes) is the server's Content-Length as logged by wget.
+
+VECTOR_SHA1 = {
+    "glove.6B.zip": "b64e54f1877d2f735bdd000c1d7d771e25c7dfdc",
+    "wiki.simple.vec": "55267c50fbdf4e4ae0fbbda5c73830a379d68795",
+}
+GLOVE_6B_DIMS = (50, 100, 200, 300)
+
+
+def _read_vectors_split(path: Path, member: str | None) -> Splits:
+    from dlcore.data.text import read_vectors  # text imports nothing of this module: no circle
+
+    words, vectors = read_vectors(path, member=member)
+    return {"train": {"x": _text_array(words), "vectors": vectors}}
+
+
+def _parse_glove6b(paths: dict[str, Path], splits: tuple[str, ...], *, dim: int = 100, **_: Any) -> Splits:
+    if dim not in GLOVE_6B_DIMS:
+        raise ValueError(f"glove6b has vectors of dim {list(GLOVE_6B_DIMS)}, got dim={dim!r}")
+    return _read_vectors_split(paths["glove.6B.zip"], f"glove.6B.{dim}d.txt")
+
+
+def _parse_fasttext_simple(paths: dict[str, Path], splits: tuple[str, ...], **_: Any) -> Splits:
+    return _read_vectors_split(paths["wiki.simple.vec"], None)
+
+
+GLOVE_6B = FileDataset(
+    name="glove6b",
+    files=(RemoteFile("glove.6B.zip", ("https://nlp.stanford.edu/data/glove.6B.zip",
+                                       "https://downloads.cs.stanford.edu/nlp/data/glove.6B.zip"),
+                      None, 862182613),),
+    parse=_parse_glove6b,
+    splits=("train",),
+)
+
+FASTTEXT_SIMPLE = FileDataset(
+    name="fasttext_simple",
+    files=(RemoteFile("wiki.simple.vec", ("https://dl.fbaipublicfiles.com/fasttext/vectors-wiki/wiki.simple.vec",
+                                          "https://s3-us-west-1.amazonaws.com/fasttext-vectors/wiki.simple.vec")),),
+    parse=_parse_fasttext_simple,
+    splits=("train",),
+)
+
+
 def _text_array(texts: list[str]) -> np.ndarray:
     """A 1-D object array of Python strings (no fixed width: reviews vary a lot)."""
     out = np.empty(len(texts), dtype=object)
@@ -632,5 +680,6 @@ def _read_member(path: Path, name: str) -> bytes:
 DATASETS: dict[str, FileDataset] = {
     d.name: d
     for d in (MNIST, FASHION_MNIST, CIFAR10, CALIFORNIA_HOUSING, BANK_MARKETING, WINE_QUALITY, IMDB,
-              SHAKESPEARE, WIKITEXT2, RIDERSHIP, ENG_SPA, FLOWERS102, CATS_VS_DOGS)
+              SHAKESPEARE, WIKITEXT2, RIDERSHIP, ENG_SPA, FLOWERS102, CATS_VS_DOGS, GLOVE_6B,
+              FASTTEXT_SIMPLE)
 }

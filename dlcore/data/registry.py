@@ -365,6 +365,24 @@ for _e in (
         options=("image_size",),
     ),
     _real_entry(
+        real.GLOVE_6B,
+        "GloVe 6B word vectors (Wikipedia 2014 + Gigaword 5, 400k lower-cased words): x object (W,) words, "
+        "vectors float32 (W, dim), dim 50, 100, 200 or 300 (option dim, default 100); one 'train' split. "
+        "For an embedding table of a vocabulary, use dlcore.data.text.pretrained_vectors('glove.6B.100d', vocab).",
+        "J. Pennington, R. Socher and C. D. Manning, GloVe: Global Vectors for Word Representation, "
+        "EMNLP 2014; glove.6B.zip from nlp.stanford.edu/projects/glove.",
+        options=("dim",),
+    ),
+    _real_entry(
+        real.FASTTEXT_SIMPLE,
+        "fastText word vectors trained on Simple English Wikipedia (wiki.simple.vec, 300d, "
+        "words as written): x object (W,) words, vectors float32 (W, 300); one 'train' split. torchtext's "
+        "'fasttext.simple.300d'; for an embedding table use "
+        "dlcore.data.text.pretrained_vectors('fasttext.simple.300d', vocab).",
+        "P. Bojanowski, E. Grave, A. Joulin and T. Mikolov, Enriching Word Vectors with Subword "
+        "Information, TACL 2017; fasttext.cc pretrained-vectors (wiki.simple.vec).",
+    ),
+    _real_entry(
         real.BANK_MARKETING,
         "Portuguese bank telemarketing calls (UCI bank-full.csv, 45211 rows; or "
         "Kaggle's balanced 11162-row bank.csv the book uses, if put in the "

@@ -1,14 +1,20 @@
-"""Text: vocabularies, subword tokenizers, padded batches, pretrained word vectors.
+"""Text: vocabularies, subword tokenizers, n-grams, padded and length-bucketed batches, word vectors.
 
 A `Vocab` maps characters or words to ids, with the special tokens ``<pad>``
 (id 0), ``<unk>``, ``<s>`` and ``</s>`` first; tokens outside it become
 ``<unk>``, and every encode counts them (``Encoding.unknown``, and
 `Vocab.unknown_tokens` over the vocabulary's life) and logs the most common.
-`train_bpe` and `train_wordpiece` train subword tokenizers with Hugging Face's
-``tokenizers`` library (Géron, ch. 14). `pad_batch` turns id sequences into a
-padded ``(N, L)`` batch with an attention mask and lengths, which is what
-``Encoding`` holds. `load_word_vectors` reads GloVe or fastText text files
-into an embedding table for a vocabulary (Subramanian, ch. 6).
+`train_bpe`, `train_wordpiece` and `train_unigram` train subword tokenizers
+with Hugging Face's ``tokenizers`` library (Géron, ch. 14). `ngrams` and
+`bag_of_ngrams` give n-gram features (Subramanian, ch. 6). `pad_batch` turns
+id sequences into a padded ``(N, L)`` batch with an attention mask and
+lengths, which is what ``Encoding`` holds; `BucketIterator` makes batches of
+similar length, each padded only to its own longest row (torchtext's
+``BucketIterator``, Subramanian, ch. 7), as a batch source for the Trainer.
+`load_word_vectors` reads GloVe or fastText text files into an embedding table
+for a vocabulary; `pretrained_vectors` and `pretrained_embedding` do it from a
+registered name (``VECTORS``: ``"fasttext.simple.300d"``, ``"glove.6B.100d"``,
+...), downloading the file into dlcore's cache when it is missing.
 """
 
 from __future__ import annotations
@@ -20,27 +26,39 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dlcore.checks import check_choice, check_float, check_int
+from dlcore.data import protocol as _protocol
+from dlcore.registry import Registry
 
 __all__ = [
     "BOS",
+    "BucketIterator",
     "EOS",
     "Encoding",
     "PAD",
     "SPECIALS",
     "SubwordTokenizer",
     "UNK",
+    "VECTORS",
     "Vocab",
+    "WordVectors",
+    "bag_of_ngrams",
     "load_word_vectors",
+    "ngrams",
     "pad_batch",
+    "pretrained_embedding",
+    "pretrained_vectors",
+    "read_vectors",
     "train_bpe",
+    "train_unigram",
     "train_wordpiece",
+    "vectors_path",
 ]
 
 _log = logging.getLogger(__name__)
@@ -307,7 +325,7 @@ class Vocab:
 
 
 class SubwordTokenizer:
-    """A trained ``tokenizers.Tokenizer`` (BPE or WordPiece) with dlcore's batch API.
+    """A trained ``tokenizers.Tokenizer`` (BPE, WordPiece or Unigram) with dlcore's batch API.
 
     Attributes:
         tokenizer: The underlying ``tokenizers.Tokenizer``.
@@ -376,7 +394,7 @@ class SubwordTokenizer:
 
 
 def _train(kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int, specials: Sequence[str],
-           lowercase: bool) -> SubwordTokenizer:
+           lowercase: bool, max_piece_length: int = 16) -> SubwordTokenizer:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     if isinstance(texts, str):
@@ -393,6 +411,13 @@ def _train(kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int,
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                       special_tokens=list(specials), end_of_word_suffix="</w>",
                                       show_progress=False)
+    elif kind == "unigram":
+        # SentencePiece's convention: a space becomes the piece prefix "▁", which decode turns back.
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(specials), unk_token=UNK,
+                                          max_piece_length=max_piece_length, show_progress=False)
     else:
         tok = Tokenizer(models.WordPiece(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -432,6 +457,413 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 10_000, *, min_frequ
     return _train("wordpiece", texts, vocab_size, min_frequency, specials, lowercase)
 
 
+def train_unigram(texts: Iterable[str], vocab_size: int = 8_000, *, specials: Sequence[str] = SPECIALS,
+                  lowercase: bool = False, max_piece_length: int = 16) -> SubwordTokenizer:
+    """Trains a Unigram language-model tokenizer (Kudo, 2018), as T5's and ALBERT's.
+
+    Training starts from a large vocabulary of frequent substrings and prunes the
+    pieces whose removal lowers the corpus likelihood least, until ``vocab_size``
+    pieces remain (Géron, ch. 14, "Unigram LM"). Spaces become the prefix ``▁`` of
+    the next piece (SentencePiece's convention), so `SubwordTokenizer.decode` gives
+    the text back. Subword regularisation (sampling segmentations) is not part of
+    the ``tokenizers`` library, nor of this function.
+
+    Args:
+        texts: Training texts (list or iterator).
+        vocab_size: Pieces in the vocabulary, specials included (a small corpus
+            may give fewer).
+        specials: Special tokens, ids 0.. in order; must include ``<unk>``.
+        lowercase: Lowercase before everything.
+        max_piece_length: The longest piece, in characters.
+    """
+    check_int(max_piece_length, "max_piece_length", low=1)
+    return _train("unigram", texts, vocab_size, 1, specials, lowercase, max_piece_length)
+
+
+# --- n-grams ---------------------------------------------------------------------------------------
+
+
+def ngrams(tokens: Sequence[Any], n: int) -> list[tuple[Any, ...]]:
+    """The runs of ``n`` consecutive tokens, in order: ``nltk.ngrams`` as a list.
+
+    Subramanian, ch. 6 ("N-gram representation") prints
+    ``list(ngrams(text.split(), 2))``: ``ngrams(["the", "action", "scenes"], 2)``
+    is ``[("the", "action"), ("action", "scenes")]``. A sequence shorter than
+    ``n`` has none.
+
+    Args:
+        tokens: Words (or characters, or ids); a str is refused (split it first).
+        n: 1 for unigrams, 2 for bigrams, ...
+
+    Returns:
+        ``len(tokens) - n + 1`` tuples (none when that is below 1).
+    """
+    if isinstance(tokens, (str, bytes)):
+        raise ValueError("ngrams takes a sequence of tokens, not a str: split it first, e.g. ngrams(text.split(), 2)")
+    check_int(n, "n", low=1)
+    tokens = list(tokens)
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def bag_of_ngrams(
+    documents: Sequence[Sequence[str]],
+    n: int | Sequence[int] = (1, 2),
+    *,
+    vocabulary: Sequence[tuple[str, ...]] | None = None,
+    max_size: int | None = None,
+    min_freq: int = 1,
+) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Counts of each n-gram in each document: the features of a bag-of-n-grams classifier.
+
+    Args:
+        documents: N token lists (e.g. ``[vocab.tokenize(t) for t in texts]``).
+        n: One n or several (default unigrams and bigrams).
+        vocabulary: The n-grams to count, in column order (e.g. those of the
+            training split, for the test split); None: built from ``documents``
+            by decreasing frequency (ties in first-seen order).
+        max_size: Keep at most this many n-grams (the most frequent).
+        min_freq: Leave out n-grams seen fewer times.
+
+    Returns:
+        ``(counts float32 (N, V), vocabulary)``; n-grams outside the vocabulary
+        are not counted.
+    """
+    if isinstance(documents, str) or (documents and isinstance(documents[0], str)):
+        raise ValueError("documents must be a list of token lists, e.g. [text.split() for text in texts]")
+    sizes = [n] if isinstance(n, int) else list(n)
+    if not sizes:
+        raise ValueError("n must be an int or a non-empty list of ints")
+    for k in sizes:
+        check_int(k, "n", low=1)
+    check_int(min_freq, "min_freq", low=1)
+    grams = [[g for k in sizes for g in ngrams(doc, k)] for doc in documents]
+    if vocabulary is None:
+        counts: collections.Counter[tuple[str, ...]] = collections.Counter(g for doc in grams for g in doc)
+        vocabulary = [g for g, c in counts.most_common() if c >= min_freq]
+        if max_size is not None:
+            vocabulary = vocabulary[:check_int(max_size, "max_size", low=1)]
+    vocabulary = [tuple(g) for g in vocabulary]
+    column = {g: j for j, g in enumerate(vocabulary)}
+    out = np.zeros((len(documents), len(vocabulary)), np.float32)
+    for i, doc in enumerate(grams):
+        for g in doc:
+            j = column.get(g)
+            if j is not None:
+                out[i, j] += 1
+    return out, vocabulary
+
+
+# --- length-bucketed batches ------------------------------------------------------------------------
+
+
+class BucketIterator(_protocol.BatchSource):
+    """Batches of similar length, each padded only as far as its own longest row (torchtext's BucketIterator).
+
+    Each epoch shuffles the examples (seeded by ``seed`` and the epoch), cuts
+    them into pools of ``pool`` batches, sorts each pool by length, cuts it
+    into batches and shuffles the order of the batches (Subramanian, ch. 7,
+    ``data.BucketIterator(..., sort_key=lambda x: len(x.text))``). Every example
+    is in exactly one batch per epoch. A batch is ``{"x": (ids, lengths), "y",
+    "w"}`` (``x = ids`` with ``lengths=False``): ids int32 ``(B, L)`` padded with
+    ``pad_id`` on the right, lengths int32 ``(B,)``. It is a
+    `dlcore.data.protocol.BatchSource`: pass it to ``Trainer.fit`` as ``train``
+    or ``validation``.
+
+    Shapes and compilation: every new ``L`` is a new XLA compilation of the
+    training step, so ``L`` is the batch's longest length rounded up to a
+    multiple of ``pad_multiple`` (default 16: at most 15 padding tokens more
+    per row than padding to the longest, and at most ``max_length / 16``
+    shapes, e.g. 16 compilations for ``max_length=256``, each done once per
+    fit). ``pad_multiple=1`` pads exactly to the longest (the book's behaviour,
+    fine for eager PyTorch, costly under ``jit``). A short last batch is
+    filled up to ``batch_size`` rows with weight-0 copies (``w``), so the batch
+    axis never changes.
+
+    Bad input, one line each, before any batch is made:
+
+    - an empty sequence (0 tokens) is refused by default (``empty="error"``):
+      a recurrent model has no last state to read for it and PyTorch's
+      ``pack_padded_sequence`` refuses it too. ``empty="drop"`` leaves such
+      examples out, counted in ``dropped_empty``.
+    - a sequence longer than ``max_length`` is truncated (``truncation="right"``
+      keeps its start, ``"left"`` its end) and counted in ``truncated`` (with a
+      warning); ``truncation="error"`` refuses it instead.
+
+    Args:
+        sequences: N token-id sequences (lists or arrays of ints), or an
+            `Encoding` (its rows cut to their ``lengths``).
+        y: Targets, N rows (optional).
+        batch_size: Rows per batch.
+        shuffle: Shuffle every epoch (False: the data's order, pools still sorted
+            by length: for evaluation).
+        seed: Shuffle seed; epoch ``e`` of seed ``s`` is always the same.
+        pool: Batches per sorted pool (torchtext's 100); larger pools pad less
+            and shuffle less.
+        pad_multiple: Round ``L`` up to a multiple of this.
+        max_length: Longest sequence kept (None: no limit).
+        truncation: ``"right"``, ``"left"`` or ``"error"``, for sequences over
+            ``max_length``.
+        empty: ``"error"`` or ``"drop"``, for sequences of 0 tokens.
+        pad_id: The padding id (``vocab.pad_id``).
+        lengths: Put ``(ids, lengths)`` under ``"x"`` (True) or ids alone.
+        sort_within_batch: Order each batch longest first, as
+            ``pack_padded_sequence`` needs (not needed by dlcore's masks).
+        drop_last: Drop the short last batch instead of filling it.
+
+    Attributes:
+        truncated: Sequences cut to ``max_length``.
+        dropped_empty: Empty sequences left out (``empty="drop"``).
+        index: int (N',) the row of ``sequences`` each kept example came from.
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[Sequence[int]] | Encoding,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        pool: int = 100,
+        pad_multiple: int = 16,
+        max_length: int | None = None,
+        truncation: str = "right",
+        empty: str = "error",
+        pad_id: int = 0,
+        lengths: bool = True,
+        sort_within_batch: bool = False,
+        drop_last: bool = False,
+    ):
+        self.batch_size = check_int(batch_size, "batch_size", low=1)
+        self.pool = check_int(pool, "pool", low=1)
+        self.pad_multiple = check_int(pad_multiple, "pad_multiple", low=1)
+        self.max_length = None if max_length is None else check_int(max_length, "max_length", low=1)
+        check_choice(truncation, "truncation", ("right", "left", "error"))
+        check_choice(empty, "empty", ("error", "drop"))
+        self.shuffle, self.seed, self.pad_id = bool(shuffle), int(seed), int(pad_id)
+        self.lengths_in_x, self.sort_within_batch, self.drop_last = bool(lengths), bool(sort_within_batch), bool(drop_last)
+        seqs = _as_sequences(sequences)
+        if y is not None:
+            y = np.asarray(y)
+            if y.ndim == 0 or len(y) != len(seqs):
+                raise ValueError(f"BucketIterator: y has {np.shape(y)[0] if np.ndim(y) else 'no'} rows for "
+                                 f"{len(seqs)} sequences; give one target per sequence")
+            _protocol.check_numeric(y, "BucketIterator: y")
+        keep = []
+        self.truncated = self.dropped_empty = 0
+        for i, s in enumerate(seqs):
+            if len(s) == 0:
+                if empty == "error":
+                    raise ValueError(f"BucketIterator: sequence {i} is empty (0 tokens); a model has no last state "
+                                     f"to read for it: drop it, or pass empty='drop' to leave such rows out (counted)")
+                self.dropped_empty += 1
+                continue
+            if self.max_length is not None and len(s) > self.max_length:
+                if truncation == "error":
+                    raise ValueError(f"BucketIterator: sequence {i} has {len(s)} tokens, more than max_length="
+                                     f"{self.max_length}; raise max_length, or pass truncation='right' or 'left' "
+                                     f"to cut such rows (counted)")
+                seqs[i] = s[:self.max_length] if truncation == "right" else s[len(s) - self.max_length:]
+                self.truncated += 1
+            keep.append(i)
+        if self.truncated:
+            _log.warning("BucketIterator: %d of %d sequences were longer than max_length=%d and were truncated "
+                         "(%s kept)", self.truncated, len(seqs), self.max_length,
+                         "start" if truncation == "right" else "end")
+        if self.dropped_empty:
+            _log.warning("BucketIterator: %d empty sequence(s) left out", self.dropped_empty)
+        if not keep:
+            raise ValueError("BucketIterator: no sequence left (all empty, or none given)")
+        self.index = np.asarray(keep, np.int64)
+        self._seqs = [seqs[i] for i in keep]
+        self._lengths = np.asarray([len(s) for s in self._seqs], np.int32)
+        self._y = None if y is None else y[self.index]
+        n = len(self._seqs)
+        if not drop_last:
+            self.batch_size = min(self.batch_size, n)  # as an in-memory split: no batch of mostly filler
+        self.batches_per_epoch = n // self.batch_size if drop_last else -(-n // self.batch_size)
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"BucketIterator: {n} examples make no full batch of {self.batch_size} with "
+                             f"drop_last=True; lower batch_size")
+        self.examples_per_epoch = self.batches_per_epoch * self.batch_size if drop_last else n
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    @property
+    def num_examples(self) -> int:
+        return len(self._seqs)
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """The rows (indices into the kept examples) of each batch of ``epoch``, in order."""
+        n, size = len(self._seqs), self.batch_size
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        batches = []
+        chunk = size * self.pool
+        for start in range(0, n, chunk):
+            part = order[start:start + chunk]
+            part = part[np.argsort(self._lengths[part], kind="stable")]
+            batches += [part[i:i + size] for i in range(0, len(part), size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == size]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def width(self, rows: np.ndarray) -> int:
+        """``L`` of the batch of ``rows``: its longest length rounded up to ``pad_multiple`` (capped at max_length)."""
+        longest = int(self._lengths[rows].max())
+        width = -(-longest // self.pad_multiple) * self.pad_multiple
+        return width if self.max_length is None else max(longest, min(width, self.max_length))
+
+    def batch(self, rows: np.ndarray) -> dict:
+        """The batch of ``rows``, before the batch axis is filled up to ``batch_size``."""
+        rows = np.asarray(rows)
+        if self.sort_within_batch:
+            rows = rows[np.argsort(-self._lengths[rows], kind="stable")]
+        ids = np.full((len(rows), self.width(rows)), self.pad_id, np.int32)
+        for r, i in enumerate(rows):
+            ids[r, :self._lengths[i]] = self._seqs[i]
+        lengths = self._lengths[rows].copy()
+        out = {"x": (ids, lengths) if self.lengths_in_x else ids}
+        if self._y is not None:
+            out["y"] = self._y[rows]
+        out["w"] = np.ones(len(rows), np.float32)
+        return out
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        """The batches of ``epoch`` (1-based, as the Trainer counts), each with ``batch_size`` rows."""
+        for rows in self.plan(epoch):
+            yield _protocol.pad_batch(self.batch(rows), self.batch_size)
+
+    def __call__(self, epoch: int) -> Iterator[dict]:
+        """The same as `epoch`: the iterator is also a function ``epoch -> batches``."""
+        return self.epoch(epoch)
+
+    def example(self, first_epoch: int = 1) -> dict:
+        return next(iter(self.epoch(first_epoch)))
+
+    def stats(self, epoch: int = 1) -> dict[str, float]:
+        """What bucketing saves in ``epoch``: token slots computed, against one padded ``(N, longest)`` block.
+
+        Returns:
+            ``tokens`` (real tokens), ``slots`` (B x L summed over the batches,
+            filler rows included), ``unbucketed_slots`` (the same batches of a
+            plain shuffle, each padded to its own longest, rounded the same way),
+            ``padding`` (fraction of ``slots`` that is padding) and ``shapes``
+            (distinct ``L``: compilations).
+        """
+        plan = self.plan(epoch)
+        widths = [self.width(rows) for rows in plan]
+        rng = np.random.default_rng([self.seed, int(epoch), 1])
+        plain = rng.permutation(len(self._seqs))
+        plain_rows = [plain[i:i + self.batch_size] for i in range(0, len(plain), self.batch_size)]
+        slots = sum(w * self.batch_size for w in widths)
+        tokens = int(sum(self._lengths[rows].sum() for rows in plan))
+        return {"tokens": tokens, "slots": slots,
+                "unbucketed_slots": sum(self.width(r) * self.batch_size for r in plain_rows),
+                "padding": 1 - tokens / slots, "shapes": len(set(widths))}
+
+
+def _as_sequences(sequences: Any) -> list[np.ndarray]:
+    if isinstance(sequences, Encoding):
+        return [sequences.ids[i, :n].astype(np.int32) for i, n in enumerate(sequences.lengths)]
+    if isinstance(sequences, (str, bytes)) or (len(sequences) and isinstance(sequences[0], str)):
+        raise ValueError("BucketIterator takes token ids, not texts: encode them first, e.g. "
+                         "[vocab.encode(t) for t in texts]")
+    out = []
+    for i, s in enumerate(sequences):
+        a = np.asarray(s)
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise ValueError(f"BucketIterator: sequence {i} must be a 1-D sequence of int token ids, got "
+                             f"{a.dtype} of shape {a.shape}")
+        out.append(a.astype(np.int32))
+    return out
+
+
+# --- pretrained word vectors ----------------------------------------------------------------------
+
+
+def _vector_lines(path: Path, member: str | None) -> Iterator[str]:
+    """The text lines of a vectors file: plain, ``.gz``, or ``member`` of a ``.zip``."""
+    import io
+    import zipfile
+
+    if member is not None or path.suffix == ".zip":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                name = member if member is not None else (names[0] if len(names) == 1 else None)
+                if name is None or name not in names:
+                    raise ValueError(f"{path}: no {member or 'single vectors file'} inside (it holds {names[:6]}); "
+                                     "name the member to read")
+                with z.open(name) as raw:
+                    yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        except zipfile.BadZipFile as err:
+            raise ValueError(f"{path}: corrupt or truncated zip ({err}); delete it and fetch it again") from None
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        yield from f
+
+
+def read_vectors(
+    path: str | os.PathLike,
+    *,
+    member: str | None = None,
+    dim: int | None = None,
+    wanted: set[str] | None = None,
+    max_words: int | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """The words and vectors of a GloVe or fastText text file (``.txt``, ``.vec``, ``.gz``, or a ``.zip`` member).
+
+    Args:
+        path: The file.
+        member: The file inside a zip (e.g. ``"glove.6B.100d.txt"``).
+        dim: The expected vector size (the embedding's); None: from the file.
+        wanted: Keep only these words (None: all).
+        max_words: Read only the first lines (files are sorted by frequency).
+
+    Returns:
+        ``(words, vectors float32 (W, dim))``.
+
+    Raises:
+        ValueError: Vectors of another size than ``dim``, a line with the
+            wrong number of values, or no vectors, each in one line.
+    """
+    path = Path(path)
+    where = f"{path}:{member}" if member else str(path)
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    found_dim = None
+    read = 0
+    for n, line in enumerate(_vector_lines(path, member), 1):
+        parts = line.rstrip().split(" ")
+        if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            continue  # fastText header: "<count> <dim>"
+        if len(parts) < 2:
+            continue
+        if found_dim is None:
+            found_dim = len(parts) - 1
+            if dim is not None and found_dim != dim:
+                raise ValueError(f"{where} holds vectors of {found_dim} values, but the embedding has dim {dim}: "
+                                 f"use the {dim}-d file, or an embedding of dim {found_dim}")
+        if len(parts) - 1 != found_dim:
+            raise ValueError(f"{where}: line {n} has {len(parts) - 1} values, expected {found_dim}; the file is "
+                             "corrupt or not space-separated")
+        if max_words is not None and read >= max_words:
+            break
+        read += 1
+        if wanted is not None and parts[0] not in wanted:
+            continue
+        words.append(parts[0])
+        rows.append(np.asarray(parts[1:], np.float32))
+    if found_dim is None:
+        raise ValueError(f"{where}: no vectors found; is it a GloVe/fastText text file?")
+    return words, (np.stack(rows) if rows else np.zeros((0, found_dim), np.float32))
+
+
 def load_word_vectors(
     path: str | os.PathLike,
     vocab: Vocab | None = None,
@@ -441,11 +873,13 @@ def load_word_vectors(
     scale: float = 0.1,
     seed: int = 0,
     max_words: int | None = None,
+    member: str | None = None,
+    zero_tokens: Sequence[str] = (PAD,),
 ) -> tuple[np.ndarray, np.ndarray] | tuple[list[str], np.ndarray]:
     """Reads pretrained word vectors (GloVe or fastText ``.vec`` text files).
 
     Each line is a word and its numbers; a first line ``"<count> <dim>"``
-    (fastText) is skipped; ``.gz`` files are read directly.
+    (fastText) is skipped; ``.gz`` files and ``.zip`` members are read directly.
 
     Args:
         path: The vectors file.
@@ -453,11 +887,13 @@ def load_word_vectors(
             file's words and vectors.
         dim: The vector size, checked against the file (default: from it).
         missing: How to fill rows of words absent from the file:
-            ``"normal"`` (N(0, scale^2), seeded) or ``"zeros"``. The pad row is
-            always zeros.
+            ``"normal"`` (N(0, scale^2), seeded) or ``"zeros"``.
         scale: Standard deviation for ``missing="normal"``.
         seed: Seed for the missing rows.
         max_words: Read only the first lines (files are sorted by frequency).
+        member: The file to read inside a zip archive.
+        zero_tokens: Tokens whose rows are set to zeros (default the pad row;
+            Subramanian, ch. 7 zeroes ``<unk>`` and ``<pad>``).
 
     Returns:
         With ``vocab``: ``(table float32 (len(vocab), dim), found bool
@@ -465,37 +901,15 @@ def load_word_vectors(
         as is, then lowercased). Without: ``(words, vectors float32 (W, dim))``.
 
     Raises:
-        ValueError: For a line with the wrong number of values, or no vectors.
+        ValueError: For vectors of another size than ``dim``, a line with the
+            wrong number of values, or no vectors.
     """
     check_choice(missing, "missing", ("normal", "zeros"))
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    words: list[str] = []
-    rows: list[np.ndarray] = []
     wanted = None if vocab is None else set(vocab.stoi) | {t.lower() for t in vocab.stoi}
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip().split(" ")
-            if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # fastText header
-            if len(parts) < 2:
-                continue
-            if dim is None:
-                dim = len(parts) - 1
-            if len(parts) - 1 != dim:
-                raise ValueError(f"{path}: line {n} has {len(parts) - 1} values, expected {dim}; the file is "
-                                 "corrupt or not space-separated")
-            if max_words is not None and len(words) >= max_words:
-                break
-            if wanted is not None and parts[0] not in wanted:
-                continue
-            words.append(parts[0])
-            rows.append(np.asarray(parts[1:], np.float32))
-    if dim is None:
-        raise ValueError(f"{path}: no vectors found; is it a GloVe/fastText text file?")
-    vectors = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
+    words, vectors = read_vectors(path, member=member, dim=dim, wanted=wanted, max_words=max_words)
     if vocab is None:
         return words, vectors
+    dim = vectors.shape[1]
     index = {w: i for i, w in enumerate(words)}
     rng = np.random.default_rng(seed)
     table = (rng.normal(0.0, scale, (len(vocab), dim)) if missing == "normal"
@@ -505,7 +919,185 @@ def load_word_vectors(
         j = index.get(token, index.get(token.lower()))
         if j is not None:
             table[i], found[i] = vectors[j], True
-    if PAD in vocab.stoi:
-        table[vocab.stoi[PAD]] = 0.0
-    _log.info("%s: %d of %d vocabulary tokens have a pretrained vector", path.name, found.sum(), len(vocab))
+    for token in zero_tokens:
+        if token in vocab.stoi:
+            table[vocab.stoi[token]] = 0.0
+    _log.info("%s: %d of %d vocabulary tokens have a pretrained vector", Path(path).name, found.sum(), len(vocab))
     return table, found
+
+
+@dataclasses.dataclass(frozen=True)
+class WordVectors:
+    """A registered set of pretrained word vectors.
+
+    Attributes:
+        name: The name `pretrained_vectors` takes (torchtext's spelling).
+        dataset: The `dlcore.data` dataset whose file holds them (its cache folder).
+        file: The file in that folder.
+        member: The file inside it, for an archive.
+        dim: The vector size.
+    """
+
+    name: str
+    dataset: str
+    file: str
+    member: str | None
+    dim: int
+
+
+VECTORS: Registry[WordVectors] = Registry("word vectors", normalize=str.lower, listing="dlcore.data.text.VECTORS.names()")
+VECTORS.register("fasttext.simple.300d", WordVectors("fasttext.simple.300d", "fasttext_simple", "wiki.simple.vec", None, 300))
+for _d in (50, 100, 200, 300):
+    VECTORS.register(f"glove.6B.{_d}d", WordVectors(f"glove.6B.{_d}d", "glove6b", "glove.6B.zip", f"glove.6B.{_d}d.txt", _d))
+del _d
+
+
+def vectors_path(name: str, *, download: bool = True, progress: bool | None = None) -> Path:
+    """The local file of the registered vectors ``name``, downloaded into the cache when missing.
+
+    The file lives in ``dlcore.data.cache_dir() / <dataset> / <file>``. A
+    download is checked against the file's published SHA-1 (the only digest
+    published for these files); its SHA-256 is recorded beside it on first use.
+
+    Raises:
+        DatasetNotFoundError: The file is absent and downloading is off or
+            failed: one line naming the file, its URL and where to put it.
+        ChecksumError: A download whose SHA-1 differs (nothing is kept).
+    """
+    import hashlib
+
+    from dlcore.data import real
+    from dlcore.data.download import ChecksumError, DownloadError
+    from dlcore.data.sources import DatasetNotFoundError, cache_dir, offline
+
+    info = VECTORS.get(name)
+    dataset = real.DATASETS[info.dataset]
+    folder = cache_dir() / dataset.name
+    path = folder / info.file
+    if path.is_file():
+        return path
+    remote = next(f for f in dataset.files if f.name == info.file)
+    failure = ("downloading is off (download=False)" if not download
+               else "downloading is off (DLCORE_OFFLINE is set)" if offline() else "")
+    if not failure:
+        try:
+            dataset.fetch([remote], progress=progress)
+        except DownloadError as err:
+            failure = f"the download failed ({err})"
+    if failure:
+        size = f", {remote.size / 2**20:.0f} MiB" if remote.size else ""
+        raise DatasetNotFoundError(
+            f"word vectors {info.name!r} need {info.file} ({remote.urls[0]}{size}) in {folder}; {failure}. Fetch it "
+            f"on a machine with a network and put it there (or run `dlcore data prepare {dataset.name}` there and "
+            f"copy the folder; DLCORE_DATA moves the cache)", name=dataset.name, searched=(str(folder),))
+    expected = getattr(real, "VECTOR_SHA1", {}).get(info.file)
+    if expected is not None:
+        digest = hashlib.sha1()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            path.unlink(missing_ok=True)
+            Path(os.fspath(path) + ".sha256").unlink(missing_ok=True)
+            raise ChecksumError(f"{info.file} has SHA-1 {digest.hexdigest()}, but the published SHA-1 is {expected}; "
+                                "the download was deleted. The file may have changed upstream or been tampered with")
+    return path
+
+
+def pretrained_vectors(
+    vectors: str | os.PathLike,
+    vocab: Vocab,
+    *,
+    dim: int | None = None,
+    zero_tokens: Sequence[str] = (UNK, PAD),
+    missing: str = "normal",
+    scale: float = 0.1,
+    seed: int = 0,
+    max_words: int | None = None,
+    download: bool = True,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding table for ``vocab`` from registered vectors (``"glove.6B.100d"``, ``"fasttext.simple.300d"``) or a file.
+
+    As torchtext's ``TEXT.build_vocab(train, vectors="fasttext.simple.300d")``
+    followed by Subramanian's zeroing of the ``<unk>`` and ``<pad>`` rows (ch. 7).
+    Registered names are in ``VECTORS.names()``; a missing file is downloaded
+    into the cache (`vectors_path`).
+
+    Args:
+        vectors: A registered name, or the path of a vectors file.
+        vocab: The vocabulary whose rows to fill.
+        dim: The embedding's size, checked against the vectors (one line when
+            they differ).
+        zero_tokens: Tokens whose rows are zeros (default ``<unk>`` and ``<pad>``;
+            ``()`` keeps what ``missing`` drew for ``<unk>``).
+        missing: ``"normal"`` or ``"zeros"`` for words without a vector.
+        scale, seed, max_words: As in `load_word_vectors`.
+        download, progress: For a registered file not yet in the cache.
+
+    Returns:
+        ``(table float32 (len(vocab), dim), found bool (len(vocab),))``.
+    """
+    member = None
+    if isinstance(vectors, str) and vectors in VECTORS:
+        info = VECTORS.get(vectors)
+        if dim is not None and dim != info.dim:
+            raise ValueError(f"word vectors {info.name!r} have dim {info.dim}, but the embedding has dim {dim}: "
+                             f"use vectors of dim {dim} or an embedding of dim {info.dim}")
+        path, member, dim = vectors_path(vectors, download=download, progress=progress), info.member, info.dim
+    else:
+        path = Path(vectors)
+        if not path.is_file():
+            raise ValueError(f"{vectors!r} is neither registered word vectors ({', '.join(VECTORS.names())}) nor "
+                             "a file")
+    return load_word_vectors(path, vocab, dim=dim, missing=missing, scale=scale, seed=seed, max_words=max_words,
+                             member=member, zero_tokens=zero_tokens)
+
+
+def pretrained_embedding(
+    vectors: Any,
+    vocab: Vocab,
+    *,
+    freeze: bool = True,
+    embedding_dim: int | None = None,
+    zero_tokens: Sequence[str] = (UNK, PAD),
+    **options: Any,
+):
+    """A `dlcore.nn.Embedding` holding pretrained vectors for ``vocab``, frozen or not.
+
+    ``Embedding.from_pretrained(table, freeze=freeze, padding_idx=vocab.pad_id)``
+    on the table of `pretrained_vectors` (or on a table you give), with the
+    ``<unk>`` and ``<pad>`` rows zeroed as Subramanian does (ch. 7,
+    ``model.embedding.weight.data[UNK_IDX] = torch.zeros(EMBEDDING_DIM)``).
+
+    Args:
+        vectors: A registered name, a vectors file, or a float table
+            ``(len(vocab), dim)``.
+        vocab: The vocabulary.
+        freeze: Keep the table fixed (Subramanian's frozen GloVe, ch. 6) or
+            train it (ch. 7).
+        embedding_dim: The size the model expects; vectors of another size are
+            refused in one line.
+        zero_tokens: Tokens whose rows are zeroed.
+        **options: For `pretrained_vectors` (``missing``, ``download``, ...).
+
+    Returns:
+        The `dlcore.nn.Embedding`.
+    """
+    from dlcore.nn.embedding import Embedding
+
+    if isinstance(vectors, (str, os.PathLike)):
+        table, _ = pretrained_vectors(vectors, vocab, dim=embedding_dim, zero_tokens=zero_tokens, **options)
+    else:
+        if options:
+            raise ValueError(f"options {sorted(options)} apply to a vectors name or file, not to a table")
+        table = np.array(vectors, np.float32)
+        if table.ndim != 2 or table.shape[0] != len(vocab):
+            raise ValueError(f"the table must have one row per vocabulary token, shape ({len(vocab)}, dim); got "
+                             f"{table.shape}")
+        if embedding_dim is not None and table.shape[1] != embedding_dim:
+            raise ValueError(f"the vectors have dim {table.shape[1]}, but the embedding has dim {embedding_dim}")
+        for token in zero_tokens:
+            if token in vocab.stoi:
+                table[vocab.stoi[token]] = 0.0
+    return Embedding.from_pretrained(table, freeze=freeze, padding_idx=vocab.stoi.get(PAD))
