@@ -189,7 +189,7 @@ class WordLM(_RecurrentLM):
                              f"embedding table), got hidden_dim={hidden_dim}, embed_dim={embed_dim}")
         self.embed = Embedding(self.vocab_size, embed_dim, rngs=rngs)
         init = uniform(-0.1, 0.1)                                   # the book's init_weights
-        self.embed.weight.value = init(rngs.params(), (self.vocab_size, embed_dim))
+        self.embed.weight[...] = init(rngs.params(), (self.vocab_size, embed_dim))
         self.rnn = LSTM(embed_dim, hidden_dim, num_layers=check_int(n_layers, "n_layers", low=1, who=who),
                         dropout=dropout, rngs=rngs)
         self.drop = nnx.Dropout(dropout, rngs=rngs)
