@@ -81,6 +81,11 @@ def test_pad_multiple_bounds_the_shapes_and_sort_within_batch():
     assert widths <= {32, 64, 96, 128} and len(widths) == 4 and it.stats()["shapes"] == 4
     batch = next(iter(it.epoch(1)))
     assert list(batch["x"][1]) == sorted(batch["x"][1], reverse=True)
+    fixed = text.BucketIterator(seqs, batch_size=20, widths=(64, 16, 128), pad_multiple=100)
+    got = {b["x"][0].shape[1] for e in (1, 2) for b in fixed.epoch(e)}
+    assert got == {16, 64, 128, 200, 300}  # rows over 128 (up to 249) fall back on pad_multiple
+    with pytest.raises(ValueError, match="at least one width"):
+        text.BucketIterator(seqs, widths=())
     ids_only = text.BucketIterator(seqs, batch_size=20, lengths=False, drop_last=True)
     assert isinstance(next(iter(ids_only.epoch(1)))["x"], np.ndarray) and len(ids_only) == 25
 
