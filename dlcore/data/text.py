@@ -15,6 +15,13 @@ similar length, each padded only to its own longest row (torchtext's
 for a vocabulary; `pretrained_vectors` and `pretrained_embedding` do it from a
 registered name (``VECTORS``: ``"fasttext.simple.300d"``, ``"glove.6B.100d"``,
 ...), downloading the file into dlcore's cache when it is missing.
+
+Bad input: an empty text encodes to a row of length 0 (all padding) in
+`pad_batch` and ``encode_batch``, and is refused by `BucketIterator` (or
+dropped and counted, ``empty="drop"``); a text longer than ``max_length`` is
+truncated and counted (``Encoding.truncated``, `BucketIterator.truncated`), or
+refused (``BucketIterator(truncation="error")``); vectors whose size differs
+from the embedding's are refused in one line.
 """
 
 from __future__ import annotations
@@ -77,12 +84,15 @@ class Encoding:
         mask: bool ``(N, L)``, True on real tokens (the attention mask).
         lengths: int32 ``(N,)``, real tokens per row (after truncation).
         unknown: int32 ``(N,)``, tokens per row that were mapped to ``<unk>``.
+        truncated: int32 ``(N,)``, tokens per row cut by ``max_length`` (0 for
+            a row that fitted); ``(truncated > 0).sum()`` rows were cut.
     """
 
     ids: np.ndarray
     mask: np.ndarray
     lengths: np.ndarray
     unknown: np.ndarray
+    truncated: np.ndarray | None = None
 
     def as_split(self) -> dict[str, np.ndarray]:
         """``{"x": ids, "mask": mask, "lengths": lengths}`` for a split dict."""
@@ -110,7 +120,9 @@ def pad_batch(
         unknown: Per-row unknown counts to carry into the `Encoding`.
 
     Returns:
-        An `Encoding`.
+        An `Encoding`; ``truncated`` counts the tokens cut from each row. An
+        empty sequence gives a row of length 0 (all padding, mask all False);
+        `BucketIterator` refuses such rows instead (or drops them, counted).
     """
     check_choice(truncation, "truncation", ("right", "left"))
     check_choice(padding_side, "padding_side", ("right", "left"))
@@ -121,13 +133,17 @@ def pad_batch(
     ids = np.full((len(seqs), length), pad_id, np.int32)
     mask = np.zeros((len(seqs), length), bool)
     lengths = np.zeros(len(seqs), np.int32)
+    cut = np.asarray([max(0, len(s) - length) for s in seqs], np.int32)
+    if cut.any():
+        _log.info("%d of %d sequences were longer than max_length=%d and were truncated (%s kept)",
+                  int((cut > 0).sum()), len(seqs), length, "start" if truncation == "right" else "end")
     for i, s in enumerate(seqs):
         s = s[:length] if truncation == "right" else s[max(0, len(s) - length):]
         n = len(s)
         sl = slice(0, n) if padding_side == "right" else slice(length - n, length)
         ids[i, sl], mask[i, sl], lengths[i] = s, True, n
     unk = np.zeros(len(seqs), np.int32) if unknown is None else np.asarray(unknown, np.int32)
-    return Encoding(ids, mask, lengths, unk)
+    return Encoding(ids, mask, lengths, unk, cut)
 
 
 class Vocab:
