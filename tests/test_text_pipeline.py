@@ -102,7 +102,8 @@ def test_bad_input_is_one_line(caplog):
         cut = text.BucketIterator([[1, 2, 3, 4, 5], [6]], max_length=3, truncation="left", pad_multiple=8)
     assert cut.truncated == 1 and "1 of 2 sequences were longer than max_length=3" in caplog.text
     ids, lengths = next(iter(cut.epoch(1)))["x"]
-    assert cut.batch_size == 2 and ids.shape[1] == 3 and sorted(r[:n].tolist() for r, n in zip(ids, lengths)) == [[3, 4, 5], [6]]
+    assert cut.batch_size == 2 and ids.shape[1] == 3
+    assert sorted(r[:n].tolist() for r, n in zip(ids, lengths)) == [[3, 4, 5], [6]]
     vocab = text.Vocab.build(["a b c d e"])
     enc = vocab.encode_batch(["a b c d e", "", "a"], max_length=3)
     assert enc.lengths.tolist() == [3, 0, 1] and enc.truncated.tolist() == [2, 0, 0] and not enc.mask[1].any()
@@ -110,8 +111,9 @@ def test_bad_input_is_one_line(caplog):
         text.BucketIterator([[1], [2]], [0])
     with pytest.raises(ValueError, match="token ids, not texts"):
         text.BucketIterator(["a b", "c"])
-    for msg in (str(e.value) for e in [pytest.raises(ValueError, text.BucketIterator, [[]])]):
-        assert "\n" not in msg
+    with pytest.raises(ValueError, match="sequence 0 is empty") as err:
+        text.BucketIterator([[]])
+    assert "\n" not in str(err.value)
 
 
 class _MeanPool(nnx.Module):

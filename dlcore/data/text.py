@@ -668,7 +668,8 @@ class BucketIterator(_protocol.BatchSource):
         check_choice(truncation, "truncation", ("right", "left", "error"))
         check_choice(empty, "empty", ("error", "drop"))
         self.shuffle, self.seed, self.pad_id = bool(shuffle), int(seed), int(pad_id)
-        self.lengths_in_x, self.sort_within_batch, self.drop_last = bool(lengths), bool(sort_within_batch), bool(drop_last)
+        self.lengths_in_x, self.sort_within_batch = bool(lengths), bool(sort_within_batch)
+        self.drop_last = bool(drop_last)
         seqs = _as_sequences(sequences)
         if y is not None:
             y = np.asarray(y)
@@ -977,11 +978,14 @@ class WordVectors:
     dim: int
 
 
-VECTORS: Registry[WordVectors] = Registry("word vectors", normalize=str.lower, listing="dlcore.data.text.VECTORS.names()")
-VECTORS.register("fasttext.simple.300d", WordVectors("fasttext.simple.300d", "fasttext_simple", "wiki.simple.vec", None, 300))
-for _d in (50, 100, 200, 300):
-    VECTORS.register(f"glove.6B.{_d}d", WordVectors(f"glove.6B.{_d}d", "glove6b", "glove.6B.zip", f"glove.6B.{_d}d.txt", _d))
-del _d
+# torchtext's names; the files are the download entries of dlcore.data.real (glove6b, fasttext_simple)
+VECTORS: Registry[WordVectors] = Registry("word vectors", normalize=str.lower,
+                                          listing="dlcore.data.text.VECTORS.names()")
+for _v in (WordVectors("fasttext.simple.300d", "fasttext_simple", "wiki.simple.vec", None, 300),
+           *(WordVectors(f"glove.6B.{d}d", "glove6b", "glove.6B.zip", f"glove.6B.{d}d.txt", d)
+             for d in (50, 100, 200, 300))):
+    VECTORS.register(_v.name, _v)
+del _v
 
 
 def vectors_path(name: str, *, download: bool = True, progress: bool | None = None) -> Path:
@@ -1049,7 +1053,7 @@ def pretrained_vectors(
     download: bool = True,
     progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """An embedding table for ``vocab`` from registered vectors (``"glove.6B.100d"``, ``"fasttext.simple.300d"``) or a file.
+    """An embedding table for ``vocab`` from registered vectors (``"glove.6B.100d"``, ...) or a file.
 
     As torchtext's ``TEXT.build_vocab(train, vectors="fasttext.simple.300d")``
     followed by Subramanian's zeroing of the ``<unk>`` and ``<pad>`` rows (ch. 7).
