@@ -39,10 +39,10 @@ from dlcore.checks import check_int
 from dlcore.models.registry import register
 from dlcore.nn.conv import CausalConv1d, Conv1d
 from dlcore.nn.layers import Activation, Flatten, Linear, Sequential
-from dlcore.nn.recurrent import GRU, RNN, LSTMCell
+from dlcore.nn.recurrent import GRU, RNN, LayerNormRNNCell, LSTMCell, Recurrence
 
 __all__ = [
-    "DownsamplingModel", "GruModel", "LinearForecaster", "LstmModel", "RnnModel",
+    "DownsamplingModel", "GruModel", "LinearForecaster", "LnRnnModel", "LstmModel", "RnnModel",
     "Seq2SeqRnnModel", "SimpleRnnModel", "WavenetModel",
 ]
 
@@ -69,19 +69,6 @@ def check_windows(x, input_size: int, model: str, *, window: int | None = None, 
         raise ValueError(f"{model} was built for windows of {window} steps, got {shape[1]} (input shape {shape})")
     if shape[1] < min_steps:
         raise ValueError(f"{model} needs windows of at least {min_steps} steps, got {shape[1]} (input shape {shape})")
-
-
-def _scan_cell(cell, x, state):
-    """Run ``cell(x_t, state) -> state`` over the time axis of ``x`` (B, T, F): the book's ``for X_t in ...`` loop.
-
-    ``lax.scan`` is JAX's for loop over time: one compiled step body, where a Python loop would unroll
-    every step into the compiled program. Returns the final state.
-    """
-    def body(state, x_t):                                      # x_t: (B, F)
-        return cell(x_t, state), None
-
-    state, _ = jax.lax.scan(body, state, jnp.swapaxes(x, 0, 1))  # time first: (T, B, F)
-    return state
 
 
 @register("forecast_linear")
@@ -118,8 +105,8 @@ class SimpleRnnModel(nnx.Module):
 
     A memory cell ``h' = tanh(Linear([x_t, h]))`` (one ``Linear(input_size + hidden_size, hidden_size)``
     on the concatenated input and state) applied at every step from ``h = 0``, then
-    ``Linear(hidden_size, output_size)`` on the last state. The book's loop over time is a
-    ``lax.scan`` here. The book: validation MAE 30,659 with ``SimpleRnnModel(1, 32, 1)`` on rail.
+    ``Linear(hidden_size, output_size)`` on the last state. The book's Python loop over time is a
+    ``lax.scan`` here: JAX's loop, one compiled step body where a Python loop would unroll all 56 steps. The book: validation MAE 30,659 with ``SimpleRnnModel(1, 32, 1)`` on rail.
 
     Args:
         input_size: features per step.
@@ -139,9 +126,12 @@ class SimpleRnnModel(nnx.Module):
 
     def __call__(self, x):
         check_windows(x, self.input_size, "simple_rnn_forecaster")
-        h0 = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)          # (B, H)
-        step = lambda x_t, h: self.memory_cell(jnp.concatenate([x_t, h], axis=1))  # noqa: E731  (B, F + H) -> (B, H)
-        return self.output(_scan_cell(step, x, h0))
+        def step(h, x_t):                                       # h (B, H), x_t (B, F)
+            return self.memory_cell(jnp.concatenate([x_t, h], axis=1)), None   # Linear on (B, F + H), tanh
+
+        h0 = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)           # the book's H = zeros
+        h, _ = jax.lax.scan(step, h0, jnp.swapaxes(x, 0, 1))              # over time: (T, B, F)
+        return self.output(h)
 
 
 @register("rnn_forecaster")
@@ -230,13 +220,51 @@ class Seq2SeqRnnModel(RnnModel):
         return self.output(outputs)                             # (B, T, output_size): Linear on every step
 
 
+@register("ln_rnn_forecaster")
+class LnRnnModel(nnx.Module):
+    """A simple RNN with layer norm and dropout at every step: Géron, Hands-On Machine Learning, ch. 13, Fighting the Unstable Gradients Problem.
+
+    The book's first ``SimpleRnnModel`` with ``nn.LayerNorm(hidden_size)`` in the memory cell, just
+    before tanh (`dlcore.nn.recurrent.LayerNormRNNCell`), run by `dlcore.nn.recurrent.Recurrence`
+    with dropout on the inputs of every step and on the recurrent state (which ``torch.nn.RNN``
+    cannot do), then ``Linear(hidden_size, output_size)`` on the last state. Its dropout layers are
+    ``nnx.Dropout``, so `dlcore.nn.regularization.mc_predict` (with ``transform=None``) turns them
+    back on after training and gives Monte Carlo dropout error bars around a forecast, as the book
+    suggests.
+
+    Args:
+        input_size: features per step (5: the multivariate series).
+        hidden_size: recurrent neurons (32).
+        output_size: values forecast (14: two weeks in one shot).
+        dropout: rate on each step's inputs.
+        recurrent_dropout: rate on the state fed back, one mask per sequence.
+        rngs: NNX random streams (parameters and dropout masks).
+
+    Shapes: (B, T, input_size) -> (B, output_size). Submodules: ``rnn`` (its ``cell``: ``linear``,
+    ``norm``), ``output``.
+    """
+
+    def __init__(self, input_size: int = 5, hidden_size: int = 32, output_size: int = 14, dropout: float = 0.1,
+                 recurrent_dropout: float = 0.1, *, rngs: nnx.Rngs):
+        self.input_size = check_int(input_size, "input_size", low=1, who="LnRnnModel")
+        self.rnn = Recurrence(LayerNormRNNCell(input_size, hidden_size, rngs=rngs), dropout=dropout,
+                              recurrent_dropout=recurrent_dropout, rngs=rngs)
+        self.output = Linear(hidden_size, output_size, rngs=rngs)
+
+    def __call__(self, x):
+        check_windows(x, self.input_size, "ln_rnn_forecaster")
+        _outputs, h = self.rnn(x)                                # h: (B, H), the state after the last step
+        return self.output(h)
+
+
 @register("lstm_forecaster")
 class LstmModel(nnx.Module):
     """The ``LSTMCell`` model of Géron, Hands-On Machine Learning, ch. 13, Tackling the Short-Term Memory Problem, LSTM cells.
 
-    An ``LSTMCell`` run over time from zero states (h, c), the book's hand-written loop (a ``lax.scan``
-    here), then ``Linear(hidden_size, output_size)`` on the last short-term state h. Writing the loop
-    by hand is what lets one add layer norm or dropout at every step.
+    An ``LSTMCell`` run over time from zero states (h, c), the book's hand-written loop (here
+    `dlcore.nn.recurrent.Recurrence`, which runs any cell with ``lax.scan``), then
+    ``Linear(hidden_size, output_size)`` on the last short-term state h. A loop of cells is what lets
+    one add layer norm or dropout at every step.
 
     Args:
         input_size: features per step.
@@ -244,19 +272,18 @@ class LstmModel(nnx.Module):
         output_size: values forecast.
         rngs: NNX random streams.
 
-    Shapes: (B, T, input_size) -> (B, output_size). Submodules: ``memory_cell``, ``output``.
+    Shapes: (B, T, input_size) -> (B, output_size). Submodules: ``memory_cell`` (a ``Recurrence`` whose
+    ``cell`` is the ``LSTMCell``), ``output``.
     """
 
     def __init__(self, input_size: int = 1, hidden_size: int = 32, output_size: int = 1, *, rngs: nnx.Rngs):
         self.input_size = check_int(input_size, "input_size", low=1, who="LstmModel")
-        self.hidden_size = check_int(hidden_size, "hidden_size", low=1, who="LstmModel")
-        self.memory_cell = LSTMCell(input_size, hidden_size, rngs=rngs)
+        self.memory_cell = Recurrence(LSTMCell(input_size, hidden_size, rngs=rngs))
         self.output = Linear(hidden_size, output_size, rngs=rngs)
 
     def __call__(self, x):
         check_windows(x, self.input_size, "lstm_forecaster")
-        zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)       # (B, H)
-        h, _c = _scan_cell(self.memory_cell, x, (zeros, zeros))
+        _outputs, (h, _c) = self.memory_cell(x)                  # h, c: (B, H) after the last step
         return self.output(h)
 
 
