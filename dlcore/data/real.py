@@ -24,6 +24,7 @@ from dlcore.checks import check_int
 from dlcore.data.idx import read_idx
 from dlcore.data.sources import FileDataset, RemoteFile, Split, Splits
 from dlcore.data.tabular import TabularEncoder, read_csv, split_indices
+from dlcore.data.wordvec import read_vectors
 
 # --- MNIST family: IDX files --------------------------------------------------
 
@@ -611,8 +612,6 @@ GLOVE_6B_DIMS = (50, 100, 200, 300)
 
 
 def _read_vectors_split(path: Path, member: str | None) -> Splits:
-    from dlcore.data.text import read_vectors  # text imports nothing of this module: no circle
-
     words, vectors = read_vectors(path, member=member)
     return {"train": {"x": _text_array(words), "vectors": vectors}}
 
