@@ -1,4 +1,4 @@
-"""Sequence models: the time-series forecasting models of Géron's ch. 13 (Processing Sequences Using RNNs and CNNs), registered by name.
+"""Sequence models: the forecasting models of Géron's ch. 13 (Processing Sequences Using RNNs and CNNs), by name.
 
 Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 13, forecasts Chicago's daily rail
 ridership from windows of past days (`dlcore.data.timeseries.windows` builds them). Every model takes a
@@ -106,7 +106,8 @@ class SimpleRnnModel(nnx.Module):
     A memory cell ``h' = tanh(Linear([x_t, h]))`` (one ``Linear(input_size + hidden_size, hidden_size)``
     on the concatenated input and state) applied at every step from ``h = 0``, then
     ``Linear(hidden_size, output_size)`` on the last state. The book's Python loop over time is a
-    ``lax.scan`` here: JAX's loop, one compiled step body where a Python loop would unroll all 56 steps. The book: validation MAE 30,659 with ``SimpleRnnModel(1, 32, 1)`` on rail.
+    ``lax.scan`` here: JAX's loop, one compiled step body where a Python loop would unroll all 56
+    steps. The book: validation MAE 30,659 with ``SimpleRnnModel(1, 32, 1)`` on rail.
 
     Args:
         input_size: features per step.
@@ -195,7 +196,7 @@ def ahead_rnn_forecaster(input_size: int = 5, hidden_size: int = 32, output_size
 
 @register("seq2seq_rnn")
 class Seq2SeqRnnModel(RnnModel):
-    """The sequence-to-sequence RNN of Géron, Hands-On Machine Learning, ch. 13, Forecasting Using a Sequence-to-Sequence Model.
+    """The seq2seq RNN of Géron, Hands-On Machine Learning, ch. 13, Forecasting Using a Sequence-to-Sequence Model.
 
     `RnnModel` whose output Linear reads every step: after step t it forecasts steps t+1 .. t+14, so
     the loss has a term at every step (more gradient, less of it through time). Train it on
@@ -222,15 +223,16 @@ class Seq2SeqRnnModel(RnnModel):
 
 @register("ln_rnn_forecaster")
 class LnRnnModel(nnx.Module):
-    """A simple RNN with layer norm and dropout at every step: Géron, Hands-On Machine Learning, ch. 13, Fighting the Unstable Gradients Problem.
+    """A simple RNN with layer norm and dropout at every step, and MC dropout error bars.
 
-    The book's first ``SimpleRnnModel`` with ``nn.LayerNorm(hidden_size)`` in the memory cell, just
-    before tanh (`dlcore.nn.recurrent.LayerNormRNNCell`), run by `dlcore.nn.recurrent.Recurrence`
-    with dropout on the inputs of every step and on the recurrent state (which ``torch.nn.RNN``
-    cannot do), then ``Linear(hidden_size, output_size)`` on the last state. Its dropout layers are
-    ``nnx.Dropout``, so `dlcore.nn.regularization.mc_predict` (with ``transform=None``) turns them
-    back on after training and gives Monte Carlo dropout error bars around a forecast, as the book
-    suggests.
+    Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch, ch. 13, Fighting the Unstable
+    Gradients Problem: the book's first ``SimpleRnnModel`` with ``nn.LayerNorm(hidden_size)`` in the
+    memory cell, just before tanh (`dlcore.nn.recurrent.LayerNormRNNCell`), run by
+    `dlcore.nn.recurrent.Recurrence` with dropout on the inputs of every step and on the recurrent state
+    (which ``torch.nn.RNN`` cannot do), then ``Linear(hidden_size, output_size)`` on the last state. Its
+    dropout layers are ``nnx.Dropout``, so `dlcore.nn.regularization.mc_predict` (with
+    ``transform=None``) turns them back on after training and gives Monte Carlo dropout error bars
+    around a forecast, as the book suggests.
 
     Args:
         input_size: features per step (5: the multivariate series).
@@ -259,12 +261,12 @@ class LnRnnModel(nnx.Module):
 
 @register("lstm_forecaster")
 class LstmModel(nnx.Module):
-    """The ``LSTMCell`` model of Géron, Hands-On Machine Learning, ch. 13, Tackling the Short-Term Memory Problem, LSTM cells.
+    """The ``LSTMCell`` model of Géron, Hands-On Machine Learning, ch. 13, LSTM cells.
 
-    An ``LSTMCell`` run over time from zero states (h, c), the book's hand-written loop (here
-    `dlcore.nn.recurrent.Recurrence`, which runs any cell with ``lax.scan``), then
-    ``Linear(hidden_size, output_size)`` on the last short-term state h. A loop of cells is what lets
-    one add layer norm or dropout at every step.
+    From the section Tackling the Short-Term Memory Problem: an ``LSTMCell`` run over time from zero
+    states (h, c), the book's hand-written loop (here `dlcore.nn.recurrent.Recurrence`, which runs any
+    cell with ``lax.scan``), then ``Linear(hidden_size, output_size)`` on the last short-term state h. A
+    loop of cells is what lets one add layer norm or dropout at every step.
 
     Args:
         input_size: features per step.
@@ -289,7 +291,9 @@ class LstmModel(nnx.Module):
 
 @register("gru_forecaster")
 class GruModel(RnnModel):
-    """`RnnModel` with a GRU layer: Géron, Hands-On Machine Learning, ch. 13, GRU cells ("just replace nn.RNN with nn.GRU").
+    """`RnnModel` with a GRU layer: Géron, Hands-On Machine Learning, ch. 13, GRU cells.
+
+    The book: "just replace nn.RNN or nn.LSTM with nn.GRU".
 
     Args:
         input_size, hidden_size, output_size, num_layers, dropout, rngs: as `RnnModel`.
