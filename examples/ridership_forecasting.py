@@ -114,6 +114,18 @@ def _downsampled(split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"x": split["x"], "y": split["y"][:, 3::2]}          # (N, 112, 14) -> (N, 55, 14)
 
 
+class _EarlyStoppingAfterWarmup(dlcore.EarlyStopping):
+    """`EarlyStopping` that starts watching after `warmup` epochs (Keras's ``start_from_epoch``)."""
+
+    def __init__(self, warmup: int, **kwargs):
+        super().__init__(**kwargs)
+        self.warmup = warmup
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch > self.warmup:
+            super().on_epoch_end(trainer, epoch, logs)
+
+
 def _fit(ctx: Context, key: str, model, data: dict, epochs: int, *, adam: bool = False) -> int:
     """Huber loss, SGD (or Adam); the best validation MAE's weights, early stopping after the warm-up.
 
@@ -121,13 +133,13 @@ def _fit(ctx: Context, key: str, model, data: dict, epochs: int, *, adam: bool =
     """
     tx, hp = ((optim.adam(ADAM_LR), {"optimizer": "adam", "lr": ADAM_LR}) if adam else
               (optim.sgd(LR, momentum=MOMENTUM), {"optimizer": "sgd", "lr": LR, "momentum": MOMENTUM}))
+    kwargs = ctx.trainer_kwargs({"model": key, "batch_size": BATCH, "epochs": epochs, **hp}, tag=key)
+    stop = _EarlyStoppingAfterWarmup(WARMUP if epochs > WARMUP else 0, monitor="val_mae", patience=PATIENCE,
+                                     restore_best_weights=True)
+    kwargs["callbacks"] = [*kwargs["callbacks"], stop]
     trainer = dlcore.Trainer(model, tx, losses.huber, metrics=["mae"], batch_size=BATCH,
-                             epoch_mode="scan" if key == "downsampling" else "auto",
-                             **ctx.trainer_kwargs({"model": key, "batch_size": BATCH, **hp}, tag=key))
-    if epochs > WARMUP:
-        trainer.fit(data["train"], epochs=WARMUP, validation=data["valid"])
-    trainer.callbacks.append(dlcore.EarlyStopping("val_mae", patience=PATIENCE, restore_best_weights=True))
-    history = trainer.fit(data["train"], epochs=epochs, validation=data["valid"])
+                             epoch_mode="scan" if key == "downsampling" else "auto", **kwargs)
+    history = trainer.fit(data["train"], epochs=epochs, validation=data["valid"], resume=ctx.resume)
     return len(history["loss"])
 
 
@@ -164,7 +176,7 @@ def run(ctx: Context) -> dict[str, float]:
         model = models.create(name, seed=42, **kwargs)
         d = data[task]
         conv = task in ("down", "long")
-        n = _fit(ctx, key, model, d, epochs // 2 if conv and not ctx.quick else epochs, adam=conv)
+        n = _fit(ctx, key, model, d, max(1, epochs // 2) if conv and not ctx.quick else epochs, adam=conv)
         trained[key] = model
         pred = np.asarray(_forward(model, d["valid"]["x"]))
         if task in ("uni", "mulvar"):
