@@ -116,6 +116,7 @@ def test_period_is_pandas_inclusive_date_slicing():
     dates = np.arange(np.datetime64("2019-01-01"), np.datetime64("2019-07-01"))
     p = ts.period(dates, "2019-03", "2019-05")
     assert str(dates[p][0]) == "2019-03-01" and str(dates[p][-1]) == "2019-05-31" and len(dates[p]) == 92
+    assert len(dates[ts.period(dates, "2018", "2019")]) == 181            # a year runs to its Dec 31st
     with pytest.raises(ValueError, match="no step between"):
         ts.period(dates, "2020-01", "2020-02")
 

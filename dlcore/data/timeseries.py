@@ -215,8 +215,9 @@ def period(dates: Any, first: str, last: str) -> slice:
 
     Args:
         dates: ``(T,)`` sorted dates (``datetime64`` or ISO strings), one per step.
-        first: first date of the period, ``"2019-03-01"`` (a month ``"2019-03"`` means its first day).
-        last: last date, included; a month ``"2019-05"`` means its last day.
+        first: first date of the period, ``"2019-03-01"``; a month ``"2019-03"`` or a year
+            ``"2019"`` means its first day.
+        last: last date, included; a month ``"2019-05"`` or a year means its last day.
 
     Returns:
         ``slice(i, j)`` with ``dates[i:j]`` the steps from ``first`` to ``last``.
@@ -229,8 +230,11 @@ def period(dates: Any, first: str, last: str) -> slice:
         raise ValueError(f"dates must be (T,), got shape {d.shape}")
     if len(d) > 1 and np.any(d[1:] < d[:-1]):
         raise ValueError("dates must be sorted in time order")
-    lo = np.datetime64(first, "D")
-    hi = np.datetime64(last, "M") + 1 - np.timedelta64(1, "D") if len(str(last)) == 7 else np.datetime64(last, "D")
+    try:
+        lo = np.datetime64(first).astype("datetime64[D]")                       # "2019" -> 2019-01-01
+        hi = (np.datetime64(last) + 1).astype("datetime64[D]") - np.timedelta64(1, "D")   # "2019-05" -> 05-31
+    except ValueError:
+        raise ValueError(f"first and last must be ISO dates, months or years, got {first!r} and {last!r}") from None
     i, j = int(np.searchsorted(d, lo, "left")), int(np.searchsorted(d, hi, "right"))
     if j <= i:
         raise ValueError(f"no step between {first} and {last}: the dates run from {d[0] if len(d) else '-'} "

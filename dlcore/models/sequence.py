@@ -9,21 +9,21 @@ batch of windows ``(B, T, input_size)``, batch first, and returns
 - sequence-to-sequence models: ``(B, T', output_size)``, a forecast after *every* step (``T' = T``,
   or ``(T - 4) // 2 + 1`` for the downsampling model).
 
-=========================  ======================================  =====================================
-registered name            class                                   the book's section
-=========================  ======================================  =====================================
-``forecast_linear``        `LinearForecaster`                      Forecasting Using a Linear Model
-``simple_rnn_forecaster``  `SimpleRnnModel` (hand-written loop)    Forecasting Using a Simple RNN
-``rnn_forecaster``         `RnnModel` (``nn.RNN``, num_layers)     Simple RNN; Deep RNN (3 layers)
-``mulvar_rnn_forecaster``  `RnnModel` with 5 inputs                Forecasting Multivariate Time Series
-``ahead_rnn_forecaster``   `RnnModel`, 5 inputs, 14 outputs        Forecasting Several Time Steps Ahead
-``seq2seq_rnn``            `Seq2SeqRnnModel`                       Forecasting Using a Seq2Seq Model
-``ln_rnn_forecaster``      `LnRnnModel` (layer norm, dropout)      Fighting the Unstable Gradients Problem
-``lstm_forecaster``        `LstmModel` (an ``LSTMCell`` loop)      LSTM cells
-``gru_forecaster``         `GruModel` (``nn.GRU``)                 GRU cells
-``downsampling_forecaster``  `DownsamplingModel` (Conv1d + GRU)    Using 1D convolutional layers
-``wavenet_forecaster``     `WavenetModel` (causal dilated convs)   WaveNet
-=========================  ======================================  =====================================
+===========================  =====================================  =======================================
+registered name              class                                  the book's section
+===========================  =====================================  =======================================
+``forecast_linear``          `LinearForecaster`                     Forecasting Using a Linear Model
+``simple_rnn_forecaster``    `SimpleRnnModel` (hand-written loop)   Forecasting Using a Simple RNN
+``rnn_forecaster``           `RnnModel` (``nn.RNN``, num_layers)    Simple RNN; Deep RNN (3 layers)
+``mulvar_rnn_forecaster``    `RnnModel` with 5 inputs               Forecasting Multivariate Time Series
+``ahead_rnn_forecaster``     `RnnModel`, 5 inputs, 14 outputs       Forecasting Several Time Steps Ahead
+``seq2seq_rnn``              `Seq2SeqRnnModel`                      Forecasting Using a Seq2Seq Model
+``ln_rnn_forecaster``        `LnRnnModel` (layer norm, dropout)     Fighting the Unstable Gradients Problem
+``lstm_forecaster``          `LstmModel` (an ``LSTMCell`` loop)     LSTM cells
+``gru_forecaster``           `GruModel` (``nn.GRU``)                GRU cells
+``downsampling_forecaster``  `DownsamplingModel` (Conv1d + GRU)     Using 1D convolutional layers
+``wavenet_forecaster``       `WavenetModel` (causal dilated convs)  WaveNet
+===========================  =====================================  =======================================
 
 Parameters are initialised as PyTorch does (U(+-1/sqrt(fan_in)) for Linear, Conv1d and the recurrent
 layers), so a model trained the book's way starts where the book's starts in distribution.
