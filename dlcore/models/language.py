@@ -22,6 +22,7 @@ word_language_model example); Press and Wolf (2017) and Inan et al. (2017) for w
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -219,17 +220,23 @@ def generate(model: _RecurrentLM, prompt, max_len: int, *, key: jax.Array | None
     The prompt but its last token is run once through `forward` to prime the state; decoding then starts
     from the last prompt token and feeds one token per step through `model.decode_step()`. This is what
     Géron's `extend_text` does (`next_char` with `torch.multinomial` over softmax(logits / temperature)),
-    without re-running the growing text at every character.
+    without re-running the growing text at every character. One jitted call: the temperature is an
+    argument of it (the step's logits are divided by it), so sampling at several temperatures compiles once.
 
     Args:
         model: a `CharRNN` or `WordLM` in eval mode.
-        prompt: (B, P) or (P,) integer ids, P >= 1.
+        prompt: (B, P) or (P,) integer ids in [0, vocab_size), P >= 1.
         max_len: tokens to generate.
         key: a `jax.random` key to sample with; None decodes greedily.
-        temperature, top_k, top_p: as `dlcore.decode.sample` (sampling only).
+        temperature: > 0, divides the logits before sampling (sampling only).
+        top_k, top_p: as `dlcore.decode.sample` (sampling only), applied after the temperature.
 
     Returns:
         int32 (B, max_len), or (max_len,) for a 1-D prompt: the generated tokens (the prompt left out).
+
+    Raises:
+        ValueError: the model in training mode, a prompt of the wrong shape or outside the vocabulary, a
+            non-positive temperature.
     """
     model._check_eval("generate")
     ids = np.asarray(prompt)
@@ -238,17 +245,34 @@ def generate(model: _RecurrentLM, prompt, max_len: int, *, key: jax.Array | None
     if ids.ndim != 2 or ids.shape[1] < 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"generate: prompt must be integer ids of shape (B, P) or (P,) with P >= 1, got shape "
                          f"{np.shape(prompt)} dtype {ids.dtype}")
-    state = model.initial_state(ids.shape[0])
-    if ids.shape[1] > 1:
-        _, state = model.forward(ids[:, :-1], state)
-    step = model.decode_step()
-    if key is None:
-        out = decode.greedy(step, state, ids[:, -1], max_len)
-    else:
-        out = decode.sample(step, state, ids[:, -1], max_len, key, temperature=temperature, top_k=top_k,
-                            top_p=top_p)
-    tokens = np.asarray(out.tokens)
+    if ids.min() < 0 or ids.max() >= model.vocab_size:
+        bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+        raise ValueError(f"generate: token id {bad} of the prompt is outside the vocabulary [0, {model.vocab_size})")
+    max_len = check_int(max_len, "max_len", low=1, who="generate")
+    temperature = check_float(temperature, "temperature", low=0, low_open=True, who="generate")
+    graphdef, state = nnx.split(model)
+    sample = key is not None
+    tokens = _generate(graphdef, state, jnp.asarray(ids, jnp.int32), key if sample else jax.random.key(0),
+                       jnp.float32(temperature), max_len=max_len, sample=sample, top_k=top_k, top_p=top_p)
+    tokens = np.asarray(tokens)
     return tokens[0] if flat else tokens
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_len", "sample", "top_k", "top_p"))
+def _generate(graphdef, state, ids, key, temperature, *, max_len, sample, top_k, top_p):
+    model = nnx.merge(graphdef, state)
+    h = model.initial_state(ids.shape[0])
+    if ids.shape[1] > 1:
+        _, h = model.forward(ids[:, :-1], h)                      # prime on the prompt but its last token
+    step = model.decode_step()
+    if not sample:
+        return decode.greedy(step, h, ids[:, -1], max_len).tokens
+
+    def tempered(tokens, h):
+        logits, h = step(tokens, h)
+        return logits / temperature, h
+
+    return decode.sample(tempered, h, ids[:, -1], max_len, key, top_k=top_k, top_p=top_p).tokens
 
 
 def token_nll(logits, targets) -> jax.Array:
