@@ -8,12 +8,14 @@ from dlcore.models.inception import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 from dlcore.models.mobilenet import MobileNetV2
 from dlcore.models.registry import count_params, create, names, register
 from dlcore.models.resnet import ResNet
+from dlcore.models.text_classifiers import EmbNet, IMDBCnn, IMDBRnn
 from dlcore.models.vgg import VGG, AlexNet, LeNet5
 from dlcore.models.vision import MNISTConvNet
 from dlcore.models.xception import Xception
 
 __all__ = [
-    "AlexNet", "CatsDogsCNN", "DenseNet", "FashionCNN", "GoogLeNet", "GoogLeNetOutputs", "LeNet5",
+    "AlexNet", "CatsDogsCNN", "DenseNet", "EmbNet", "FashionCNN", "GoogLeNet", "GoogLeNetOutputs", "IMDBCnn",
+    "IMDBRnn", "LeNet5",
     "MNISTBatchNormCNN", "MNISTCNN001", "MNISTConvNet", "MobileNetV2", "ResNet", "VGG", "Xception",
     "books", "count_params", "create", "densenet", "googlenet_loss", "inception", "language",
     "mnist1d", "mobilenet", "names",
