@@ -73,6 +73,31 @@ def timeit(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def compare_steps(ours: Callable[[], Any], theirs: Callable[[], Any] | None, *, warmup: int = 3, repeats: int = 5,
+                  steps: int = 10) -> tuple[float, float | None, float]:
+    """Time a training step of dlcore's beside the peer's, alternated: `(ours, theirs or None, compile)`.
+
+    `ours()` is called once first (it compiles; `compile` is that call's time less a steady step), then both
+    take `warmup` untimed steps; then the two alternate `repeats` times, each timing `steps` steps (blocked
+    on), a repeat's figure being its median step and each side's figure its best repeat. Seconds.
+    """
+    t0 = time.perf_counter()
+    jax.block_until_ready(ours())
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        jax.block_until_ready(ours())
+        if theirs is not None:
+            theirs()
+    best = peer = None
+    for _ in range(repeats):
+        t = timeit(ours, warmup=0, repeat=steps)
+        best = t if best is None else min(best, t)
+        if theirs is not None:
+            p = timeit(theirs, warmup=0, repeat=steps)
+            peer = p if peer is None else min(peer, p)
+    return best, peer, max(first - best, 0.0)
+
+
 def _load_benchmarks() -> None:
     from dlcore.runner import discover
 

@@ -27,3 +27,26 @@ def test_unknown_benchmark_and_peer():
         bench.run(["nope"])
     with pytest.raises(ValueError, match="no benchmark compares with 'matlab'"):
         bench.run(vs="matlab")
+
+
+def test_seq2seq_benchmark_quick_runs_both_models_on_both_sides():
+    rows = bench.run(["seq2seq"], quick=True)
+    assert [r["case"].split(",")[1].split("(")[0].strip() for r in rows] == ["plain", "with Luong attention"]
+    for r in rows:
+        assert r["dlcore"] > 0 and r["unit"] == "ms"
+        assert r["peer"] is None or r["peer"] > 0       # None without torch
+
+
+def test_compare_steps_counts_the_calls_and_returns_the_best_median():
+    calls = {"ours": 0, "theirs": 0}
+
+    def ours():
+        calls["ours"] += 1
+
+    def theirs():
+        calls["theirs"] += 1
+
+    best, peer, compile_s = bench.compare_steps(ours, theirs, warmup=2, repeats=3, steps=4)
+    assert calls == {"ours": 1 + 2 + 3 * 4, "theirs": 2 + 3 * 4}
+    assert best >= 0 and peer >= 0 and compile_s >= 0
+    assert bench.compare_steps(ours, None, warmup=0, repeats=1, steps=1)[1] is None
