@@ -203,7 +203,7 @@ for _e in (
         "shifts, stretch, shear and noise, resampled to 40 points: x float32 "
         "(N, 40), y int32 0..9; 5000 examples, 80/20 train/test.",
         "S. Greydanus and D. Kobak, Scaling Down Deep Learning with MNIST-1D, "
-        "ICML 2024 (procedure); dlcore's implementation and templates.",
+        "ICML 2024 (the procedure, its defaults and templates); dlcore's implementation, standardised.",
         ("train", "test"),
         generated.mnist1d,
     ),
