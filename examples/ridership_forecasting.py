@@ -84,8 +84,8 @@ MODELS = {
     "ln_rnn": ("ln_rnn_forecaster", {}, "ahead", "layer-norm RNN, dropout, 14 outputs"),
     "lstm": ("lstm_forecaster", {"input_size": 5}, "mulvar", "LSTMCell loop, 5 inputs"),
     "gru": ("gru_forecaster", {"input_size": 5}, "mulvar", "GRU, 5 inputs"),
-    "downsampling": ("downsampling_forecaster", {}, "down", "Conv1d(k4, s2) + GRU, 112 days, Adam"),
-    "wavenet": ("wavenet_forecaster", {}, "long", "WaveNet, dilations (1,2,4,8) x 2, 112 days, Adam"),
+    "downsampling": ("downsampling_forecaster", {}, "down", "Conv1d(k4, s2) + GRU, 112 days"),
+    "wavenet": ("wavenet_forecaster", {}, "long", "WaveNet, dilations (1,2,4,8) x 2, 112 days"),
 }
 QUICK = ("simple_rnn", "seq2seq", "ln_rnn")
 
@@ -186,14 +186,15 @@ def run(ctx: Context) -> dict[str, float]:
             last, y = (pred, d["valid"]["y"]) if task == "ahead" else (pred[:, -1], d["valid"]["y"][:, -1])
             metrics[f"{key}_t1_val_mae"], metrics[f"{key}_t14_val_mae"] = _mae(last[:, 0], y[:, 0]), \
                 _mae(last[:, -1], y[:, -1])
-            rows.append((label + ", t+1", f"{key}_t1_val_mae", n))
+            rows.append((label + (", Adam" if conv else "") + ", t+1", f"{key}_t1_val_mae", n))
             rows.append((label + ", t+14", f"{key}_t14_val_mae", None))
 
     ctx.print(f"\nvalidation MAE, riders ({ctx.dataset}; the book's on the CTA data):")
-    ctx.print(f"{'model':<52} {'epochs':>6} {'dlcore':>9} {'book':>9}")
+    width = max(len(label) for label, _, _ in rows)
+    ctx.print(f"{'model':<{width}} {'epochs':>6} {'dlcore':>9} {'book':>9}")
     for label, metric, n in rows:
         book = EXAMPLE.book_figures.get(metric)
-        ctx.print(f"{label:<52} {'' if n is None else n:>6} {metrics[metric]:>9,.0f} "
+        ctx.print(f"{label:<{width}} {'' if n is None else n:>6} {metrics[metric]:>9,.0f} "
                   f"{'' if book is None else f'{book:,.0f}':>9}")
 
     # the next 14 days after the first 56 days of the validation period
