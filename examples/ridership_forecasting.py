@@ -13,10 +13,13 @@ Huber loss; SGD lr 3e-3, momentum 0.9. Validation MAE (in riders) of each model,
 - 14 days ahead: the univariate RNN rolled out one day at a time (Figure 13-11), and an RNN with
   14 outputs;
 - the seq2seq RNN (a 14-day forecast after every step): 23,350 for t+1 and 35,315 for t+14;
-- a layer-norm RNN with dropout at every step, whose MC dropout samples give error bars;
+- a layer-norm RNN with dropout at every step (0.1 on the inputs and on the recurrent state; the
+  book gives no rates), 14 outputs, whose 100 MC dropout samples give error bars;
 - an `LSTMCell` loop and a GRU (the book prints no figure; here on the multivariate inputs);
 - Conv1d(k4, s2) + GRU on 112-day windows, targets cropped by 3 and downsampled by 2, and a
-  WaveNet (causal convolutions, kernel 2, dilations 1, 2, 4, 8 twice): "similar performance".
+  WaveNet (causal convolutions, kernel 2, dilations 1, 2, 4, 8 twice): "similar performance". Both
+  read the 5 multivariate inputs, as the book's `input_size=5` says (its dataset line for the
+  downsampling model passes the rail series alone).
 
 The naive forecast (the value 7 days earlier) over the same validation targets is printed beside.
 The book divides the multivariate data by 1e6 twice (the bus and rail columns end up near 1e-7,
