@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -153,14 +152,3 @@ def test_bad_input_is_one_clear_line(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
-
-
-def test_forecasters_jit_and_differentiate():
-    model = models.create("lstm_forecaster", hidden_size=4)
-    x = jnp.ones((2, 8, 1))
-
-    def loss(m):
-        return jnp.mean(m(x) ** 2)
-
-    grads = jax.grad(loss)(model)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
