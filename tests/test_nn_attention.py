@@ -13,6 +13,7 @@ from flax import nnx
 from dlcore import nn as dnn
 from dlcore import weights
 from dlcore.nn import attention as A
+from one_line import raises_one_line
 
 torch = pytest.importorskip("torch")
 
@@ -177,29 +178,21 @@ def test_attention_under_jit_and_vmap():
     _close(per_row, f(q, k, KPM))
 
 
-def _one_line(fn, *parts):
-    with pytest.raises(ValueError) as info:
-        fn()
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    for p in parts:
-        assert p in msg, msg
-
-
 def test_bad_input_is_one_line():
     m = dnn.MultiheadAttention(E, NH, rngs=nnx.Rngs(0))
     q, k = _x(B, L, E), _x(B, S, E)
-    _one_line(lambda: m(q, k, k, key_padding_mask=np.zeros((B, S + 1), bool)), "key_padding_mask", "(2, 4)",
+    raises_one_line(lambda: m(q, k, k, key_padding_mask=np.zeros((B, S + 1), bool)), "key_padding_mask", "(2, 4)",
               "(2, 5)")
-    _one_line(lambda: m(q, k, k, attn_mask=np.zeros((S, L), bool)), "attn_mask", "(3, 4)", "(4, 3, 4)", "got (4, 3)")
-    _one_line(lambda: m(q, k, k, attn_mask=np.zeros((L, S), np.int32)), "boolean or floating")
-    _one_line(lambda: m(q[..., :5], k, k), "query must have 8 features")
-    _one_line(lambda: m(q, k[:1], k[:1]), "share the batch")
-    _one_line(lambda: m(q, k, k[0]), "all be batched")
-    _one_line(lambda: dnn.MultiheadAttention(10, 3, rngs=nnx.Rngs(0)), "divisible")
-    _one_line(lambda: dnn.MultiheadAttention(E, NH, add_bias_kv=True, rngs=nnx.Rngs(0)), "not supported")
-    _one_line(lambda: A.attention(q, k, k, key_padding_mask=np.zeros((B, L), bool)), "key_padding_mask", "(2, 4)")
-    _one_line(lambda: A.attention(q, k, k[:, :2]), "same batch and length")
-    _one_line(lambda: A.dot_score(q, _x(B, S, 5)), "same feature size")
-    _one_line(lambda: A.scaled_dot_product_attention(q, k, k, np.zeros((L, S + 2), bool)), "attn_mask")
-    _one_line(lambda: A.scaled_dot_product_attention(q, k, k, dropout_p=0.1), "needs rng")
+    raises_one_line(lambda: m(q, k, k, attn_mask=np.zeros((S, L), bool)), "attn_mask", "(3, 4)", "(4, 3, 4)",
+                    "got (4, 3)")
+    raises_one_line(lambda: m(q, k, k, attn_mask=np.zeros((L, S), np.int32)), "boolean or floating")
+    raises_one_line(lambda: m(q[..., :5], k, k), "query must have 8 features")
+    raises_one_line(lambda: m(q, k[:1], k[:1]), "share the batch")
+    raises_one_line(lambda: m(q, k, k[0]), "all be batched")
+    raises_one_line(lambda: dnn.MultiheadAttention(10, 3, rngs=nnx.Rngs(0)), "divisible")
+    raises_one_line(lambda: dnn.MultiheadAttention(E, NH, add_bias_kv=True, rngs=nnx.Rngs(0)), "not supported")
+    raises_one_line(lambda: A.attention(q, k, k, key_padding_mask=np.zeros((B, L), bool)), "key_padding_mask", "(2, 4)")
+    raises_one_line(lambda: A.attention(q, k, k[:, :2]), "same batch and length")
+    raises_one_line(lambda: A.dot_score(q, _x(B, S, 5)), "same feature size")
+    raises_one_line(lambda: A.scaled_dot_product_attention(q, k, k, np.zeros((L, S + 2), bool)), "attn_mask")
+    raises_one_line(lambda: A.scaled_dot_product_attention(q, k, k, dropout_p=0.1), "needs rng")

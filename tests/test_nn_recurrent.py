@@ -14,6 +14,7 @@ from flax import nnx
 
 from dlcore import nn as dnn
 from dlcore import weights
+from one_line import raises_one_line
 
 torch = pytest.importorskip("torch")
 
@@ -255,41 +256,32 @@ def test_embedding_from_pretrained():
 # bad input: one line each
 # ------------------------------------------------------------------------------------------------
 
-def _one_line(fn, *parts):
-    with pytest.raises(ValueError) as info:
-        fn()
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    for p in parts:
-        assert p in msg, msg
-
-
 def test_bad_input_is_one_line():
     lstm = dnn.LSTM(I, H, num_layers=2, rngs=nnx.Rngs(0))
     gru = dnn.GRU(I, H, bidirectional=True, batch_first=False, rngs=nnx.Rngs(0))
     x = _x(B, T, I)
-    _one_line(lambda: lstm(x[0, 0]), "rank 3", "(B, T, input_size)", "unbatched (T, input_size)", "(4,)")
-    _one_line(lambda: lstm(x[0], lengths=np.array([3])), "lengths needs a batch")
-    _one_line(lambda: lstm(x[0], (np.zeros((2, 1, H)), np.zeros((2, 1, H)))), "unbatched", "(2, 6)", "(2, 1, 6)")
-    _one_line(lambda: lstm(_x(B, T, I + 1)), "4 features", "(3, 5, 5)")
-    _one_line(lambda: lstm(x, lengths=np.array([3, 6, 1])), "[1, 5]", "6")
-    _one_line(lambda: lstm(x, lengths=np.array([3, 0, 1])), "[1, 5]", "0")
-    _one_line(lambda: lstm(x, lengths=np.array([3, 1])), "shape (B,)")
-    _one_line(lambda: lstm(x, lengths=np.array([3.0, 1.0, 2.0])), "integers")
-    _one_line(lambda: lstm(x, np.zeros((2, B, H))), "tuple (h_0, c_0)")
-    _one_line(lambda: lstm(x, (np.zeros((1, B, H)), np.zeros((2, B, H)))), "h_0 has shape (1, 3, 6)", "(2, 3, 6)")
-    _one_line(lambda: gru(x, np.zeros((1, B, H))), "hx has shape (1, 3, 6)", "(2, 5, 6)")  # (T, B, F): B is 5
-    _one_line(lambda: gru(x, lengths=np.array([3, 5, 1])), "shape (B,) = (5,)")  # (T, B, F): B is 5
-    _one_line(lambda: dnn.GRUCell(I, H, rngs=nnx.Rngs(0))(_x(B, I + 1)), "(B, 4)")
-    _one_line(lambda: dnn.GRUCell(I, H, rngs=nnx.Rngs(0))(_x(B, I), _x(B, H + 1)), "hx has shape (3, 7)")
-    _one_line(lambda: dnn.RNN(I, H, nonlinearity="sigmoid", rngs=nnx.Rngs(0)), "nonlinearity")
-    _one_line(lambda: dnn.LSTM(I, H, dropout=1.5, rngs=nnx.Rngs(0)), "dropout")
+    raises_one_line(lambda: lstm(x[0, 0]), "rank 3", "(B, T, input_size)", "unbatched (T, input_size)", "(4,)")
+    raises_one_line(lambda: lstm(x[0], lengths=np.array([3])), "lengths needs a batch")
+    raises_one_line(lambda: lstm(x[0], (np.zeros((2, 1, H)), np.zeros((2, 1, H)))), "unbatched", "(2, 6)", "(2, 1, 6)")
+    raises_one_line(lambda: lstm(_x(B, T, I + 1)), "4 features", "(3, 5, 5)")
+    raises_one_line(lambda: lstm(x, lengths=np.array([3, 6, 1])), "[1, 5]", "6")
+    raises_one_line(lambda: lstm(x, lengths=np.array([3, 0, 1])), "[1, 5]", "0")
+    raises_one_line(lambda: lstm(x, lengths=np.array([3, 1])), "shape (B,)")
+    raises_one_line(lambda: lstm(x, lengths=np.array([3.0, 1.0, 2.0])), "integers")
+    raises_one_line(lambda: lstm(x, np.zeros((2, B, H))), "tuple (h_0, c_0)")
+    raises_one_line(lambda: lstm(x, (np.zeros((1, B, H)), np.zeros((2, B, H)))), "h_0 has shape (1, 3, 6)", "(2, 3, 6)")
+    raises_one_line(lambda: gru(x, np.zeros((1, B, H))), "hx has shape (1, 3, 6)", "(2, 5, 6)")  # (T, B, F): B is 5
+    raises_one_line(lambda: gru(x, lengths=np.array([3, 5, 1])), "shape (B,) = (5,)")  # (T, B, F): B is 5
+    raises_one_line(lambda: dnn.GRUCell(I, H, rngs=nnx.Rngs(0))(_x(B, I + 1)), "(B, 4)")
+    raises_one_line(lambda: dnn.GRUCell(I, H, rngs=nnx.Rngs(0))(_x(B, I), _x(B, H + 1)), "hx has shape (3, 7)")
+    raises_one_line(lambda: dnn.RNN(I, H, nonlinearity="sigmoid", rngs=nnx.Rngs(0)), "nonlinearity")
+    raises_one_line(lambda: dnn.LSTM(I, H, dropout=1.5, rngs=nnx.Rngs(0)), "dropout")
     emb = dnn.Embedding(10, 4, rngs=nnx.Rngs(0))
-    _one_line(lambda: emb(np.array([[1, 10]])), "token id 10", "[0, 10)")
-    _one_line(lambda: emb(jnp.array([-1, 3])), "token id -1")
-    _one_line(lambda: emb(np.array([1.0])), "integer token ids")
-    _one_line(lambda: dnn.Embedding(10, 4, padding_idx=10, rngs=nnx.Rngs(0)), "padding_idx")
-    _one_line(lambda: dnn.Embedding.from_pretrained(np.zeros(3)), "2-D float table")
+    raises_one_line(lambda: emb(np.array([[1, 10]])), "token id 10", "[0, 10)")
+    raises_one_line(lambda: emb(jnp.array([-1, 3])), "token id -1")
+    raises_one_line(lambda: emb(np.array([1.0])), "integer token ids")
+    raises_one_line(lambda: dnn.Embedding(10, 4, padding_idx=10, rngs=nnx.Rngs(0)), "padding_idx")
+    raises_one_line(lambda: dnn.Embedding.from_pretrained(np.zeros(3)), "2-D float table")
     # under jit the ids cannot be checked: JAX clamps them, as the docstring says
     clamped = nnx.jit(lambda m, i: m(i))(emb, jnp.array([12]))
     np.testing.assert_array_equal(np.asarray(clamped), np.asarray(emb.weight[...])[[9]])
@@ -405,11 +397,11 @@ def test_mc_dropout_through_recurrence():
 
 def test_recurrence_bad_input_is_one_line():
     cell = dnn.LayerNormRNNCell(I, H, rngs=nnx.Rngs(0))
-    _one_line(lambda: dnn.Recurrence(cell)(_x(B, T, I), _x(B + 1, H)), "batch of 3", "(3, 6)", "(4, 6)")
-    _one_line(lambda: dnn.Recurrence(cell)(_x(T, I)), "rank 3")
-    _one_line(lambda: dnn.Recurrence(cell)(_x(B, T, I), lengths=np.array([1, 2, 6])), "[1, 5]")
-    _one_line(lambda: dnn.Recurrence(cell, dropout=0.1), "needs rngs")
-    _one_line(lambda: dnn.Recurrence(cell, recurrent_dropout=1.0, rngs=nnx.Rngs(0)), "recurrent_dropout")
-    _one_line(lambda: cell(_x(B, I + 1)), "(B, 4)")
+    raises_one_line(lambda: dnn.Recurrence(cell)(_x(B, T, I), _x(B + 1, H)), "batch of 3", "(3, 6)", "(4, 6)")
+    raises_one_line(lambda: dnn.Recurrence(cell)(_x(T, I)), "rank 3")
+    raises_one_line(lambda: dnn.Recurrence(cell)(_x(B, T, I), lengths=np.array([1, 2, 6])), "[1, 5]")
+    raises_one_line(lambda: dnn.Recurrence(cell, dropout=0.1), "needs rngs")
+    raises_one_line(lambda: dnn.Recurrence(cell, recurrent_dropout=1.0, rngs=nnx.Rngs(0)), "recurrent_dropout")
+    raises_one_line(lambda: cell(_x(B, I + 1)), "(B, 4)")
     with pytest.raises(TypeError, match="initial_state"):
         dnn.Recurrence(lambda x, h: h)
