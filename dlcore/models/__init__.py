@@ -1,7 +1,7 @@
 """Models, each registered by name: `create(name, **kw)`, `names()`, `count_params(model)`."""
 
-from dlcore.models import (books, densenet, inception, language, mnist1d, mobilenet, resnet, seq2seq, sequence,
-                           vgg, vision, xception)
+from dlcore.models import (books, densenet, inception, language, mnist1d, mobilenet, resnet, sentiment, seq2seq,
+                           sequence, vgg, vision, xception)
 from dlcore.models.books import CatsDogsCNN, FashionCNN, MNISTBatchNormCNN, MNISTCNN001
 from dlcore.models.densenet import DenseNet
 from dlcore.models.inception import GoogLeNet, GoogLeNetOutputs, googlenet_loss
@@ -19,5 +19,5 @@ __all__ = [
     "MNISTBatchNormCNN", "MNISTCNN001", "MNISTConvNet", "MobileNetV2", "ResNet", "VGG", "Xception",
     "books", "count_params", "create", "densenet", "googlenet_loss", "inception", "language",
     "mnist1d", "mobilenet", "names",
-    "register", "resnet", "seq2seq", "sequence", "vgg", "vision", "xception",
+    "register", "resnet", "sentiment", "seq2seq", "sequence", "vgg", "vision", "xception",
 ]
