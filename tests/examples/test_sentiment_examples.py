@@ -1,0 +1,33 @@
+"""imdb_rnn's figures: its validation lines carry the validation accuracy, consistent with the count it prints and
+the metric it reports (Ketkar & Moolayil print the training accuracy there, ch. 7, Listings 7-7 and 7-11)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from dlcore import runner
+
+
+def _run(name, **kw):
+    out = io.StringIO()
+    report = runner.run(name, out=out, progress=False, quick=True, **kw)
+    return report, out.getvalue()
+
+
+def test_imdb_rnn_validation_lines_carry_the_validation_accuracy():
+    report, text = _run("imdb_rnn")
+    lines = [ln for ln in text.splitlines() if ln.startswith("  epoch ")]
+    assert len(lines) == 2                                   # one epoch of each model under --quick
+    for line, key in zip(lines, ("rnn_val_accuracy", "improved_val_accuracy")):
+        train, valid = line.split("|")
+        n, m, acc = re.search(r"correct (\d+)/(\d+) \(([\d.]+)\)", valid).groups()
+        assert int(m) == 128                                 # the validation reviews, not the training ones
+        assert float(acc) == pytest.approx(int(n) / int(m), abs=1e-4)
+        assert float(acc) == pytest.approx(report["metrics"][key], abs=1e-4)
+        assert re.search(r"correct \d+/256 ", train)
+    assert report["book"]["improved_val_accuracy"] == pytest.approx(4564 / 5000)
+    assert "which is its training accuracy" in text
+    assert "not the book's fasttext.simple.300d" in text or "fasttext.simple.300d, " in text
