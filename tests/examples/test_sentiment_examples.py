@@ -31,3 +31,29 @@ def test_imdb_rnn_validation_lines_carry_the_validation_accuracy():
     assert report["book"]["improved_val_accuracy"] == pytest.approx(4564 / 5000)
     assert "which is its training accuracy" in text
     assert "not the book's fasttext.simple.300d" in text or "fasttext.simple.300d, " in text
+
+
+def test_imdb_rnn_copies_cached_fasttext_vectors_and_zeroes_unk_and_pad(tmp_path, monkeypatch):
+    import numpy as np
+
+    from dlcore.data import text
+    from examples import imdb_rnn
+
+    folder = tmp_path / "fasttext_simple"
+    folder.mkdir()
+    rows = {"the": 0.5, "movie": -1.0, "<unk>": 2.0}                  # a file's own <unk> row is zeroed too
+    (folder / "wiki.simple.vec").write_text(
+        f"{len(rows)} 300\n" + "".join(f"{w} {' '.join([str(v)] * 300)}\n" for w, v in rows.items()))
+    monkeypatch.setenv("DLCORE_DATA", str(tmp_path))
+    vocab = text.Vocab(["the", "movie", "plot"], specials=(text.UNK, text.PAD))
+    out = io.StringIO()
+    ctx = runner.Context(imdb_rnn.EXAMPLE, out=out)
+    table = imdb_rnn._embedding_table(ctx, vocab)
+    assert table.shape == (5, 300)
+    np.testing.assert_array_equal(table[vocab["the"]], 0.5)
+    np.testing.assert_array_equal(table[vocab["movie"]], -1.0)
+    assert not table[vocab.unk_id].any() and not table[vocab.pad_id].any()
+    assert "fasttext.simple.300d, 3 of 5 tokens found" in out.getvalue()   # the, movie, <unk>
+    monkeypatch.setenv("DLCORE_DATA", str(tmp_path / "empty"))
+    assert imdb_rnn._embedding_table(ctx, vocab) is None
+    assert "embedding: random" in out.getvalue()
