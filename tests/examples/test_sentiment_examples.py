@@ -37,7 +37,8 @@ def test_imdb_rnn_copies_cached_fasttext_vectors_and_zeroes_unk_and_pad(tmp_path
     import numpy as np
 
     from dlcore.data import text
-    from examples import imdb_rnn
+
+    imdb_rnn = runner.get("imdb_rnn")
 
     folder = tmp_path / "fasttext_simple"
     folder.mkdir()
