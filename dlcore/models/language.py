@@ -57,8 +57,9 @@ class _RecurrentLM(nnx.Module):
     def initial_state(self, batch_size: int) -> Any:
         """Zeros of the recurrent state for `batch_size` sequences: h (L, B, H), or (h, c) for an LSTM."""
         batch_size = check_int(batch_size, "batch_size", low=1, who=f"{self._name}.initial_state")
-        h = jnp.zeros((self.rnn.num_layers, batch_size, self.rnn.hidden_size), jnp.float32)
-        return (h, h) if isinstance(self.rnn, LSTM) else h
+        shape = (self.rnn.num_layers, batch_size, self.rnn.hidden_size)
+        # two buffers for (h, c), not one twice: a jitted step may donate its carry
+        return (jnp.zeros(shape), jnp.zeros(shape)) if isinstance(self.rnn, LSTM) else jnp.zeros(shape)
 
     def _logits(self, out):
         raise NotImplementedError
