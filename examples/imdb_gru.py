@@ -23,7 +23,9 @@ for its translation model. The training accuracy is measured after training, in 
 
 Stand-in (offline): `sentiment_sentences`; its 1,600 training sentences split 80/20 into 1,280 for training and
 320 for validation, its 400 test sentences for testing. They are short and regular, so every model does better
-than on IMDB and the book's gaps (padding read, overfitting) show less. A full run on the stand-in takes about 15 s
+than on IMDB and the book's gaps (padding read, overfitting) show less: validation accuracy 97.5% padded, 99.4%
+packed, 100% bidirectional (train 100%) after 10 epochs, seed 0; the padded model learns slowest (53.4% after
+epoch 1, against 67.2% packed). A full run on the stand-in takes about 15 s
 on 2 CPU cores (a minute when others share them).
 
 Run: `dlcore run imdb_gru` or `python examples/imdb_gru.py`.
@@ -106,7 +108,7 @@ def run(ctx: Context) -> dict[str, float]:
         train_acc = trainer.evaluate(tr)["accuracy"]
         test_acc = trainer.evaluate(te)["accuracy"]
         ctx.print(f"{tag}: {'lengths (packed)' if packed else 'padded'}, "
-                  f"{'bidirectional' if bidirectional else 'one direction'}, {epochs} epochs")
+                  f"{'bidirectional' if bidirectional else 'one direction'}, {epochs} epoch(s)")
         for e in sorted({*range(0, len(h['loss']), max(1, len(h['loss']) // 4)), len(h['loss']) - 1}):
             ctx.print(f"  epoch {e + 1}: train loss {h['loss'][e]:.4f} | validation loss {h['val_loss'][e]:.4f} "
                       f"accuracy {h['val_accuracy'][e]:.4f}")
