@@ -390,6 +390,10 @@ CASES = [
     Case("BatchNorm2d", dnn.BatchNorm2d, lambda r: dnn.BatchNorm2d(3), _t("BatchNorm2d", 3), (2, 3, 4, 4)),
     Case("BatchNorm3d", dnn.BatchNorm3d, lambda r: dnn.BatchNorm3d(2), _t("BatchNorm3d", 2), (2, 2, 3, 3, 3)),
     Case("LayerNorm", dnn.LayerNorm, lambda r: dnn.LayerNorm(6), _t("LayerNorm", 6), (3, 6), False),
+    Case("InstanceNorm1d-affine", dnn.InstanceNorm1d, lambda r: dnn.InstanceNorm1d(4, affine=True),
+         _t("InstanceNorm1d", 4, affine=True), (2, 4, 5)),
+    Case("InstanceNorm2d-affine", dnn.InstanceNorm2d, lambda r: dnn.InstanceNorm2d(3, affine=True),
+         _t("InstanceNorm2d", 3, affine=True), (2, 3, 4, 4)),
     Case("LayerNorm-2d-nobias", dnn.LayerNorm, lambda r: dnn.LayerNorm((4, 5), bias=False),
          _t("LayerNorm", (4, 5), bias=False), (2, 3, 4, 5), False),
     Case("PReLU-channels", dnn.PReLU, lambda r: dnn.PReLU(4), _t("PReLU", 4), (2, 4, 5)),
@@ -463,6 +467,9 @@ PARAMETER_FREE = {
     "Flatten": lambda: dnn.Flatten(), "Identity": lambda: dnn.Identity(),
     "GLU": lambda: dnn.GLU(), "RReLU": lambda: dnn.RReLU(), "AlphaDropout": lambda: dnn.AlphaDropout(0.5),
     "MCDropout": lambda: dnn.MCDropout(0.5),
+    **{name: (lambda name=name: getattr(dnn, name)(1)) for name in [
+        "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "ZeroPad1d", "ZeroPad2d"]},
+    "ConstantPad1d": lambda: dnn.ConstantPad1d(1, 0.5), "ConstantPad2d": lambda: dnn.ConstantPad2d(1, 0.5),
     **{name: getattr(dnn.activations, name) for name in [
         "Sigmoid", "Tanh", "ReLU", "ReLU6", "ReLUSquared", "SELU", "SiLU", "Mish", "Softsign", "LogSigmoid",
         "Hardsigmoid", "Hardswish", "LeakyReLU", "ELU", "CELU", "GELU", "Softplus", "Hardtanh", "Hardshrink",

@@ -19,20 +19,23 @@ averages) follow ``model.train()`` / ``model.eval()`` through ``use_running_aver
 
 The batch norms subclass ``nnx.BatchNorm`` and keep its variable names (``scale``, ``bias``; statistics
 ``mean``, ``var``, plus ``num_batches_tracked``); PyTorch calls them ``weight``, ``bias``,
-``running_mean``, ``running_var``.
+``running_mean``, ``running_var``. The instance norms hold only what their PyTorch counterpart holds,
+under PyTorch's names (``weight``, ``bias`` when affine; ``running_mean``, ``running_var``,
+``num_batches_tracked`` when tracking), so a state dict maps one to one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dlcore.checks import check_float, check_int
+from dlcore.checks import check_choice, check_float, check_int
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "LayerNorm"]
 
 
 class _NoKeys:
@@ -176,3 +179,110 @@ class LayerNorm(nnx.Module):
         if self.use_bias:
             y = y + self.bias[...]
         return y
+
+
+class _InstanceNorm(nnx.Module):
+    """Shared body of ``InstanceNorm1d`` / ``InstanceNorm2d``; subclasses fix the spatial rank."""
+
+    _nd: int = 2
+    _layout: str = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
+                 track_running_stats: bool = False, *, use_running_average: bool = False,
+                 rngs: nnx.Rngs | None = None):
+        del rngs  # deterministic init (weight 1, bias 0, running mean 0, running var 1)
+        who = type(self).__name__
+        num_features = check_int(num_features, "num_features", low=1, who=who)
+        check_float(eps, "eps", low=0, low_open=True, finite=False, who=who)
+        if momentum is not None:
+            check_float(momentum, "momentum", low=0, high=1, who=who)
+        check_choice(affine, "affine", (True, False), who=who)
+        check_choice(track_running_stats, "track_running_stats", (True, False), who=who)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.use_running_average = use_running_average  # nnx's eval() / train() flip it, as for batch norm
+        self.weight = nnx.Param(jnp.ones((num_features,), jnp.float32)) if affine else nnx.data(None)
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32)) if affine else nnx.data(None)
+        if track_running_stats:
+            self.running_mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+            self.running_var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+            # kept for the state dict only: PyTorch's instance norm never increments it
+            self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = nnx.data(None)
+
+    def __call__(self, x: jax.Array, *, use_running_average: bool | None = None) -> jax.Array:
+        name, nd = type(self).__name__, self._nd
+        if x.ndim not in (nd + 1, nd + 2):
+            raise ValueError(f"{name} expects channel-last input {self._layout}, got shape {tuple(x.shape)}.")
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}) got {x.shape[-1]} channels on the last axis "
+                             f"(dlcore is channel-last), shape {tuple(x.shape)}.")
+        added = x.ndim == nd + 1
+        if added:                                     # unbatched, as torch accepts (C, *spatial)
+            x = x[None]
+        eval_mode = self.use_running_average if use_running_average is None else use_running_average
+        use_input_stats = not eval_mode or not self.track_running_stats
+        axes = tuple(range(1, nd + 1))                # the spatial axes of (N, *spatial, C)
+        if use_input_stats:
+            n = math.prod(x.shape[1:-1])
+            if n <= 1:
+                raise ValueError(f"{name} needs more than 1 spatial element per channel to compute instance "
+                                 f"statistics, got input of shape {tuple(x.shape)}.")
+            mean = jnp.mean(x, axis=axes, keepdims=True)                    # (N, 1.., C)
+            var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)  # biased: what normalises
+            if not eval_mode and self.track_running_stats and self.momentum is not None:
+                # torch averages the per-instance statistics over the batch; the variance unbiased
+                m = self.momentum
+                inst_mean = jnp.mean(mean.reshape(x.shape[0], -1), axis=0)
+                inst_var = jnp.mean(var.reshape(x.shape[0], -1), axis=0) * (n / (n - 1))
+                self.running_mean[...] = (1 - m) * self.running_mean[...] + m * jax.lax.stop_gradient(inst_mean)
+                self.running_var[...] = (1 - m) * self.running_var[...] + m * jax.lax.stop_gradient(inst_var)
+        else:
+            mean, var = self.running_mean[...], self.running_var[...]
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight[...] + self.bias[...]
+        return y[0] if added else y
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """``torch.nn.InstanceNorm1d`` on channel-last sequences ``(N, L, C)`` (or unbatched ``(L, C)``).
+
+    Each example's channels are normalised over their own L positions (biased variance), in training
+    and eval alike unless ``track_running_stats``: then training also updates ``running_mean`` and
+    ``running_var`` (the batch mean of the instance means and of the *unbiased* instance variances,
+    weighted by ``momentum`` as in batch norm) and eval mode normalises with them. As in PyTorch,
+    ``momentum=None`` leaves the running statistics unchanged and ``num_batches_tracked`` stays 0.
+
+    Args:
+        num_features: C.
+        eps: Added to the variance.
+        momentum: Weight of the new statistics in the running averages (PyTorch's convention).
+        affine: Learn a per-channel ``weight`` (init 1) and ``bias`` (init 0).
+        track_running_stats: Keep running averages and use them in eval mode.
+        use_running_average: Start in eval mode (``model.eval()`` / ``model.train()`` set it).
+
+    Variables, in PyTorch's names: ``weight``, ``bias`` (affine); ``running_mean``, ``running_var``,
+    ``num_batches_tracked`` (tracked). Shapes: input and output ``(N, L, C)``.
+
+    Reference: Antiga et al., Deep Learning with PyTorch, 2nd ed., ch. 2, §2.2.3 A network that turns horses
+    into zebras (the CycleGAN generator); Ulyanov et al., "Instance Normalization" (2016).
+    """
+
+    _nd = 1
+    _layout = "(N, L, C) or (L, C)"
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """``torch.nn.InstanceNorm2d`` on NHWC images ``(N, H, W, C)`` (or unbatched ``(H, W, C)``).
+
+    Each image's channels are normalised over their own H x W pixels; arguments, modes and variables as
+    ``InstanceNorm1d``. The CycleGAN ResNet generator uses it without affine parameters (Antiga et al., Deep
+    Learning with PyTorch, 2nd ed., ch. 2, §2.2.3 A network that turns horses into zebras).
+
+    Reference: Ulyanov et al., "Instance Normalization: The Missing Ingredient for Fast Stylization" (2016).
+    """
+
+    _nd = 2
+    _layout = "(N, H, W, C) or (H, W, C)"
