@@ -82,7 +82,7 @@ def _x(shape, seed=0):
 @pytest.mark.parametrize("track", [False, True])
 def test_instance_norm2d_matches_torch_in_train_and_eval(affine, track):
     torch = pytest.importorskip("torch")
-    x = _x((2, 5, 6, 3))
+    x = _x((2, 5, 7, 3))
     j = dnn.InstanceNorm2d(3, momentum=0.3, affine=affine, track_running_stats=track)
     t = torch.nn.InstanceNorm2d(3, momentum=0.3, affine=affine, track_running_stats=track)
     rng = np.random.default_rng(2)
@@ -106,9 +106,9 @@ def test_instance_norm2d_matches_torch_in_train_and_eval(affine, track):
 
 def test_instance_norm1d_matches_torch_unbatched_and_batched():
     torch = pytest.importorskip("torch")
-    x = _x((2, 7, 4))
-    j = dnn.InstanceNorm1d(4, affine=True, track_running_stats=True)
-    t = torch.nn.InstanceNorm1d(4, affine=True, track_running_stats=True)
+    x = _x((2, 6, 3))
+    j = dnn.InstanceNorm1d(3, affine=True, track_running_stats=True)
+    t = torch.nn.InstanceNorm1d(3, affine=True, track_running_stats=True)
     _close(j(jnp.asarray(x)), _nhwc(t(torch.from_numpy(_nchw(x).copy())).detach().numpy()))
     _close(j.running_var[...], t.running_var.numpy())
     j.eval()
@@ -117,8 +117,8 @@ def test_instance_norm1d_matches_torch_unbatched_and_batched():
 
 
 def test_instance_norm_momentum_none_keeps_running_stats_as_torch():
-    j = dnn.InstanceNorm2d(2, momentum=None, track_running_stats=True)
-    j(jnp.asarray(_x((2, 3, 3, 2))))
+    j = dnn.InstanceNorm2d(3, momentum=None, track_running_stats=True)
+    j(jnp.asarray(_x((2, 5, 7, 3))))
     np.testing.assert_array_equal(j.running_mean[...], 0.0)
     np.testing.assert_array_equal(j.running_var[...], 1.0)
     assert int(j.num_batches_tracked[...]) == 0
@@ -143,13 +143,13 @@ def test_instance_norm_bad_input_is_one_line():
 def test_pads_match_torch(name, padding):
     torch = pytest.importorskip("torch")
     nd = int(name[-2])
-    x = _x((2, 4, 5, 3) if nd == 2 else (2, 5, 3))
+    x = _x((2, 5, 7, 3) if nd == 2 else (2, 6, 3))
     _parity(getattr(dnn, name)(padding), getattr(torch.nn, name)(padding), x)
 
 
 def test_constant_pad_crops_with_negative_padding_as_torch():
     torch = pytest.importorskip("torch")
-    x = _x((1, 4, 5, 2))
+    x = _x((2, 5, 7, 3))
     _parity(dnn.ConstantPad2d((-1, 2, 1, -2), 0.5), torch.nn.ConstantPad2d((-1, 2, 1, -2), 0.5), x)
 
 
@@ -172,15 +172,92 @@ def test_pad_bad_input_is_one_line():
 # ConvTranspose2d's output_padding
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1, output_padding=1),
-                                dict(kernel_size=4, stride=3, padding=0, output_padding=(2, 1))])
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=(2, 3), padding=1, output_padding=(1, 2))])
 def test_conv_transpose2d_output_padding_matches_torch(kw):
     torch = pytest.importorskip("torch")
     j = dnn.ConvTranspose2d(4, 3, rngs=nnx.Rngs(0), **kw)
     t = torch.nn.ConvTranspose2d(4, 3, **kw)
     t.load_state_dict({k: torch.from_numpy(v) for k, v in weights.state_dict(j).items()})
-    x = _x((2, 5, 4, 4))
+    x = _x((2, 5, 7, 4))
     _module_parity(j, t, x)
-    hw = [(n - 1) * kw["stride"] - 2 * kw["padding"] + kw["kernel_size"] + op
-          for n, op in zip(x.shape[1:3], np.broadcast_to(kw["output_padding"], 2))]
+    hw = [(n - 1) * s - 2 * kw["padding"] + kw["kernel_size"] + op
+          for n, s, op in zip(x.shape[1:3], kw["stride"], kw["output_padding"])]
     assert j(jnp.asarray(x)).shape == (2, *hw, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Upsample / interpolate
+
+# input (5, 7): integer and non-integer scales (1 / scale_factor differs from in / out), sizes up, down and mixed;
+# chosen to share output shapes, since each new shape costs a compilation
+_RESIZES = [dict(scale_factor=2), dict(scale_factor=(2.1, 2.05)), dict(size=(3, 4)), dict(scale_factor=(0.7, 0.6)),
+            dict(size=(10, 4))]
+
+
+@pytest.mark.parametrize("mode,align_corners", [("nearest", None), ("bilinear", False), ("bilinear", True),
+                                                ("bicubic", False), ("bicubic", True)])
+@pytest.mark.parametrize("resize", _RESIZES, ids=lambda r: "-".join(f"{k}={v}" for k, v in r.items()))
+def test_upsample_matches_torch(mode, align_corners, resize):
+    torch = pytest.importorskip("torch")
+    x = _x((2, 5, 7, 3))
+    _parity(dnn.Upsample(mode=mode, align_corners=align_corners, **resize),
+            torch.nn.Upsample(mode=mode, align_corners=align_corners, **resize), x)
+
+
+@pytest.mark.parametrize("mode,shape,resize,align_corners", [
+    ("nearest", (2, 6, 3), dict(scale_factor=2.5), None), ("linear", (2, 6, 3), dict(scale_factor=2.5), False),
+    ("linear", (2, 6, 3), dict(size=4), True), ("nearest", (1, 3, 4, 5, 2), dict(scale_factor=1.5), None),
+    ("trilinear", (1, 3, 4, 5, 2), dict(scale_factor=1.5), False), ("trilinear", (1, 3, 4, 5, 2), dict(size=(2, 6, 5)),
+                                                                     True),
+])
+def test_interpolate_1d_and_3d_match_torch(mode, shape, resize, align_corners):
+    torch = pytest.importorskip("torch")
+    _parity(lambda xj: dnn.interpolate(xj, mode=mode, align_corners=align_corners, **resize),
+            lambda xt: torch.nn.functional.interpolate(xt, mode=mode, align_corners=align_corners, **resize), _x(shape))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_interpolate_unchanged_size_follows_torch_forward(mode):
+    # scale 1.1 on 5 x 7 keeps the size: torch's 2-D nearest and bilinear copy, its bicubic resamples
+    torch = pytest.importorskip("torch")
+    x = _x((2, 5, 7, 3))
+    y = dnn.interpolate(jnp.asarray(x), scale_factor=1.1, mode=mode)
+    yt = torch.nn.functional.interpolate(torch.from_numpy(_nchw(x).copy()), scale_factor=1.1, mode=mode)
+    _close(y, _nhwc(yt.numpy()))
+
+
+def test_interpolate_golden_values():
+    row = jnp.asarray([0.0, 1.0, 2.0, 3.0])[None, :, None]            # (N, L, C) = (1, 4, 1)
+    np.testing.assert_array_equal(dnn.interpolate(row, scale_factor=2)[0, :, 0], [0, 0, 1, 1, 2, 2, 3, 3])
+    # half-pixel centres: output 1 of 8 sits at 1.5 / 2 - 0.5 = 0.25; the last ones clamp to the edge
+    _close(dnn.interpolate(row, scale_factor=2, mode="linear")[0, :, 0], [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3])
+    _close(dnn.interpolate(row, size=7, mode="linear", align_corners=True)[0, :, 0], np.arange(7) / 2)
+    # a = -0.75 on a step: the kernel's negative lobes over- and undershoot, as PyTorch's bicubic does
+    step = jnp.asarray([0.0, 0.0, 1.0, 1.0])[None, None, :, None]     # (1, 1, 4, 1)
+    y = dnn.interpolate(step, size=(1, 8), mode="bicubic")[0, 0, :, 0]
+    t = 0.25                                                         # output 3 sits at 0.5 * 3.5 - 0.5 = 1 + 0.25
+    a = -0.75
+    w = [((a * u - 5 * a) * u + 8 * a) * u - 4 * a if u > 1 else ((a + 2) * u - (a + 3)) * u * u + 1
+         for u in (t + 1, t, 1 - t, 2 - t)]
+    _close(y[3], w[2] + w[3])
+    assert float(y.min()) < 0 and float(y.max()) > 1
+
+
+def test_upsampling_aliases():
+    x = jnp.asarray(_x((2, 5, 7, 3)))
+    _close(dnn.UpsamplingBilinear2d(scale_factor=2)(x), dnn.interpolate(x, scale_factor=2, mode="bilinear",
+                                                                           align_corners=True))
+    _close(dnn.UpsamplingNearest2d(size=(3, 4))(x), dnn.interpolate(x, size=(3, 4)))
+
+
+def test_interpolate_bad_input_is_one_line():
+    x = jnp.zeros((1, 4, 4, 3))
+    raises_one_line(lambda: dnn.Upsample(scale_factor=2, mode="bilinaer"), "unknown mode 'bilinaer'", "'bicubic'")
+    raises_one_line(lambda: dnn.interpolate(x, size=8, scale_factor=2), "exactly one of size or scale_factor",
+                    "both")
+    raises_one_line(lambda: dnn.Upsample(), "exactly one of size or scale_factor", "neither")
+    raises_one_line(lambda: dnn.Upsample(scale_factor=2, align_corners=True), "align_corners", "'nearest'")
+    raises_one_line(lambda: dnn.interpolate(x, scale_factor=2, mode="linear"), "'linear'", "(N, L, C)", "(1, 4, 4, 3)")
+    raises_one_line(lambda: dnn.interpolate(x, size=(2, 3, 4)), "size", "2 spatial axes")
+    raises_one_line(lambda: dnn.interpolate(x, scale_factor=0.1), "greater than 0", "(0, 0)")
+    raises_one_line(lambda: dnn.Upsample(scale_factor=-2), "scale_factor", "positive")

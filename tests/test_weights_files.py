@@ -470,6 +470,8 @@ PARAMETER_FREE = {
     **{name: (lambda name=name: getattr(dnn, name)(1)) for name in [
         "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "ZeroPad1d", "ZeroPad2d"]},
     "ConstantPad1d": lambda: dnn.ConstantPad1d(1, 0.5), "ConstantPad2d": lambda: dnn.ConstantPad2d(1, 0.5),
+    "Upsample": lambda: dnn.Upsample(scale_factor=2), "UpsamplingNearest2d": lambda: dnn.UpsamplingNearest2d(size=4),
+    "UpsamplingBilinear2d": lambda: dnn.UpsamplingBilinear2d(scale_factor=2),
     **{name: getattr(dnn.activations, name) for name in [
         "Sigmoid", "Tanh", "ReLU", "ReLU6", "ReLUSquared", "SELU", "SiLU", "Mish", "Softsign", "LogSigmoid",
         "Hardsigmoid", "Hardswish", "LeakyReLU", "ELU", "CELU", "GELU", "Softplus", "Hardtanh", "Hardshrink",

@@ -1,7 +1,7 @@
 """Building blocks Flax does not have, with PyTorch's names, defaults and initialisation."""
 
 from dlcore.nn import (activations, attention, blocks, conv, embedding, init, layers, norm, padding, recurrent,
-                       regularization)
+                       regularization, resample)
 from dlcore.nn.blocks import (BasicBlock, BasicConv2d, Bottleneck, ConvBNAct, DenseBlock, DenseLayer,
                               InceptionModule, InvertedResidual, SqueezeExcitation, Transition, batch_norm2d)
 from dlcore.nn.conv import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, AvgPool3d,
@@ -20,6 +20,7 @@ from dlcore.nn.activations import GLU, PReLU, RReLU, SwiGLU, Swish
 from dlcore.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, InstanceNorm1d, InstanceNorm2d, LayerNorm
 from dlcore.nn.padding import (ConstantPad1d, ConstantPad2d, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d,
                                ReplicationPad2d, ZeroPad1d, ZeroPad2d)
+from dlcore.nn.resample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d, interpolate
 from dlcore.nn.attention import AdditiveScore, GeneralScore, MultiheadAttention
 from dlcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LayerNormRNNCell, LSTMCell, Recurrence, RNNCell
 from dlcore.nn.regularization import AlphaDropout, MCDropout, mc_predict
@@ -42,4 +43,5 @@ __all__ = [
     "AdditiveScore", "GeneralScore", "MultiheadAttention", "attention",
     "InstanceNorm1d", "InstanceNorm2d", "ConstantPad1d", "ConstantPad2d", "ReflectionPad1d", "ReflectionPad2d",
     "ReplicationPad1d", "ReplicationPad2d", "ZeroPad1d", "ZeroPad2d", "padding",
+    "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "interpolate", "resample",
 ]
