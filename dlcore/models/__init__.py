@@ -4,6 +4,7 @@ from dlcore.models import (books, densenet, inception, language, mnist1d, mobile
                            sequence, vgg, vision, xception)
 from dlcore.models.books import CatsDogsCNN, FashionCNN, MNISTBatchNormCNN, MNISTCNN001
 from dlcore.models.densenet import DenseNet
+from dlcore.models import gan  # noqa: E402  dcgan_generator, dcgan_discriminator, cyclegan_generator
 from dlcore.models.inception import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 from dlcore.models.mobilenet import MobileNetV2
 from dlcore.models.registry import count_params, create, names, register
@@ -17,7 +18,7 @@ __all__ = [
     "AlexNet", "CatsDogsCNN", "DenseNet", "EmbNet", "FashionCNN", "GoogLeNet", "GoogLeNetOutputs", "IMDBCnn",
     "IMDBRnn", "LeNet5",
     "MNISTBatchNormCNN", "MNISTCNN001", "MNISTConvNet", "MobileNetV2", "ResNet", "VGG", "Xception",
-    "books", "count_params", "create", "densenet", "googlenet_loss", "inception", "language",
+    "books", "count_params", "create", "densenet", "gan", "googlenet_loss", "inception", "language",
     "mnist1d", "mobilenet", "names",
     "register", "resnet", "sentiment", "seq2seq", "sequence", "vgg", "vision", "xception",
 ]
