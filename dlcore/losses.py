@@ -20,7 +20,9 @@ References:
     Huber); ch. 10, Building the Classifier and Other Classification Losses (cross-entropy on logits, NLL,
     BCE, label smoothing, class weights);
     Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (2016) for label
-    smoothing.
+    smoothing;
+    Subramanian, Deep Learning with PyTorch, ch. 7, Generative Networks: Neural style transfer (content
+    and style losses, the Gram matrix) and Generative adversarial networks (the DCGAN's losses).
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ from dlcore.checks import check_choice, check_float
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "content_loss",
     "cross_entropy",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
+    "gram_matrix",
     "huber",
     "mae",
     "mse",
     "nll",
     "reduce",
+    "style_loss",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -442,3 +449,111 @@ def binary_cross_entropy_with_logits(
         _check_broadcastable_to("binary_cross_entropy_with_logits", "weight", weight, x.shape)
         loss = loss * jnp.asarray(weight, x.dtype)
     return _per_example(loss)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generative models: GANs and neural style transfer
+# --------------------------------------------------------------------------------------------------
+
+
+def gan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """The GAN discriminator's loss per example: BCE of real images against 1 plus fake ones against 0.
+
+    ``-log D(x) - log(1 - D(G(z)))`` with ``D = sigmoid(logits)``, computed on logits
+    (``binary_cross_entropy_with_logits``) so a saturated discriminator gives a finite loss and gradient.
+    Its batch mean is the book's ``errD_real + errD_fake`` with ``nn.BCELoss`` on a sigmoid output, or
+    ``nn.BCEWithLogitsLoss()(real, ones) + nn.BCEWithLogitsLoss()(fake, zeros)``.
+
+    Reference: Subramanian, Deep Learning with PyTorch, ch. 7, Generative adversarial networks, Training the
+    discriminator; Goodfellow et al., "Generative Adversarial Networks" (2014).
+
+    Args:
+        real_logits: The discriminator's logits on real images, ``(B,)`` or ``(B, ...)`` (e.g. ``(B, 1, 1, 1)``).
+        fake_logits: Its logits on generated images, the same shape: example ``i`` of each batch is paired.
+
+    Returns:
+        Shape ``(B,)``: ``bce(real_i, 1) + bce(fake_i, 0)``, each the mean over non-batch axes.
+    """
+    _check_same_shape("gan_discriminator_loss", "real_logits", real_logits, "fake_logits", fake_logits)
+    real, fake = _as_float(real_logits), _as_float(fake_logits)
+    return _per_example(jax.nn.softplus(-real)) + _per_example(jax.nn.softplus(fake))
+
+
+def gan_generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """The non-saturating GAN generator loss per example: BCE of the fakes' logits against 1, ``-log D(G(z))``.
+
+    Minimising ``-log D(G(z))`` instead of ``log(1 - D(G(z)))`` keeps the generator's gradient large while the
+    discriminator still rejects its samples (Goodfellow et al., 2014, section 3); it is what the book's
+    ``criterion(output, real_label)`` on fake images computes.
+
+    Reference: Subramanian, Deep Learning with PyTorch, ch. 7, Generative adversarial networks, Training the
+    generator network.
+
+    Args:
+        fake_logits: The discriminator's logits on generated images, ``(B,)`` or ``(B, ...)``.
+
+    Returns:
+        Shape ``(B,)``: ``softplus(-logits)``, the mean over non-batch axes.
+    """
+    return _per_example(jax.nn.softplus(-_as_float(fake_logits)))
+
+
+def gram_matrix(features: jax.Array) -> jax.Array:
+    """Channel correlations of feature maps, normalised by the number of positions: ``F^T F / (H * W)``.
+
+    With ``F`` the ``(H * W, C)`` matrix of one example's features, entry ``(c, d)`` is the mean over positions of
+    ``f_c * f_d``; dividing by ``H * W`` keeps a large feature map from dominating the style loss, as the book
+    does (``gram_matrix.div_(h * w)``; channels are not divided).
+
+    Reference: Subramanian, Deep Learning with PyTorch, ch. 7, Neural style transfer, Style loss.
+
+    Args:
+        features: Channels-last feature maps ``(B, H, W, C)`` (any ``(B, *spatial, C)``).
+
+    Returns:
+        Shape ``(B, C, C)``, symmetric.
+    """
+    x = _as_float(features)
+    if x.ndim < 3:
+        raise ValueError(f"gram_matrix: features must be (B, H, W, C) (channels last), got shape {x.shape}.")
+    f = x.reshape(x.shape[0], -1, x.shape[-1])                                   # (B, H*W, C)
+    # HIGHEST: no reduced-precision (TF32 / bf16) passes on accelerators for a loss the optimiser follows
+    return jnp.einsum("bnc,bnd->bcd", f, f, precision=jax.lax.Precision.HIGHEST) / f.shape[1]
+
+
+def content_loss(features: jax.Array, target_features: jax.Array) -> jax.Array:
+    """Style transfer's content loss per example: the MSE between an image's features and the content image's.
+
+    Reference: Subramanian, Deep Learning with PyTorch, ch. 7, Neural style transfer, Content loss (``nn.MSELoss``
+    between the outputs of one VGG layer for the content image and the image being optimised).
+
+    Args:
+        features: Feature maps of the images being optimised, ``(B, H, W, C)`` (any ``(B, ...)``).
+        target_features: The content image's, the same shape or broadcastable to it (``(1, H, W, C)``).
+
+    Returns:
+        Shape ``(B,)``: the mean squared difference over non-batch axes; its batch mean is ``nn.MSELoss()``.
+    """
+    x = _as_float(features)
+    _check_broadcastable_to("content_loss", "target_features", target_features, x.shape)
+    return _per_example(jnp.square(x - jnp.asarray(target_features, x.dtype)))
+
+
+def style_loss(features: jax.Array, target_gram: jax.Array) -> jax.Array:
+    """Style transfer's style loss per example at one layer: the MSE between Gram matrices.
+
+    ``mean((gram_matrix(features) - target_gram) ** 2)`` over the ``C x C`` entries; the book weights each
+    style layer's loss by ``1e3 / n**2`` (n its channels) and sums over the style layers.
+
+    Reference: Subramanian, Deep Learning with PyTorch, ch. 7, Neural style transfer, Style loss.
+
+    Args:
+        features: Feature maps of the images being optimised, ``(B, H, W, C)``.
+        target_gram: The style image's ``gram_matrix``, ``(C, C)`` or ``(1 or B, C, C)``.
+
+    Returns:
+        Shape ``(B,)``.
+    """
+    g = gram_matrix(features)
+    _check_broadcastable_to("style_loss", "target_gram", target_gram, g.shape)
+    return _per_example(jnp.square(g - jnp.asarray(target_gram, g.dtype)))

@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 import dlcore.nn as dnn
-from dlcore import weights
+from dlcore import losses, weights
 from one_line import raises_one_line
 
 RTOL = ATOL = 1e-5
@@ -261,3 +261,85 @@ def test_interpolate_bad_input_is_one_line():
     raises_one_line(lambda: dnn.interpolate(x, size=(2, 3, 4)), "size", "2 spatial axes")
     raises_one_line(lambda: dnn.interpolate(x, scale_factor=0.1), "greater than 0", "(0, 0)")
     raises_one_line(lambda: dnn.Upsample(scale_factor=-2), "scale_factor", "positive")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses: GAN and style transfer
+
+d_loss, g_loss = jax.jit(losses.gan_discriminator_loss), jax.jit(losses.gan_generator_loss)
+gram, content, style = jax.jit(losses.gram_matrix), jax.jit(losses.content_loss), jax.jit(losses.style_loss)
+
+
+def test_gan_losses_golden():
+    # logit 0 is D = 1/2: each term is log 2; logit ln 3 is D = 3/4
+    _close(g_loss(jnp.zeros((2, 1, 1, 1))), [np.log(2)] * 2)
+    _close(d_loss(jnp.asarray([0.0, np.log(3)]), jnp.asarray([0.0, np.log(3)])),
+           [2 * np.log(2), -np.log(0.75) - np.log(0.25)])
+    _close(g_loss(jnp.asarray([np.log(3)])), [-np.log(0.75)])
+    # saturated: finite loss and gradient where log(sigmoid) would give inf
+    assert np.isfinite(float(g_loss(jnp.asarray([-200.0]))[0]))
+    assert np.isfinite(float(jax.grad(lambda z: g_loss(z).sum())(jnp.asarray([-200.0]))[0]))
+
+
+def test_gan_losses_match_torch_bce_with_logits():
+    torch = pytest.importorskip("torch")
+    real, fake = _x((4, 1, 1, 1), 3), _x((4, 1, 1, 1), 4)
+    bce = torch.nn.BCEWithLogitsLoss()
+    rt, ft = torch.from_numpy(real).requires_grad_(), torch.from_numpy(fake).requires_grad_()
+    lt = bce(rt, torch.ones_like(rt)) + bce(ft, torch.zeros_like(ft))
+    lt.backward()
+    lj, (gr, gf) = jax.value_and_grad(lambda r, f: d_loss(r, f).mean(), (0, 1))(jnp.asarray(real), jnp.asarray(fake))
+    _close(lj, lt.item())
+    _close(gr, rt.grad.numpy())
+    _close(gf, ft.grad.numpy())
+    ft.grad = None
+    lt = bce(ft, torch.ones_like(ft))                                # the non-saturating generator loss
+    lt.backward()
+    lj, gj = jax.value_and_grad(lambda f: g_loss(f).mean())(jnp.asarray(fake))
+    _close(lj, lt.item())
+    _close(gj, ft.grad.numpy())
+
+
+def test_gram_matrix_golden_and_as_the_book():
+    # one example, 2 x 1 positions, channels (1, 2) and (3, 4): F^T F / 2
+    f = jnp.asarray([[[[1.0, 2.0]], [[3.0, 4.0]]]])                    # (1, 2, 1, 2)
+    _close(gram(f), [[[(1 + 9) / 2, (2 + 12) / 2], [(2 + 12) / 2, (4 + 16) / 2]]])
+    torch = pytest.importorskip("torch")
+    x = _x((2, 5, 7, 3))
+    t = torch.from_numpy(_nchw(x).copy())
+    b, c, h, w = t.shape                                             # Subramanian's GramMatrix.forward
+    feats = t.view(b, c, h * w)
+    _close(gram(jnp.asarray(x)), (torch.bmm(feats, feats.transpose(1, 2)) / (h * w)).numpy())
+
+
+def test_content_and_style_losses_match_torch_mse():
+    torch = pytest.importorskip("torch")
+    x, content_target, style_image = _x((1, 5, 7, 3), 5), _x((1, 5, 7, 3), 6), _x((1, 6, 4, 3), 7)
+    target_gram = gram(jnp.asarray(style_image))
+    xt = torch.from_numpy(_nchw(x).copy()).requires_grad_()
+    b, c, h, w = xt.shape
+    feats = xt.view(b, c, h * w)
+    g_t = torch.bmm(feats, feats.transpose(1, 2)) / (h * w)
+    mse = torch.nn.MSELoss()
+    gram_t = torch.from_numpy(np.array(target_gram))
+    lt = mse(xt, torch.from_numpy(_nchw(content_target).copy())) + 1e3 / 9 * mse(g_t, gram_t)
+    lt.backward()
+
+    def total(xj):
+        return (content(xj, jnp.asarray(content_target)) + 1e3 / 9 * style(xj, target_gram[0])).mean()
+
+    lj, gj = jax.value_and_grad(total)(jnp.asarray(x))
+    _close(lj, lt.item())
+    _close(gj, _nhwc(xt.grad.numpy()))
+    # per example: a batch of two images against one target is each image's own loss
+    two = jnp.concatenate([jnp.asarray(x), jnp.asarray(content_target)])
+    _close(style(two, target_gram), [style(jnp.asarray(x), target_gram)[0], style(jnp.asarray(content_target),
+                                                                                  target_gram)[0]])
+
+
+def test_generative_losses_bad_input_is_one_line():
+    raises_one_line(lambda: losses.gan_discriminator_loss(jnp.zeros((4, 1)), jnp.zeros((3, 1))), "real_logits",
+                    "(4, 1)", "(3, 1)")
+    raises_one_line(lambda: losses.gram_matrix(jnp.zeros((4, 3))), "(B, H, W, C)", "(4, 3)")
+    raises_one_line(lambda: losses.style_loss(jnp.zeros((2, 4, 4, 3)), jnp.zeros((4, 4))), "target_gram", "(2, 3, 3)")
+    raises_one_line(lambda: losses.content_loss(jnp.zeros((2, 4, 4, 3)), jnp.zeros((2, 4, 4, 5))), "target_features")
