@@ -20,8 +20,12 @@ distribution sampled from is the same.
 Stand-in: without tiny Shakespeare, the Python documentation shipped with Python (`python_docs`, about 418,000
 training characters, a larger character set); the figures are then not the book's.
 
-Run: `dlcore run char_rnn` (about 3 minutes on 2 CPU cores with the stand-in) or
-`python examples/char_rnn.py`.
+On the stand-in, 10 epochs reach a validation accuracy of 0.64 (test 0.68) and the greedy next character of
+"To be or not to b" is "e", as in the book; at temperature 0.01 the model repeats itself ("a string of the
+same as a string of the same as ..."), as the book's does.
+
+Run: `dlcore run char_rnn` (7 minutes wall, 230 s of CPU, on 2 shared CPU cores at load average 6, with
+the stand-in) or `python examples/char_rnn.py`.
 """
 
 from __future__ import annotations
