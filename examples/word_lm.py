@@ -18,7 +18,7 @@ Where dlcore differs: the text is tokenised by whitespace with an end-of-line to
 example; the book's torchtext also lower-cases WikiText-2); the last, shorter chunk of each split is left
 out, so every step has the same shape.
 
-Stand-in: without WikiText-2, the Python documentation shipped with Python (`python_docs`, about 65,000
+Stand-in: without WikiText-2, the Python documentation shipped with Python (`python_docs`, about 70,000
 training words, 8,200 distinct; words of the held-out splits outside that vocabulary become `<unk>`), for
 10 epochs by default (134 s wall on 2 shared CPU cores at load average 5); on WikiText-2 the default is the
 book's 40 epochs. The perplexities on the stand-in are not comparable to the book's: 70,000 training words
