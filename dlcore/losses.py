@@ -554,6 +554,8 @@ def style_loss(features: jax.Array, target_gram: jax.Array) -> jax.Array:
     Returns:
         Shape ``(B,)``.
     """
+    shape = jnp.shape(features)
+    if len(shape) >= 3:                                   # check before computing anything
+        _check_broadcastable_to("style_loss", "target_gram", target_gram, (shape[0], shape[-1], shape[-1]))
     g = gram_matrix(features)
-    _check_broadcastable_to("style_loss", "target_gram", target_gram, g.shape)
     return _per_example(jnp.square(g - jnp.asarray(target_gram, g.dtype)))

@@ -37,9 +37,11 @@ def _close(a, b, what=""):
 def _parity(fn_j, fn_t, x, seed=1):
     """Outputs and input gradients (under one random cotangent) of `fn_j` (channel-last) and `fn_t` (torch)."""
     torch = pytest.importorskip("torch")
-    y, vjp = jax.vjp(fn_j, jnp.asarray(x))
-    g = np.random.default_rng(seed).standard_normal(y.shape).astype(np.float32)
-    (gx,) = vjp(jnp.asarray(g))
+    y_shape = jax.eval_shape(fn_j, jnp.asarray(x)).shape
+    g = np.random.default_rng(seed).standard_normal(y_shape).astype(np.float32)
+    # one compilation per case: faster than eager mode compiling every operation of the backward pass
+    y, gx = jax.jit(lambda xj, gj: (lambda out: (out[0], out[1](gj)[0]))(jax.vjp(fn_j, xj)))(jnp.asarray(x),
+                                                                                          jnp.asarray(g))
     xt = torch.from_numpy(_nchw(x).copy()).requires_grad_(True)
     yt = fn_t(xt)
     yt.backward(torch.from_numpy(_nchw(g).copy()))
@@ -53,12 +55,14 @@ def _module_parity(j, t, x, seed=1):
     torch = pytest.importorskip("torch")
     gd, params, rest = nnx.split(j, nnx.Param, ...)
 
-    def fn(xj, p):
-        return nnx.merge(gd, p, rest, copy=True)(xj)
+    @jax.jit
+    def run(xj, p, r, gj):
+        y, vjp = jax.vjp(lambda xx, pp: nnx.merge(gd, pp, r, copy=True)(xx), xj, p)
+        return y, *vjp(gj)
 
-    y, vjp = jax.vjp(fn, jnp.asarray(x), params)
-    g = np.random.default_rng(seed).standard_normal(y.shape).astype(np.float32)
-    gx, gp = vjp(jnp.asarray(g))
+    y_shape = jax.eval_shape(lambda xj: nnx.merge(gd, params, rest, copy=True)(xj), jnp.asarray(x)).shape
+    g = np.random.default_rng(seed).standard_normal(y_shape).astype(np.float32)
+    y, gx, gp = run(jnp.asarray(x), params, rest, jnp.asarray(g))
     t.zero_grad()
     xt = torch.from_numpy(_nchw(x).copy()).requires_grad_(True)
     yt = t(xt)
@@ -188,10 +192,11 @@ def test_conv_transpose2d_output_padding_matches_torch(kw):
 # ---------------------------------------------------------------------------------------------------------------
 # Upsample / interpolate
 
-# input (5, 7): integer and non-integer scales (1 / scale_factor differs from in / out), sizes up, down and mixed;
+interp = jax.jit(dnn.interpolate, static_argnames=("size", "scale_factor", "mode", "align_corners"))
+
+# input (5, 7): integer and non-integer scales (1 / scale_factor differs from in / out), a size up and down;
 # chosen to share output shapes, since each new shape costs a compilation
-_RESIZES = [dict(scale_factor=2), dict(scale_factor=(2.1, 2.05)), dict(size=(3, 4)), dict(scale_factor=(0.7, 0.6)),
-            dict(size=(10, 4))]
+_RESIZES = [dict(scale_factor=2), dict(scale_factor=(2.1, 2.05)), dict(scale_factor=(0.7, 0.6)), dict(size=(10, 4))]
 
 
 @pytest.mark.parametrize("mode,align_corners", [("nearest", None), ("bilinear", False), ("bilinear", True),
@@ -221,20 +226,20 @@ def test_interpolate_unchanged_size_follows_torch_forward(mode):
     # scale 1.1 on 5 x 7 keeps the size: torch's 2-D nearest and bilinear copy, its bicubic resamples
     torch = pytest.importorskip("torch")
     x = _x((2, 5, 7, 3))
-    y = dnn.interpolate(jnp.asarray(x), scale_factor=1.1, mode=mode)
+    y = interp(jnp.asarray(x), scale_factor=1.1, mode=mode)
     yt = torch.nn.functional.interpolate(torch.from_numpy(_nchw(x).copy()), scale_factor=1.1, mode=mode)
     _close(y, _nhwc(yt.numpy()))
 
 
 def test_interpolate_golden_values():
     row = jnp.asarray([0.0, 1.0, 2.0, 3.0])[None, :, None]            # (N, L, C) = (1, 4, 1)
-    np.testing.assert_array_equal(dnn.interpolate(row, scale_factor=2)[0, :, 0], [0, 0, 1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(interp(row, scale_factor=2)[0, :, 0], [0, 0, 1, 1, 2, 2, 3, 3])
     # half-pixel centres: output 1 of 8 sits at 1.5 / 2 - 0.5 = 0.25; the last ones clamp to the edge
-    _close(dnn.interpolate(row, scale_factor=2, mode="linear")[0, :, 0], [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3])
-    _close(dnn.interpolate(row, size=7, mode="linear", align_corners=True)[0, :, 0], np.arange(7) / 2)
+    _close(interp(row, scale_factor=2, mode="linear")[0, :, 0], [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3])
+    _close(interp(row, size=7, mode="linear", align_corners=True)[0, :, 0], np.arange(7) / 2)
     # a = -0.75 on a step: the kernel's negative lobes over- and undershoot, as PyTorch's bicubic does
     step = jnp.asarray([0.0, 0.0, 1.0, 1.0])[None, None, :, None]     # (1, 1, 4, 1)
-    y = dnn.interpolate(step, size=(1, 8), mode="bicubic")[0, 0, :, 0]
+    y = interp(step, size=(1, 8), mode="bicubic")[0, 0, :, 0]
     t = 0.25                                                         # output 3 sits at 0.5 * 3.5 - 0.5 = 1 + 0.25
     a = -0.75
     w = [((a * u - 5 * a) * u + 8 * a) * u - 4 * a if u > 1 else ((a + 2) * u - (a + 3)) * u * u + 1
@@ -244,10 +249,10 @@ def test_interpolate_golden_values():
 
 
 def test_upsampling_aliases():
-    x = jnp.asarray(_x((2, 5, 7, 3)))
-    _close(dnn.UpsamplingBilinear2d(scale_factor=2)(x), dnn.interpolate(x, scale_factor=2, mode="bilinear",
-                                                                           align_corners=True))
-    _close(dnn.UpsamplingNearest2d(size=(3, 4))(x), dnn.interpolate(x, size=(3, 4)))
+    bilinear, nearest = dnn.UpsamplingBilinear2d(scale_factor=2), dnn.UpsamplingNearest2d(size=(3, 4))
+    assert (bilinear.mode, bilinear.align_corners, bilinear.scale_factor) == ("bilinear", True, 2)
+    assert (nearest.mode, nearest.align_corners, nearest.size) == ("nearest", None, (3, 4))
+    assert jax.eval_shape(nearest, jnp.zeros((2, 5, 7, 3))).shape == (2, 3, 4, 3)
 
 
 def test_interpolate_bad_input_is_one_line():

@@ -35,6 +35,7 @@ interpolation for digital image processing" (1981) for the cubic kernel.
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -63,9 +64,9 @@ def _check_args(size, scale_factor, mode, align_corners, who: str):
         if not sizes or not all(is_int(s) and s >= 1 for s in sizes):
             raise ValueError(f"{who}: size must be a positive int or a tuple of them, got {size!r}")
     else:
-        factors = (scale_factor,) if isinstance(scale_factor, (int, float)) else (
+        factors = (scale_factor,) if isinstance(scale_factor, numbers.Real) else (
             tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else None)
-        if (not factors or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+        if (not factors or not all(isinstance(f, numbers.Real) and not isinstance(f, bool)
                                    and math.isfinite(f) and f > 0 for f in factors)):
             raise ValueError(f"{who}: scale_factor must be a positive number or a tuple of them, "
                              f"got {scale_factor!r}")
@@ -148,7 +149,8 @@ def interpolate(x: jax.Array, size=None, scale_factor=None, mode: str = "nearest
     """``torch.nn.functional.interpolate`` on channels-last input: resize the spatial axes.
 
     Args:
-        x: ``(N, L, C)``, ``(N, H, W, C)`` or ``(N, D, H, W, C)``; float.
+        x: ``(N, L, C)``, ``(N, H, W, C)`` or ``(N, D, H, W, C)``; integer input is kept by ``nearest`` and
+            cast to float32 by the interpolating modes.
         size: the output's spatial size, an int (every axis) or a tuple with one entry per spatial axis.
         scale_factor: a multiplier per spatial axis (a number or a tuple); the output size is
             ``floor(in * scale_factor)``. Give exactly one of ``size`` and ``scale_factor``.
@@ -160,7 +162,7 @@ def interpolate(x: jax.Array, size=None, scale_factor=None, mode: str = "nearest
             given (scale ``in / out`` rather than ``1 / scale_factor``).
 
     Returns:
-        ``(N, *size', C)``, same dtype. The module docstring gives the exact index arithmetic.
+        ``(N, *size', C)``. The module docstring gives the exact index arithmetic.
 
     Raises:
         ValueError: an unknown mode, both or neither of ``size`` and ``scale_factor``, ``align_corners``
@@ -184,8 +186,8 @@ def interpolate(x: jax.Array, size=None, scale_factor=None, mode: str = "nearest
     if min(out) < 1 or min(spatial) < 1:
         raise ValueError(f"{who}: input and output sizes must be greater than 0, got input {tuple(spatial)} and "
                          f"output {tuple(out)} (input shape {tuple(x.shape)})")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    if mode != "nearest" and not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)                  # nearest copies pixels and keeps the dtype (uint8 images)
     for axis, (n_in, n_out, f) in enumerate(zip(spatial, out, factors), start=1):
         idx, w = _taps(n_in, int(n_out), f, mode, ac, nd)
         x = _resample_axis(x, axis, idx, w)
