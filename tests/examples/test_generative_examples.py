@@ -49,3 +49,21 @@ def test_killing_dcgan_and_resuming_ends_with_the_same_weights(tmp_path):
     assert e_full == e_res == 4 and len(w_full) == len(w_res)
     for a, b in zip(w_full, w_res):
         np.testing.assert_array_equal(a, b)
+
+
+def test_style_transfer_quick_lowers_the_total_loss_tenfold():
+    out = io.StringIO()
+    report = runner.run("style_transfer", quick=True, progress=False, out=out)
+    m = report["metrics"]
+    assert m["initial_loss"] >= 10 * m["final_loss"], out.getvalue()
+    assert "Iteration: 50, loss:" in out.getvalue() and "random weights" in out.getvalue()
+
+
+def test_style_layers_map_to_dlcores_vgg19_and_bad_ones_are_one_line():
+    from tests.one_line import raises_one_line
+
+    st = runner.get("style_transfer")
+    # ReLUs are read as they are; the hooked convs 21 and 25 as the in-place ReLU after them left them
+    assert st.feature_layers((1, 6, 11, 20, 25)) == [1, 6, 11, 20, 26] and st.feature_layers((21,)) == [22]
+    raises_one_line(lambda: st.feature_layers((1, 37)), "37", "outside VGG-19", "0 to 36")
+    raises_one_line(lambda: st.feature_layers((-1,)), "-1", "outside VGG-19")
