@@ -67,3 +67,24 @@ def test_style_layers_map_to_dlcores_vgg19_and_bad_ones_are_one_line():
     assert st.feature_layers((1, 6, 11, 20, 25)) == [1, 6, 11, 20, 26] and st.feature_layers((21,)) == [22]
     raises_one_line(lambda: st.feature_layers((1, 37)), "37", "outside VGG-19", "0 to 36")
     raises_one_line(lambda: st.feature_layers((-1,)), "-1", "outside VGG-19")
+
+
+def test_horse2zebra_finds_and_loads_a_weights_file_named_as_the_books(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from dlcore import models, weights
+    from tests.test_gan_models import TorchResNetGenerator
+
+    h2z = runner.get("horse2zebra")
+    monkeypatch.setenv("DLCORE_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("DLCORE_DATA", str(tmp_path / "empty-cache"))
+    assert h2z.weights_file(h2z.WEIGHTS_FILE) is None
+    tg = TorchResNetGenerator(ngf=8, n_blocks=2)
+    torch.save(tg.state_dict(), tmp_path / h2z.WEIGHTS_FILE)
+    path = h2z.weights_file(h2z.WEIGHTS_FILE)
+    assert path == tmp_path / h2z.WEIGHTS_FILE
+    g = weights.load(models.create("cyclegan_generator", ngf=8, n_blocks=2), path)
+    g.eval()
+    x = np.random.default_rng(0).uniform(0, 1, size=(1, 12, 16, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = tg.eval()(torch.tensor(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(g(x)), want, atol=1e-5)
