@@ -31,7 +31,6 @@ Run: `dlcore run dcgan` or `python examples/dcgan.py`.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 

@@ -171,7 +171,8 @@ def run(ctx: Context) -> dict[str, float]:
         n_iter[0] += 1
         history.append(float(total))
         if n_iter[0] % SHOW_ITER == 0 or n_iter[0] == 1:
-            ctx.print(f"Iteration: {n_iter[0]}, loss: {float(total):.6g} (style {float(jnp.sum(jnp.asarray(style_weights) * style)):.6g}, "
+            weighted = float(jnp.sum(jnp.asarray(style_weights) * style))
+            ctx.print(f"Iteration: {n_iter[0]}, loss: {float(total):.6g} (style {weighted:.6g}, "
                       f"content {float(CONTENT_WEIGHT * jnp.sum(content)):.6g})")
         return total, grad
 

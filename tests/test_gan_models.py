@@ -10,7 +10,6 @@ import pytest
 from flax import nnx
 
 from dlcore import models, weights
-from dlcore.models import gan
 from tests.one_line import raises_one_line
 
 torch = pytest.importorskip("torch")

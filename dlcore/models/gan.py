@@ -1,10 +1,10 @@
 """Generative image models: the DCGAN generator and discriminator, and CycleGAN's ResNet generator, NHWC.
 
-| name                 | book                                                                  | in -> out                         |
-|----------------------|-----------------------------------------------------------------------|-----------------------------------|
-| `dcgan_generator`    | Subramanian, Deep Learning with PyTorch, ch. 7, Deep convolutional GAN | z (N, 100) -> (N, 64, 64, 3)      |
-| `dcgan_discriminator`| the same section, Defining the discriminator network                   | (N, 64, 64, 3) -> (N,) logits     |
-| `cyclegan_generator` | Stevens, Antiga & Viehmann, Deep Learning with PyTorch, ch. 2, 2.2.3   | (N, H, W, 3) -> (N, 4⌈H/4⌉, 4⌈W/4⌉, 3) |
+- `dcgan_generator`: z (N, 100) -> (N, 64, 64, 3); Subramanian, Deep Learning with PyTorch, ch. 7,
+  Generative adversarial networks, Deep convolutional GAN, Defining the generator network.
+- `dcgan_discriminator`: (N, 64, 64, 3) -> (N,) logits; the same section, Defining the discriminator network.
+- `cyclegan_generator`: (N, H, W, 3) -> (N, 4*ceil(H/4), 4*ceil(W/4), 3); Stevens, Antiga & Viehmann, Deep
+  Learning with PyTorch, ch. 2, 2.2.3 A network that turns horses into zebras.
 
 Each keeps torch's submodule names (`main.0`, `model.10.conv_block.1`, ...), so `dlcore.weights`
 loads the books' state dicts (the published `horse2zebra_0.4.0.pth` into `cyclegan_generator`).
@@ -24,7 +24,8 @@ from dlcore.models.registry import register
 from dlcore.nn import init
 from dlcore.nn.conv import Conv2d, ConvTranspose2d
 from dlcore.nn.layers import Activation, Sequential
-from dlcore.nn.norm import BatchNorm2d
+from dlcore.nn.norm import BatchNorm2d, InstanceNorm2d
+from dlcore.nn.padding import ReflectionPad2d
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator", "ResNetBlock", "ResNetGenerator", "cyclegan_generator",
            "dcgan_discriminator", "dcgan_generator"]
@@ -132,20 +133,6 @@ dcgan_discriminator = DCGANDiscriminator
 # --------------------------------------------------------------------------------------------------
 
 
-def _instance_norm(c: int):
-    from dlcore.nn.norm import InstanceNorm2d  # torch's defaults: affine=False, track_running_stats=False
-
-    return InstanceNorm2d(c)
-
-
-def _reflection_pad(p: int):
-    try:
-        from dlcore.nn.padding import ReflectionPad2d
-    except ImportError:
-        from dlcore.nn import ReflectionPad2d
-    return ReflectionPad2d(p)
-
-
 class ResNetBlock(nnx.Module):
     """x + [reflect-pad 1, conv 3x3, instance norm, ReLU, reflect-pad 1, conv 3x3, instance norm](x).
 
@@ -159,8 +146,8 @@ class ResNetBlock(nnx.Module):
 
     def __init__(self, dim: int, *, rngs):
         self.conv_block = Sequential(
-            _reflection_pad(1), Conv2d(dim, dim, 3, rngs=rngs), _instance_norm(dim), Activation("relu"),
-            _reflection_pad(1), Conv2d(dim, dim, 3, rngs=rngs), _instance_norm(dim))
+            ReflectionPad2d(1), Conv2d(dim, dim, 3, rngs=rngs), InstanceNorm2d(dim), Activation("relu"),
+            ReflectionPad2d(1), Conv2d(dim, dim, 3, rngs=rngs), InstanceNorm2d(dim))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x + self.conv_block(x)
@@ -186,7 +173,7 @@ class ResNetGenerator(nnx.Module):
         n_blocks: residual blocks (9 for 256x256 images).
         rngs: NNX random streams (torch's default init for convs).
 
-    Shapes: (N, H, W, input_nc) in [0, 1] (the book feeds ToTensor's output) -> (N, 4⌈H/4⌉, 4⌈W/4⌉,
+    Shapes: (N, H, W, input_nc) in [0, 1] (the book feeds ToTensor's output) -> (N, 4*ceil(H/4), 4*ceil(W/4),
     output_nc) in [-1, 1]; `(y + 1) / 2` is the image. H, W >= 5: the residual blocks' reflection
     padding needs 2 pixels after the two downsamplings.
     Submodules: `model.0` ... `model.27`, torch's names (convs at 1, 4, 7, 26; blocks at 10-18;
@@ -199,17 +186,17 @@ class ResNetGenerator(nnx.Module):
                  rngs: nnx.Rngs):
         keys = init.InitKeys(rngs)
         relu = lambda: Activation("relu")  # noqa: E731
-        layers = [_reflection_pad(3), Conv2d(input_nc, ngf, 7, rngs=keys), _instance_norm(ngf), relu()]
+        layers = [ReflectionPad2d(3), Conv2d(input_nc, ngf, 7, rngs=keys), InstanceNorm2d(ngf), relu()]
         c = ngf
         for _ in range(2):                                        # H -> ceil(H/2) -> ceil(H/4)
-            layers += [Conv2d(c, c * 2, 3, 2, 1, rngs=keys), _instance_norm(c * 2), relu()]
+            layers += [Conv2d(c, c * 2, 3, 2, 1, rngs=keys), InstanceNorm2d(c * 2), relu()]
             c *= 2
         layers += [ResNetBlock(c, rngs=keys) for _ in range(n_blocks)]
         for _ in range(2):                                        # h -> 2h -> 4h
-            layers += [ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, rngs=keys), _instance_norm(c // 2),
+            layers += [ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, rngs=keys), InstanceNorm2d(c // 2),
                        relu()]
             c //= 2
-        layers += [_reflection_pad(3), Conv2d(c, output_nc, 7, rngs=keys), Activation("tanh")]
+        layers += [ReflectionPad2d(3), Conv2d(c, output_nc, 7, rngs=keys), Activation("tanh")]
         self.model = Sequential(*layers)
         self.input_nc = input_nc
 
