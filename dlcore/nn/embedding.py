@@ -130,7 +130,8 @@ class Embedding(nnx.Module):
         w = self.weight[...]
         if self.freeze:
             w = jax.lax.stop_gradient(w)
-        logits = hidden @ w.T
+        flat = hidden.reshape(-1, self.embedding_dim) @ w.T                # one 2-D matmul (faster on XLA:CPU)
+        logits = flat.reshape(*hidden.shape[:-1], self.num_embeddings)
         return logits if bias is None else logits + jnp.asarray(bias)
 
     def __call__(self, ids):

@@ -40,6 +40,10 @@ class Linear(nnx.Linear):
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects inputs whose last "
                              f"axis is {self.in_features}, got shape {tuple(x.shape)}")
+        if x.ndim > 2 and out_sharding is None:
+            # (B, T, in) as one (B*T, in) matrix: XLA:CPU's dot over several leading axes is slower
+            # (a (20, 30, 200) @ (200, 10000) layer's gradient: about 20% less time flattened)
+            return super().__call__(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], self.out_features)
         return super().__call__(x, out_sharding)
 
 

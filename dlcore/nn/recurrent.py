@@ -534,7 +534,9 @@ _LAYER_ARGS = """
     Parameters, in torch's names and layout (so torch state dicts load as they are): weight_ih_l{k}
     (G*H, I or D*H), weight_hh_l{k} (G*H, H), bias_ih_l{k}, bias_hh_l{k} (G*H,), and the same with
     `_reverse` for the backward direction. Call: see `RNN.__call__`; the input projections of all
-    steps are one matmul, the recurrence a `lax.scan`.
+    steps are one matmul, the recurrence a `lax.scan`. LSTM and GRU layers called without `lengths`
+    have a hand-written backward pass (faster on CPU): reverse-mode gradients (`jax.grad`, `jax.vjp`)
+    work as usual, forward mode (`jax.jvp`, `jax.jacfwd`) raises through them.
 """
 
 
