@@ -56,8 +56,11 @@ BOOK_SENTENCES = {
 
 
 def _split(tok, s: dict, bos: int, eos: int) -> dict:
-    src = tok.encode_batch(list(s["x"]), max_length=256)
-    tgt = tok.encode_batch(list(s["y"]), max_length=255)
+    # padded to the split's longest sentence (encode_batch's max_length would pad every row to 256)
+    src = tok.encode_batch(list(s["x"]))
+    tgt = tok.encode_batch(list(s["y"]))
+    if src.ids.shape[1] > 256 or tgt.ids.shape[1] > 255:   # the book's tokenizer truncates at 256 tokens
+        src, tgt = tok.encode_batch(list(s["x"]), max_length=256), tok.encode_batch(list(s["y"]), max_length=255)
     tgt_in, tgt_out = shift_targets(tgt.ids, tgt.lengths, bos, eos, tok.pad_id)
     return {"x": (src.ids, src.lengths, tgt_in), "y": tgt_out}
 
