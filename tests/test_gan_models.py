@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from dlcore import models, weights
-from tests.one_line import raises_one_line
+from one_line import raises_one_line
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
