@@ -23,7 +23,11 @@ row would enter the batch-norm statistics.
 
 Stand-in: without CIFAR-10, `photo_patches` (crops of the two scikit-learn sample photos at 64x64, 420
 train images); under --quick 32 of them, batch 8, with quarter-width G and D (ngf = ndf = 16, the book's
-own arguments) so that it runs in seconds on a CPU.
+own arguments) so that it runs in seconds on a CPU. Measured on the stand-in with the book's settings (25
+epochs of 6 batches, 150 steps; 890 s on two busy CPU cores): Loss_D 0.094, Loss_G 5.08, D(x) 0.951,
+D(G(z)) 0.040 / 0.0086 after the last epoch; the samples have become grey-green blobs with patches of
+sky, a long way from pictures (the book's CIFAR-10 run takes 19,550 steps). That the step is the book's
+loop is tested: three steps from the same weights, data and noise match a torch run of the book's code.
 
 Run: `dlcore run dcgan` or `python examples/dcgan.py`.
 """
