@@ -25,7 +25,10 @@ weights (torchvision's `vgg19-dcbb9e9d.pth`) are loaded with `dlcore.weights` wh
 weights (He init; the losses still fall, the picture is no painting). Images: the book's photos are not
 in dlcore; the two scikit-learn sample photos stand in (the temple as content, the flower as style), at
 a shorter side of 512 on an accelerator and 256 on a CPU (the book: "if you are running on a CPU, try
-reducing the size of the image"); under --quick 48 pixels and 60 evaluations.
+reducing the size of the image"); under --quick 48 pixels and 60 evaluations. Measured offline (random
+weights, 256x383, 520 evaluations as the book's loop makes them: 469 s on two busy CPU cores): the total
+loss falls from 27,840 (all style: the image starts as the content image) to 7.27 (style 1.30, content
+5.97), 3,829x; the temple keeps its shapes in the flower's orange and teal. Under --quick: 25,523 to 7.57.
 
 Run: `dlcore run style_transfer` or `python examples/style_transfer.py`.
 """
