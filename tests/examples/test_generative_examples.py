@@ -64,7 +64,7 @@ def test_style_transfer_quick_lowers_the_total_loss_tenfold():
 
 
 def test_style_layers_map_to_dlcores_vgg19_and_bad_ones_are_one_line():
-    from tests.one_line import raises_one_line
+    from one_line import raises_one_line
 
     st = runner.get("style_transfer")
     # ReLUs are read as they are; the hooked convs 21 and 25 as the in-place ReLU after them left them
@@ -76,7 +76,7 @@ def test_style_layers_map_to_dlcores_vgg19_and_bad_ones_are_one_line():
 def test_horse2zebra_finds_and_loads_a_weights_file_named_as_the_books(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from dlcore import models, weights
-    from tests.test_gan_models import TorchResNetGenerator
+    from test_gan_models import TorchResNetGenerator
 
     h2z = runner.get("horse2zebra")
     monkeypatch.setenv("DLCORE_WEIGHTS", str(tmp_path))
@@ -103,7 +103,7 @@ def test_dcgan_step_is_the_books_training_loop():
 
     from dlcore import models, optim, weights
     from dlcore.train import TrainState
-    from tests.test_gan_models import TorchDiscriminator, TorchGenerator
+    from test_gan_models import TorchDiscriminator, TorchGenerator
 
     dcgan = runner.get("dcgan")
     width, b, nz = 8, 4, dcgan.NZ
