@@ -23,8 +23,8 @@ def run(name, **kw):
 
 
 @pytest.mark.parametrize("name", [e.name for e in runner.examples()])
-def test_every_example_runs_quick_on_embedded_data(name):
-    report, text = run(name, quick=True)
+def test_every_example_runs_quick_on_embedded_data(name, quick_run):
+    report, text = quick_run(name)
     ex = runner.get(name).EXAMPLE
     assert report["dataset"] in (ex.data, ex.standin) or report["dataset"].startswith("inline")
     first = text.splitlines()[0]

@@ -3,7 +3,6 @@ its loss; one-line bad input."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -55,12 +54,11 @@ def test_killing_dcgan_and_resuming_ends_with_the_same_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_style_transfer_quick_lowers_the_total_loss_tenfold():
-    out = io.StringIO()
-    report = runner.run("style_transfer", quick=True, progress=False, out=out)
+def test_style_transfer_quick_lowers_the_total_loss_tenfold(quick_run):
+    report, text = quick_run("style_transfer")
     m = report["metrics"]
-    assert m["initial_loss"] >= 10 * m["final_loss"], out.getvalue()
-    assert "Iteration: 50, loss:" in out.getvalue() and "random weights" in out.getvalue()
+    assert m["initial_loss"] >= 10 * m["final_loss"], text
+    assert "Iteration: 50, loss:" in text and "random weights" in text
 
 
 def test_style_layers_map_to_dlcores_vgg19_and_bad_ones_are_one_line():

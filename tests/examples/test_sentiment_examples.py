@@ -11,14 +11,8 @@ import pytest
 from dlcore import runner
 
 
-def _run(name, **kw):
-    out = io.StringIO()
-    report = runner.run(name, out=out, progress=False, quick=True, **kw)
-    return report, out.getvalue()
-
-
-def test_imdb_rnn_validation_lines_carry_the_validation_accuracy():
-    report, text = _run("imdb_rnn")
+def test_imdb_rnn_validation_lines_carry_the_validation_accuracy(quick_run):
+    report, text = quick_run("imdb_rnn")
     lines = [ln for ln in text.splitlines() if ln.startswith("  epoch ")]
     assert len(lines) == 2                                   # one epoch of each model under --quick
     for line, key in zip(lines, ("rnn_val_accuracy", "improved_val_accuracy")):
