@@ -50,7 +50,7 @@ from dlcore.nn.conv import _ConvNd, _ConvTransposeNd
 from dlcore.nn.embedding import Embedding
 from dlcore.nn.norm import LayerNorm
 
-__all__ = ["WeightsError", "load", "load_state_dict", "save", "state_dict", "torch_keys"]
+__all__ = ["WeightsError", "find_file", "load", "load_state_dict", "save", "state_dict", "torch_keys"]
 
 
 class WeightsError(ValueError):
@@ -350,6 +350,18 @@ def _read(path: Path) -> Mapping[str, Any]:
                                f"(first entry {first!r}: {type(obj[first]).__name__})")
         return obj
     raise WeightsError(f"weights file {path} does not hold a state dict (found {type(obj).__name__})")
+
+
+def find_file(name: str) -> Path | None:
+    """A pretrained weights file `name` (e.g. "vgg19-dcbb9e9d.pth") in `$DLCORE_WEIGHTS`, then in dlcore's cache
+    (`~/.cache/dlcore/weights`, or `$DLCORE_DATA/weights`); None when it is in neither. Nothing is downloaded:
+    the examples that use published weights say what they ran on without them."""
+    from dlcore.data.sources import cache_dir
+
+    for folder in (os.environ.get("DLCORE_WEIGHTS"), cache_dir() / "weights"):
+        if folder and (Path(folder).expanduser() / name).is_file():
+            return Path(folder).expanduser() / name
+    return None
 
 
 def load(model: nnx.Module, path: str | os.PathLike, *, strict: bool = True) -> nnx.Module:

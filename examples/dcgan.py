@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from flax import nnx
 
 import dlcore
 from dlcore import losses, models, optim
 from dlcore.data import transforms as T
 from dlcore.runner import Context, Example
-from dlcore.train import Callback
+from dlcore.train import Callback, TrainState
 from dlcore.train.step import weighted_mean
 
 EXAMPLE = Example(
@@ -57,7 +56,6 @@ EXAMPLE = Example(
 )
 
 NZ, SIZE, LR, BETAS = 100, 64, 2e-4, (0.5, 0.999)
-_REST = nnx.All(nnx.Not(nnx.Param), nnx.Not(nnx.RngState))  # what a TrainState keeps beside params
 
 
 def _as_64(x: jax.Array) -> jax.Array:
@@ -76,7 +74,7 @@ def gan_step(states, batch, key, carry):
 
     def generate(params):                                      # fake = netG(noise): once per step
         gen = g.model(True, params=params)
-        return gen(z), nnx.state(gen, _REST)
+        return gen(z), TrainState.other_variables(gen)
 
     fake, g_vjp, g_rest = jax.vjp(generate, g.params, has_aux=True)
 
@@ -84,7 +82,7 @@ def gan_step(states, batch, key, carry):
         disc = d.model(True, params=params)
         out_real, out_fake = disc(real), disc(jax.lax.stop_gradient(fake))
         loss = weighted_mean(losses.gan_discriminator_loss(out_real, out_fake), w)
-        return loss, (out_real, out_fake, nnx.state(disc, _REST))
+        return loss, (out_real, out_fake, TrainState.other_variables(disc))
 
     (loss_d, (out_real, out_fake, d_rest)), grads = jax.value_and_grad(d_loss, has_aux=True)(d.params)
     d = d.apply_gradients(grads).replace(rest=d_rest)
@@ -92,7 +90,7 @@ def gan_step(states, batch, key, carry):
     def g_loss(fake):                                          # errG: the fakes through the updated D
         disc = d.model(True)
         out = disc(fake)
-        return weighted_mean(losses.gan_generator_loss(out), w), (out, nnx.state(disc, _REST))
+        return weighted_mean(losses.gan_generator_loss(out), w), (out, TrainState.other_variables(disc))
 
     (loss_g, (out_g, d_rest)), dfake = jax.value_and_grad(g_loss, has_aux=True)(fake)
     (grads_g,) = g_vjp(dfake)

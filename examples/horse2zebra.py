@@ -20,9 +20,6 @@ Run: `dlcore run horse2zebra` or `python examples/horse2zebra.py`.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 from flax import nnx
 
@@ -45,21 +42,11 @@ WEIGHTS_FILE = "horse2zebra_0.4.0.pth"
 SIZE = 256
 
 
-def weights_file(name: str) -> Path | None:
-    """A pretrained weights file `name` in `$DLCORE_WEIGHTS` or `~/.cache/dlcore/weights`, if there."""
-    from dlcore.data.sources import cache_dir
-
-    for folder in (os.environ.get("DLCORE_WEIGHTS"), cache_dir() / "weights"):
-        if folder and (Path(folder).expanduser() / name).is_file():
-            return Path(folder).expanduser() / name
-    return None
-
-
 def run(ctx: Context) -> dict[str, float]:
     photo = ctx.load()["train"]["x"][0:1]                     # (1, 427, 640, 3) in [0, 1]
     size = 64 if ctx.quick else SIZE
     net_g = models.create("cyclegan_generator", seed=ctx.seed)  # netG = ResNetGenerator()
-    path = weights_file(WEIGHTS_FILE)
+    path = weights.find_file(WEIGHTS_FILE)
     if path is not None:
         weights.load(net_g, path)                            # netG.load_state_dict(torch.load(model_path))
         ctx.print(f"weights: {path}")

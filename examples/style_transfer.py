@@ -35,9 +35,6 @@ Run: `dlcore run style_transfer` or `python examples/style_transfer.py`.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,16 +60,6 @@ STYLE_LAYERS, CONTENT_LAYERS = (1, 6, 11, 20, 25), (21,)
 CONTENT_WEIGHT, MAX_ITER, SHOW_ITER = 1.0, 500, 50
 MEAN_BGR = np.array([0.40760392, 0.45795686, 0.48501961], np.float32)
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG-19
-
-
-def weights_file(name: str) -> Path | None:
-    """A pretrained weights file `name` in `$DLCORE_WEIGHTS` or `~/.cache/dlcore/weights`, if there."""
-    from dlcore.data.sources import cache_dir
-
-    for folder in (os.environ.get("DLCORE_WEIGHTS"), cache_dir() / "weights"):
-        if folder and (Path(folder).expanduser() / name).is_file():
-            return Path(folder).expanduser() / name
-    return None
 
 
 def _kinds(cfg=vgg.CFGS["vgg19"]) -> list[str]:
@@ -132,7 +119,7 @@ def run(ctx: Context) -> dict[str, float]:
     quick = ctx.quick
     size = 48 if quick else (256 if jax.default_backend() == "cpu" else 512)
     max_iter = 60 if quick else MAX_ITER
-    path = weights_file(VGG19_FILE)
+    path = weights.find_file(VGG19_FILE)
     if path is not None:
         model = weights.load(vgg.vgg19(rngs=nnx.Rngs(ctx.seed)), path)
         ctx.print(f"VGG-19: ImageNet weights from {path}")

@@ -93,6 +93,14 @@ class TrainState:
         return self.replace(params=optax.apply_updates(self.params, updates), opt_state=opt_state, rest=rest,
                             step=self.step + 1)
 
+    @staticmethod
+    def other_variables(model: nnx.Module) -> nnx.State:
+        """The variables of `model` a TrainState keeps beside its parameters (`rest`): batch-norm statistics
+        and the like, RNG streams left out. A custom step that runs a model twice, or hands one model's
+        statistics through `jax.vjp`'s aux, takes them with this and puts them back with
+        `state.replace(rest=...)`."""
+        return nnx.state(model, _REST)
+
     def write_to(self, model: nnx.Module) -> None:
         """Copy the trained arrays back into the user's `model` (`nnx.update`)."""
         nnx.update(model, self.params, self.rest)

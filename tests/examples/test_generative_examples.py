@@ -79,10 +79,10 @@ def test_horse2zebra_finds_and_loads_a_weights_file_named_as_the_books(tmp_path,
     h2z = runner.get("horse2zebra")
     monkeypatch.setenv("DLCORE_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("DLCORE_DATA", str(tmp_path / "empty-cache"))
-    assert h2z.weights_file(h2z.WEIGHTS_FILE) is None
+    assert weights.find_file(h2z.WEIGHTS_FILE) is None
     tg = TorchResNetGenerator(ngf=8, n_blocks=2)
     torch.save(tg.state_dict(), tmp_path / h2z.WEIGHTS_FILE)
-    path = h2z.weights_file(h2z.WEIGHTS_FILE)
+    path = weights.find_file(h2z.WEIGHTS_FILE)
     assert path == tmp_path / h2z.WEIGHTS_FILE
     g = weights.load(models.create("cyclegan_generator", ngf=8, n_blocks=2), path)
     g.eval()
