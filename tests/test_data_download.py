@@ -9,10 +9,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import http.server
 import io
 import struct
-import threading
 import zipfile
 
 import numpy as np
@@ -21,64 +19,6 @@ import pytest
 from dlcore import data
 from dlcore.data import download, real
 from dlcore.data.download import ChecksumError, DownloadError
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        body = srv.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and srv.honour_range:
-            start = int(rng.split("=")[1].split("-")[0])
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        cut = srv.cut_after.pop(self.path, None)
-        if cut is not None:
-            self.wfile.write(payload[:cut])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.requests, srv.cut_after, srv.honour_range = {}, [], {}, True
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("DLCORE_DATA", str(cache))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    monkeypatch.delenv("DLCORE_OFFLINE", raising=False)
-    monkeypatch.delenv("DLCORE_MIRROR", raising=False)
-    return cache
 
 
 def sha(b: bytes) -> str:
