@@ -27,14 +27,13 @@ Run: `dlcore bench sequence [--vs torch] [--quick] [--json FILE]`.
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import optax
 from flax import nnx
 
 from dlcore import optim
-from dlcore.bench import BenchContext, Benchmark, Result
+from dlcore.bench import BenchContext, Benchmark, Result, compare_steps
 from dlcore.models.language import CharRNN, WordLM, bptt_step, token_nll
 from dlcore.train import Trainer
 
@@ -146,27 +145,12 @@ def _torch_lm(x, y, vocab, hidden, batch):
     return epoch
 
 
-def _timed(epoch) -> float:
-    t0 = time.perf_counter()
-    epoch()
-    return time.perf_counter() - t0
-
-
 def _compare(ours, theirs, *, steps: int, repeats: int) -> tuple[float, float | None, float]:
     """(dlcore's best step, torch's or None, dlcore's compile time) in seconds: each side's best epoch of
-    `steps` steps over `repeats` alternated epochs, divided by `steps`; the compile time is dlcore's first
-    epoch less a steady one."""
-    first = _timed(ours)                                               # compiles the epoch
-    if theirs is not None:
-        theirs()                                                       # warm-up
-    best = peer = None
-    for _ in range(repeats):
-        t = _timed(ours)
-        best = t if best is None else min(best, t)
-        if theirs is not None:
-            p = _timed(theirs)
-            peer = p if peer is None else min(peer, p)
-    return best / steps, None if peer is None else peer / steps, max(first - best, 0.0)
+    `steps` steps over `repeats` alternated epochs (`bench.compare_steps`, one call an epoch), divided by
+    `steps`."""
+    best, peer, compile_s = compare_steps(ours, theirs, warmup=1, repeats=repeats, steps=1)
+    return best / steps, None if peer is None else peer / steps, compile_s
 
 
 def run(ctx: BenchContext) -> list[Result]:
