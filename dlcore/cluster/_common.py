@@ -3,30 +3,43 @@
 Estimators follow scikit-learn's shape (constructor hyperparameters, `fit` returning `self`, fitted
 attributes ending in `_` stored as NumPy arrays), but the numbers come from jitted JAX functions.
 
-Precision: `dtype=jnp.float32` (the default) computes in float32. `dtype=jnp.float64` computes in
-float64 inside a local `jax.enable_x64(True)` context, which leaves the process-wide setting alone;
-use it where figures must equal scikit-learn's (which computes in float64) to many digits.
+Precision follows the input, as in scikit-learn (`compute_dtype`): float32 data is computed and returned
+in float32, float64 data in float64 (inside a local `jax.enable_x64(True)` context, which leaves the
+process-wide setting alone), anything else (ints, lists) in float64. An estimator's `dtype=` argument,
+where given, overrides the input's dtype.
+
+scikit-learn's conventions a user relies on: `NotFittedError` is scikit-learn's (so `check_is_fitted`
+and `except sklearn.exceptions.NotFittedError` see it), a fit that stops at `max_iter` without
+converging warns with scikit-learn's `ConvergenceWarning`, and `random_state` takes None, an int, a
+`np.random.RandomState` or a JAX key (dlcore's random stream is JAX's, not NumPy's: the same seed gives
+other draws than scikit-learn's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
+import sklearn.exceptions
 
 from dlcore import keys
 
-__all__ = ["NotFittedError"]
+__all__ = ["ConvergenceWarning", "NotFittedError"]
+
+ConvergenceWarning = sklearn.exceptions.ConvergenceWarning
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
-class NotFittedError(ValueError, AttributeError):
-    """A method that needs a fitted estimator was called before `fit`."""
+class NotFittedError(sklearn.exceptions.NotFittedError):
+    """A method that needs a fitted estimator was called before `fit` (scikit-learn's error: a ValueError
+    and an AttributeError)."""
 
 
 def resolve_dtype(dtype: Any) -> np.dtype:
@@ -40,6 +53,58 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
+def compute_dtype(X: Any, dtype: Any = None) -> np.dtype:
+    """The dtype to compute in: `dtype` when given (float32 or float64), else the input's as scikit-learn
+    does (float32 stays float32, float64 and everything else, ints and lists included, become float64)."""
+    if dtype is not None:
+        return resolve_dtype(dtype)
+    dt = getattr(X, "dtype", None)
+    try:
+        return np.dtype(np.float32) if dt is not None and np.dtype(dt) == np.float32 else np.dtype(np.float64)
+    except TypeError:  # a pandas extension dtype, say
+        return np.dtype(np.float64)
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether `X` is a SciPy sparse matrix or array."""
+    return sp.issparse(X)
+
+
+def check_sparse(X: Any, dtype: np.dtype, *, who: str, n_features: int | None = None, min_samples: int = 1,
+                 name: str = "X") -> sp.csr_matrix:
+    """SciPy sparse `X` (CSR, CSC, any format) as a CSR matrix of `dtype` with sorted, finite entries, or a
+    one-line ValueError. Only the stored entries are copied (never a dense copy)."""
+    if X.ndim != 2:
+        raise ValueError(f"{who}: {name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{who}: {name} must be numeric, got a sparse matrix of {X.dtype}")
+    X = sp.csr_matrix(X, dtype=dtype)
+    X.sum_duplicates()
+    _check_shape(X.shape, who=who, n_features=n_features, min_samples=min_samples, name=name)
+    finite = np.isfinite(X.data)
+    if not finite.all():
+        row = int(np.searchsorted(X.indptr, np.argwhere(~finite)[0, 0], side="right") - 1)
+        raise ValueError(f"{who}: {name} contains NaN or infinity (first at row {row}, as {dtype}); "
+                         f"drop or impute those values first")
+    return X
+
+
+def _check_shape(shape, *, who, n_features, min_samples, name) -> None:
+    if shape[0] < min_samples:
+        raise ValueError(f"{who}: {name} has {shape[0]} samples, at least {min_samples} needed")
+    if shape[1] < 1:
+        raise ValueError(f"{who}: {name} has no features (shape {shape})")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(f"{who}: {name} has {shape[1]} features, but the estimator was fitted "
+                         f"with {n_features}; pass data with the same columns as in fit")
+
+
+def warn_not_converged(who: str, max_iter: int, what: str = "") -> None:
+    """scikit-learn's `ConvergenceWarning` for a fit that stopped at `max_iter` without converging."""
+    warnings.warn(f"{who}: stopped at max_iter={max_iter} without converging{what}; raise max_iter or tol",
+                  ConvergenceWarning, stacklevel=3)
+
+
 @contextlib.contextmanager
 def precision(dtype: np.dtype) -> Iterator[None]:
     """Run JAX in float64 for `dtype=float64` (a local context), as configured otherwise."""
@@ -50,18 +115,26 @@ def precision(dtype: np.dtype) -> Iterator[None]:
         yield
 
 
-def check_array(X: Any, dtype: np.dtype, *, who: str, n_features: int | None = None,
-                min_samples: int = 1, name: str = "X") -> np.ndarray:
+def check_array(X: Any, dtype: np.dtype | None, *, who: str, n_features: int | None = None,
+                min_samples: int = 1, name: str = "X", accept_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """`X` as a C-contiguous `(n_samples, n_features)` array of `dtype`, or a one-line ValueError.
 
     Args:
-        X: array-like `(n_samples, n_features)`.
-        dtype: float32 or float64.
+        X: array-like `(n_samples, n_features)`, or a SciPy sparse matrix where `accept_sparse`.
+        dtype: float32 or float64; None: `compute_dtype(X)` (the input's, as scikit-learn).
         who: the estimator or function name, for messages.
         n_features: the number of features the estimator was fitted with (predict-time check).
         min_samples: the fewest rows accepted.
         name: the argument's name, for messages.
+        accept_sparse: return SciPy sparse input as a CSR matrix (`check_sparse`) instead of refusing it.
     """
+    if dtype is None:
+        dtype = compute_dtype(X)
+    if is_sparse(X):
+        if accept_sparse:
+            return check_sparse(X, dtype, who=who, n_features=n_features, min_samples=min_samples, name=name)
+        raise ValueError(f"{who}: {name} is a SciPy sparse matrix, which {who} does not take; "
+                         f"pass a dense array (X.toarray()) if it fits in memory")
     if isinstance(X, jax.Array):
         X = np.asarray(X)
     try:
@@ -76,13 +149,7 @@ def check_array(X: Any, dtype: np.dtype, *, who: str, n_features: int | None = N
         hint = " (reshape a single feature with X.reshape(-1, 1), a single sample with X.reshape(1, -1))" \
             if arr.ndim == 1 else ""
         raise ValueError(f"{who}: {name} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}")
-    if arr.shape[0] < min_samples:
-        raise ValueError(f"{who}: {name} has {arr.shape[0]} samples, at least {min_samples} needed")
-    if arr.shape[1] < 1:
-        raise ValueError(f"{who}: {name} has no features (shape {arr.shape})")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{who}: {name} has {arr.shape[1]} features, but the estimator was fitted "
-                         f"with {n_features}; pass data with the same columns as in fit")
+    _check_shape(arr.shape, who=who, n_features=n_features, min_samples=min_samples, name=name)
     finite = np.isfinite(arr)
     if not finite.all():
         row = int(np.argwhere(~finite)[0, 0])
@@ -98,9 +165,26 @@ def check_fitted(est: Any, attribute: str, method: str) -> None:
 
 
 def as_key(random_state: Any, who: str) -> jax.Array:
-    """A raw PRNG key (`dlcore.keys.as_key`) from `random_state`: an int seed, a key, or None (seed 0: runs
-    are repeatable)."""
-    return keys.as_key(0 if random_state is None else random_state, "random_state", who=who)
+    """A raw PRNG key (`dlcore.keys.as_key`) from `random_state`.
+
+    Args:
+        random_state: None (seed 0: runs are repeatable), an int seed, a `np.random.RandomState` or
+            `np.random.Generator` (one seed is drawn from it, so it advances as scikit-learn's estimators
+            advance theirs), or a JAX key (typed or raw). dlcore's stream is JAX's: the same seed gives
+            other draws than scikit-learn's.
+        who: the estimator or function name, for messages.
+    """
+    if random_state is None:
+        random_state = 0
+    elif isinstance(random_state, np.random.RandomState):
+        random_state = int(random_state.randint(np.iinfo(np.int32).max))
+    elif isinstance(random_state, np.random.Generator):
+        random_state = int(random_state.integers(np.iinfo(np.int32).max))
+    try:
+        return keys.as_key(random_state, "random_state", who=who)
+    except ValueError:
+        raise ValueError(f"{who}: random_state must be None, an int seed, a np.random.RandomState or a "
+                         f"jax.random key, got {random_state!r}") from None
 
 
 def sq_distances(X: jax.Array, C: jax.Array, x_sq: jax.Array | None = None) -> jax.Array:
