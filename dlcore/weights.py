@@ -50,7 +50,8 @@ from dlcore.nn.conv import _ConvNd, _ConvTransposeNd
 from dlcore.nn.embedding import Embedding
 from dlcore.nn.norm import LayerNorm
 
-__all__ = ["WeightsError", "find_file", "load", "load_state_dict", "save", "state_dict", "torch_keys"]
+__all__ = ["WeightsError", "find_file", "load", "load_state_dict", "metadata", "save", "state_dict",
+           "torch_keys"]
 
 
 class WeightsError(ValueError):
@@ -384,16 +385,44 @@ def load(model: nnx.Module, path: str | os.PathLike, *, strict: bool = True) -> 
     return load_state_dict(model, _read(Path(path).expanduser()), strict=strict)
 
 
-def save(model: nnx.Module, path: str | os.PathLike) -> Path:
-    """Write `model`'s weights in torch layout: `.safetensors` (needs `safetensors`) or `.pth` (needs torch)."""
+def save(model: nnx.Module, path: str | os.PathLike, *, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write `model`'s weights in torch layout: `.safetensors` (needs `safetensors`) or `.pth` (needs torch).
+
+    Args:
+        metadata: strings stored in a `.safetensors` file's header beside the tensors (e.g. the model's
+            name and its hyperparameters as JSON, so a fresh model can be rebuilt; Géron, Hands-On ML
+            ch. 10, Saving and Loading PyTorch Models); read back with `metadata(path)`.
+    """
     path = Path(path).expanduser()
+    if metadata is not None:
+        if path.suffix != ".safetensors":
+            raise WeightsError(f"metadata is stored in .safetensors files only, not in {path.name!r}")
+        if not isinstance(metadata, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                        for k, v in metadata.items()):
+            raise WeightsError("metadata must map strings to strings (json.dumps anything else)")
     sd = state_dict(model)
     if path.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file(sd, str(path))
+        save_file(sd, str(path), metadata=None if metadata is None else dict(metadata))
     else:
         import torch
 
         torch.save({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, str(path))
     return path
+
+
+def metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata `save(..., metadata=...)` stored in a `.safetensors` file ({} when none).
+
+    Raises:
+        WeightsError: the file is missing, empty, not a `.safetensors` file, or not one (one line).
+    """
+    path = Path(path).expanduser()
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"metadata is read from .safetensors files only, not from {path.name!r}")
+    _read(path)                                # the same one-line errors as load
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return dict(f.metadata() or {})
