@@ -20,7 +20,9 @@ of a last partial batch) keeps padded rows out of every sum. Sums are float32: c
 Every streaming metric has a name (``names()``, ``get(name)``), so ``Trainer(..., metrics=["accuracy",
 "precision", "recall", "f1"])`` reports them each epoch. ROC-AUC is the exception: it ranks the whole
 set's scores, which no fixed-size sum can do exactly, so it is a function of all the predictions
-(``roc_auc(trainer.predict(x), y)``) and ``get("roc_auc")`` says so.
+(``roc_auc(trainer.predict(x), y)``) and ``get("roc_auc")`` says so. ``R2Score`` is the other
+exception to plain sums: its accumulator merges target means and squared deviations batch by batch
+(Chan et al.'s update), which float32 sums of squares could not do accurately.
 
 Binary classification (precision, recall, F1, ROC-AUC, confusion counts): single logits ``(B,)`` or
 ``(B, 1)``, the positive class when ``> threshold`` (0 for logits; 0.5 for sigmoid probabilities), as
@@ -44,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore.checks import check_int
+from dlcore.checks import check_choice, check_float, check_int
 from dlcore.registry import Registry
 
 __all__ = [
@@ -54,9 +56,11 @@ __all__ = [
     "MAE",
     "MSE",
     "Mean",
+    "MeanAbsolutePercentageError",
     "Metric",
     "Perplexity",
     "Precision",
+    "R2Score",
     "RMSE",
     "Recall",
     "TopKAccuracy",
@@ -67,9 +71,11 @@ __all__ = [
     "f1",
     "get",
     "mae",
+    "mean_absolute_percentage_error",
     "mse",
     "names",
     "precision",
+    "r2_score",
     "recall",
     "rmse",
     "roc_auc",
@@ -483,6 +489,155 @@ def rmse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------------
+# R² and MAPE (scikit-learn's r2_score and mean_absolute_percentage_error)
+# --------------------------------------------------------------------------------------------------
+
+_MULTIOUTPUT = ("uniform_average", "raw_values", "variance_weighted")
+# scikit-learn's guard against zero targets in MAPE: |y - p| / max(|y|, eps) with eps = float64's epsilon.
+MAPE_EPSILON = float(np.finfo(np.float64).eps)
+
+
+def _regression_arrays(fn: str, predictions, targets, weights) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Float32 ``(N, D)`` predictions and targets and ``(N,)`` weights, checked (a 1-D input is one output).
+
+    Concrete (not traced) inputs are also checked for NaN/inf, as scikit-learn does; inside ``jit`` a
+    non-finite input gives a NaN result instead.
+    """
+    arrays = []
+    for name, value in (("predictions", predictions), ("targets", targets), ("weights", weights)):
+        if value is None:
+            arrays.append(None)
+            continue
+        if not isinstance(value, jax.core.Tracer):
+            try:
+                value = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise ValueError(f"{fn}: {name} must be numbers, got {type(value).__name__}") from None
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{fn}: {name} contain NaN or inf; drop or fill those rows first")
+        arrays.append(jnp.asarray(value, jnp.float32))
+    p, y, w = arrays
+    _check_same_shape(fn, p, y)
+    if p.ndim not in (1, 2):
+        raise ValueError(f"{fn}: predictions must be (N,) or (N, outputs), got shape {p.shape}")
+    if p.shape[0] == 0:
+        raise ValueError(f"{fn}: no examples (predictions of shape {p.shape})")
+    if w is not None:
+        if w.shape != p.shape[:1]:
+            raise ValueError(f"{fn}: weights shape {w.shape} must be (N,) = {p.shape[:1]}, one weight per example")
+        if not isinstance(weights, jax.core.Tracer) and bool(jnp.any(w < 0)):
+            raise ValueError(f"{fn}: weights must be >= 0, got a minimum of {float(jnp.min(w))}")
+    if p.ndim == 1:
+        p, y = p[:, None], y[:, None]
+    return p, y, w
+
+
+def _r2_from_sums(rss: jax.Array, tss: jax.Array, multioutput: str) -> jax.Array:
+    """Per-output scores ``1 - rss / tss`` with scikit-learn's ``force_finite`` rules, then averaged.
+
+    A perfect prediction (``rss == 0``) scores 1 even for a constant target; an imperfect one of a constant
+    target (``tss == 0``) scores 0 instead of -inf.
+    """
+    scores = jnp.where(rss == 0, 1.0, jnp.where(tss == 0, 0.0, 1.0 - rss / jnp.where(tss == 0, 1.0, tss)))
+    if multioutput == "raw_values":
+        return scores
+    if multioutput == "variance_weighted":
+        total = jnp.sum(tss)
+        # all targets constant: the weights are all 0, so fall back to the plain mean, as scikit-learn does
+        return jnp.where(total > 0, jnp.sum(tss * scores) / jnp.where(total > 0, total, 1.0), jnp.mean(scores))
+    return jnp.mean(scores)
+
+
+def _weighted_mean(y: jax.Array, w: jax.Array) -> jax.Array:
+    """``sum w y / sum w`` per column of ``(N, D)``, exact for a constant column (0 when all w are 0).
+
+    Shifted by the first real row: a constant target then has deviations of exactly 0 (float32's
+    ``sum(w * 5) / sum(w)`` need not be 5, which would make a constant target's R² huge and negative),
+    and the sums stay small for targets far from 0.
+    """
+    n = jnp.sum(w)
+    shift = y[jnp.argmax(w != 0)]
+    return shift + jnp.sum(w[:, None] * (y - shift), axis=0) / jnp.where(n > 0, n, 1.0)
+
+
+def r2_score(predictions: jax.Array, targets: jax.Array, weights: jax.Array | None = None, *,
+             multioutput: str = "uniform_average") -> jax.Array:
+    """Coefficient of determination, ``1 - sum w (y - p)^2 / sum w (y - mean_w(y))^2``, per output.
+
+    Equal to ``sklearn.metrics.r2_score(targets, predictions, sample_weight=weights,
+    multioutput=multioutput)`` (note dlcore's order: predictions first, as every dlcore metric), with its
+    ``force_finite`` rules: a perfect prediction scores 1, an imperfect prediction of a constant target
+    0. It is what scikit-learn regressors' ``score()`` returns, e.g. ``MLPRegressor``'s validation score.
+    For a whole data set in batches use the streaming ``R2Score`` (``Trainer(metrics=["r2"])``).
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 9, Introduction to Artificial Neural
+    Networks, Regression MLPs (the validation score, 0.7915, is R²).
+
+    Args:
+        predictions: Shape ``(N,)`` or ``(N, D)``.
+        targets: The same shape.
+        weights: Optional ``(N,)`` non-negative sample weights.
+        multioutput: For ``D`` outputs: ``"uniform_average"`` (the mean of the D scores),
+            ``"variance_weighted"`` (weighted by each target's variance) or ``"raw_values"`` (the D scores).
+
+    Returns:
+        A float32 scalar, or ``(D,)`` with ``"raw_values"``.
+
+    Raises:
+        ValueError: Shapes that differ, no examples or only one, negative weights, NaN/inf in concrete
+            inputs, an unknown ``multioutput``.
+    """
+    check_choice(multioutput, "multioutput", _MULTIOUTPUT, who="r2_score")
+    p, y, w = _regression_arrays("r2_score", predictions, targets, weights)
+    if p.shape[0] < 2:
+        raise ValueError(f"r2_score: R² is not defined for fewer than two examples, got {p.shape[0]}")
+    w = jnp.ones(p.shape[:1], jnp.float32) if w is None else w
+    mean = _weighted_mean(y, w)
+    tss = jnp.sum(w[:, None] * jnp.square(y - mean), axis=0)
+    rss = jnp.sum(w[:, None] * jnp.square(y - p), axis=0)
+    return _r2_from_sums(rss, tss, multioutput)
+
+
+def mean_absolute_percentage_error(predictions: jax.Array, targets: jax.Array, weights: jax.Array | None = None,
+                                   *, multioutput: str = "uniform_average",
+                                   epsilon: float = MAPE_EPSILON) -> jax.Array:
+    """Mean of ``|y - p| / max(|y|, epsilon)``: a fraction (0.1 is 10%), as scikit-learn and torchmetrics give.
+
+    Equal to ``sklearn.metrics.mean_absolute_percentage_error(targets, predictions,
+    sample_weight=weights, multioutput=multioutput)``. Zero targets: the denominator is
+    ``max(|y|, epsilon)`` with scikit-learn's ``epsilon``, float64's machine epsilon (2.2e-16), so a
+    zero target with any error gives an enormous value (``|p| / 2.2e-16``) rather than inf or NaN, a
+    signal that MAPE does not suit that series (torchmetrics uses ``epsilon=1.17e-6``; pass it to match).
+    Rows with zero targets are not dropped: drop them yourself if they are missing values.
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 13, Processing Sequences Using RNNs and
+    CNNs, Forecasting a Time Series (the naive forecast's MAPE).
+
+    Args:
+        predictions: Shape ``(N,)`` or ``(N, D)``.
+        targets: The same shape.
+        weights: Optional ``(N,)`` non-negative sample weights.
+        multioutput: ``"uniform_average"`` or ``"raw_values"`` (one value per output).
+        epsilon: The smallest denominator (> 0).
+
+    Returns:
+        A float32 scalar, or ``(D,)`` with ``"raw_values"``.
+
+    Raises:
+        ValueError: Shapes that differ, no examples, negative weights, NaN/inf in concrete inputs, a bad
+            ``multioutput`` or ``epsilon``.
+    """
+    who = "mean_absolute_percentage_error"
+    check_choice(multioutput, "multioutput", _MULTIOUTPUT[:2], who=who)
+    epsilon = check_float(epsilon, "epsilon", low=0, low_open=True, who=who)
+    p, y, w = _regression_arrays(who, predictions, targets, weights)
+    ratios = jnp.abs(y - p) / jnp.maximum(jnp.abs(y), epsilon)
+    w = jnp.ones(p.shape[:1], jnp.float32) if w is None else w
+    per_output = jnp.sum(w[:, None] * ratios, axis=0) / jnp.sum(w)
+    return per_output if multioutput == "raw_values" else jnp.mean(per_output)
+
+
+# --------------------------------------------------------------------------------------------------
 # Streaming metrics
 # --------------------------------------------------------------------------------------------------
 
@@ -657,6 +812,107 @@ class RMSE(_WeightedMean):
 
 
 @dataclasses.dataclass(frozen=True)
+class MeanAbsolutePercentageError(_WeightedMean):
+    """Streaming ``mean_absolute_percentage_error`` over all real elements (a fraction; 0.1 is 10%).
+
+    The weighted mean of ``|y - p| / max(|y|, epsilon)`` over every element of every real row, equal to
+    scikit-learn's ``mean_absolute_percentage_error`` (``multioutput="uniform_average"``) on the whole
+    set at once. Zero targets are handled as scikit-learn does, with ``epsilon`` (see the function).
+    By name: ``"mape"``.
+
+    Attributes:
+        name: Report name.
+        epsilon: The smallest denominator (> 0); scikit-learn's float64 machine epsilon by default.
+    """
+
+    name: str = "mape"
+    epsilon: float = MAPE_EPSILON
+
+    def __post_init__(self):
+        check_float(self.epsilon, "epsilon", low=0, low_open=True, who="MeanAbsolutePercentageError")
+
+    def values(self, outputs, targets):
+        _check_same_shape(self.name, outputs, targets)
+        y = jnp.asarray(targets, jnp.float32)
+        return jnp.abs(y - jnp.asarray(outputs, jnp.float32)) / jnp.maximum(jnp.abs(y), self.epsilon)
+
+
+@dataclasses.dataclass(frozen=True)
+class R2Score(Metric):
+    """Streaming R² (coefficient of determination) over the whole set, equal to ``r2_score`` on it at once.
+
+    Not a mean of per-batch R²s (each batch's own target mean would make them too low). The accumulator
+    holds, per output, the weighted count, mean and sum of squared deviations of the targets, merged batch
+    by batch with Chan et al.'s pairwise update (1979), and the residual sum of squares. The merge avoids
+    the ``sum(y^2) - sum(y)^2 / n`` cancellation that float32 sums would suffer on targets far from 0.
+    Scores follow scikit-learn's ``force_finite`` rules (see ``r2_score``); with fewer than two real rows
+    the result is NaN. By name: ``"r2"`` (``Trainer(metrics=["r2"])`` logs ``val_r2``).
+
+    Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 9, Introduction to Artificial Neural
+    Networks, Regression MLPs (``MLPRegressor``'s validation score is R²).
+
+    Attributes:
+        name: Report name.
+        num_outputs: D, the number of regression outputs: outputs and targets are ``(B, D)`` (``(B,)`` is
+            accepted for D = 1).
+        multioutput: ``"uniform_average"`` (default), ``"variance_weighted"`` or ``"raw_values"`` (a
+            ``(D,)`` result: for use outside the Trainer, whose logs are scalars).
+    """
+
+    name: str = "r2"
+    num_outputs: int = 1
+    multioutput: str = "uniform_average"
+
+    def __post_init__(self):
+        check_int(self.num_outputs, "num_outputs", low=1, who="R2Score")
+        check_choice(self.multioutput, "multioutput", _MULTIOUTPUT, who="R2Score")
+
+    def init(self) -> Accumulator:
+        zeros = jnp.zeros((self.num_outputs,), jnp.float32)
+        return {"count": jnp.zeros((), jnp.float32), "weight": jnp.zeros((), jnp.float32),
+                "mean": zeros, "m2": zeros, "rss": zeros}
+
+    def update(self, acc, outputs, targets, weights=None):
+        _check_same_shape(self.name, outputs, targets)
+        p = jnp.asarray(outputs, jnp.float32)
+        y = jnp.asarray(targets, jnp.float32)
+        if p.ndim == 1:
+            p, y = p[:, None], y[:, None]
+        if p.ndim != 2 or p.shape[1] != self.num_outputs:
+            raise ValueError(f"{self.name}: outputs of shape {tuple(jnp.shape(outputs))} do not match "
+                             f"num_outputs={self.num_outputs}; expected (B, {self.num_outputs})"
+                             + (" or (B,)" if self.num_outputs == 1 else ""))
+        if weights is None:
+            w = jnp.ones(p.shape[:1], jnp.float32)
+        else:
+            w = jnp.asarray(weights, jnp.float32)
+            if w.shape != p.shape[:1]:
+                raise ValueError(f"{self.name}: weights shape {w.shape} must be (B,) = {p.shape[:1]}, "
+                                 "one weight per example.")
+        real = (w != 0)[:, None]
+        # where, not multiply: a padded row may hold garbage (NaN, inf) that 0 * x would let through.
+        y = jnp.where(real, y, 0.0)
+        p = jnp.where(real, p, 0.0)
+        wc = w[:, None]
+        n_b = jnp.sum(w)
+        mean_b = _weighted_mean(y, w)
+        m2_b = jnp.sum(wc * jnp.square(jnp.where(real, y - mean_b, 0.0)), axis=0)
+        n_a = acc["weight"]
+        n = n_a + n_b
+        safe_n = jnp.where(n > 0, n, 1.0)
+        delta = mean_b - acc["mean"]
+        return {"count": acc["count"] + jnp.sum(real),
+                "weight": n,
+                "mean": acc["mean"] + delta * (n_b / safe_n),
+                "m2": acc["m2"] + m2_b + jnp.square(delta) * (n_a * n_b / safe_n),
+                "rss": acc["rss"] + jnp.sum(wc * jnp.square(y - p), axis=0)}
+
+    def compute(self, acc):
+        r2 = _r2_from_sums(acc["rss"], acc["m2"], self.multioutput)
+        return jnp.where(acc["count"] >= 2, r2, jnp.nan)
+
+
+@dataclasses.dataclass(frozen=True)
 class Perplexity(Metric):
     """Streaming perplexity: ``exp`` of the mean token cross-entropy over every real token of the set.
 
@@ -749,6 +1005,8 @@ METRICS.register("precision", Precision)
 METRICS.register("recall", Recall)
 METRICS.register("f1", F1, aliases=["f1_score"])
 METRICS.register("perplexity", Perplexity, aliases=["ppl"])
+METRICS.register("r2", R2Score, aliases=["r2_score"])
+METRICS.register("mape", MeanAbsolutePercentageError, aliases=["mean_absolute_percentage_error"])
 _TOP_K = re.compile(r"top(\d+)_accuracy")
 # Names that exist as functions but cannot be streamed exactly, and what to do instead.
 _NOT_STREAMING = {
@@ -768,8 +1026,8 @@ def get(name_or_metric: str | Metric) -> Metric:
 
     Args:
         name_or_metric: ``"accuracy"``, ``"top_k_accuracy"`` (k = 5), ``"top5_accuracy"`` (any k),
-            ``"mae"``, ``"mse"``, ``"rmse"``, ``"precision"``, ``"recall"``, ``"f1"`` (any case), or a
-            ``Metric`` instance.
+            ``"mae"``, ``"mse"``, ``"rmse"``, ``"r2"``, ``"mape"``, ``"precision"``, ``"recall"``, ``"f1"``,
+            ``"perplexity"`` (any case), or a ``Metric`` instance.
 
     Returns:
         The ``Metric``.
