@@ -26,21 +26,24 @@ Example (the "vmap many models" idea of JAX's documentation, `jax.vmap`):
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dlcore import metrics as metrics_lib
-from dlcore.checks import check_int, is_int
+from dlcore.checks import check_choice, check_float, check_int, is_int
 from dlcore.data import protocol as P
 from dlcore.train import step as S
 from dlcore.train.state import TrainState
 
-__all__ = ["population_epoch", "population_fit", "population_keys", "population_metrics"]
+__all__ = ["HalvingResult", "population_epoch", "population_evaluate", "population_fit", "population_keys",
+           "population_metrics", "population_select", "successive_halving"]
 
-_traces = {"population_epoch": 0}  # trace counts: the tests show an epoch compiles once per shape
+_traces = {"population_epoch": 0, "population_evaluate": 0}  # trace counts: the tests show an epoch compiles once per shape
 
 
 def population_keys(seeds: Sequence[int]) -> tuple[jax.Array, jax.Array]:
@@ -82,11 +85,11 @@ def _epoch(states, data, shuffle_keys, epoch, *, batch_size, task, shuffle, drop
 _epoch_jit = jax.jit(_epoch, static_argnames=("batch_size", "task", "shuffle", "drop_last"))
 
 
-def _split(data: Any) -> dict:
+def _split(data: Any, name: str = "data") -> dict:
     """In-memory data as the Trainer takes it ({"x", "y", "w"} or (x, y)), checked the same way."""
     if isinstance(data, dict) and all(isinstance(a, jax.Array) for a in jax.tree.leaves(data)) and "w" in data:
         return data  # already on the device (population_fit's)
-    split, _ = P.handle_nonfinite(P.as_split(data, "data"), "raise", "data")
+    split, _ = P.handle_nonfinite(P.as_split(data, name), "raise", name)
     return split
 
 
@@ -184,3 +187,280 @@ def _check_states(states, who: str) -> int:
                          f"TrainState.stack([...])), got {type(states).__name__}"
                          + (" with no member axis" if isinstance(states, TrainState) else ""))
     return states.members
+
+
+# -- evaluation, selection and successive halving ----------------------------------------------------
+
+
+def _evaluate(states, data, *, batch_size, task):
+    """Every member's loss and metrics over all of ``data`` in eval mode: the Trainer's validation
+    (`step.eval_batches` over the rows in order, in batches of ``batch_size``), vmapped over the members."""
+    _traces["population_evaluate"] += 1
+    idx, w = P.batch_plan(None, data["w"].shape[0], batch_size, False)
+
+    def member(state):
+        return S.eval_batches(state, None, task.init_acc(eval=True), data, idx, w, task=task)[1]
+
+    return jax.vmap(member)(states)
+
+
+_evaluate_jit = jax.jit(_evaluate, static_argnames=("batch_size", "task"))
+
+
+def population_evaluate(states: TrainState, data: Any, *, loss_fn: S.LossFn, metrics: Sequence[Any] = (),
+                        batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Every member's loss and metrics over ``data`` in eval mode (dropout off), as one jitted ``vmap``.
+
+    What `Trainer.fit(validation=...)` measures after each epoch, for N members at once: member ``i``'s
+    figures equal a Trainer's ``val_`` figures with member ``i``'s weights (up to float rounding).
+
+    Args:
+        states: a stacked `TrainState` (N members).
+        data: in-memory rows with targets: {"x": (R, ...), "y": (R, ...), "w": (R,)} ("w" optional) or (x, y).
+        loss_fn: per-example loss ``(outputs, targets) -> (B,)``.
+        metrics: streaming metrics or their names.
+        batch_size: rows per evaluation batch (default: the Trainer's, min(R, 500)); the figures do not
+            depend on it beyond float rounding.
+
+    Returns:
+        name -> (N,) float array ("loss" and each metric).
+
+    Raises:
+        ValueError: (one line) not a stacked state, data without targets, a bad batch size.
+    """
+    _check_states(states, "population_evaluate")
+    split = _split(data, "population_evaluate: data")
+    if "y" not in split:
+        raise ValueError("population_evaluate: data needs targets 'y' to compute the loss and metrics")
+    rows = P.num_rows(split["x"])
+    batch_size = min(rows, 500 if batch_size is None else
+                     check_int(batch_size, "batch_size", low=1, who="population_evaluate"))
+    if not callable(loss_fn):
+        raise ValueError("population_evaluate: loss_fn must be a per-example loss such as "
+                         "dlcore.losses.cross_entropy")
+    task = S.Supervised(loss_fn, tuple(metrics_lib.get(m) for m in metrics))
+    return population_metrics(_evaluate_jit(states, split, batch_size=batch_size, task=task), metrics)
+
+
+def population_select(states: TrainState, members: Sequence[int]) -> TrainState:
+    """The stacked state of some members only (in the order given), e.g. the survivors of a rung.
+
+    Args:
+        states: a stacked `TrainState` of N members.
+        members: indices into the member axis, each in [0, N).
+
+    Returns:
+        A stacked `TrainState` of ``len(members)`` members.
+    """
+    n = _check_states(states, "population_select")
+    members = [check_int(m, "each member index", low=0, high=n - 1, who="population_select")
+               for m in ([members] if is_int(members) else list(members))]
+    if not members:
+        raise ValueError("population_select needs at least one member index")
+    rows = np.asarray(members)
+    return jax.tree.map(lambda a: a[rows], states)
+
+
+@dataclasses.dataclass
+class HalvingResult:
+    """What `successive_halving` found.
+
+    Attributes:
+        states: the survivors' stacked `TrainState` (the members that trained every epoch), in the
+            order of ``survivors``.
+        survivors: the survivors' member indices.
+        params: per member, its hyperparameters and seed, e.g. ``{"lr": 0.1, "seed": 0}``.
+        history: per member, name -> its per-epoch figures ("loss" and the metrics during the epoch,
+            "val_loss" and "val_" metrics after it), for the epochs it trained.
+        dropped_at: per member, the epoch after which it was dropped; None for a survivor.
+        monitor: the figure that ranked the members; mode: "min" or "max".
+        best: the member index of the best survivor (by its last ``monitor`` value).
+    """
+
+    states: TrainState
+    survivors: list[int]
+    params: list[dict[str, float]]
+    history: list[dict[str, list[float]]]
+    dropped_at: list[int | None]
+    monitor: str
+    mode: str
+    best: int
+
+    @property
+    def best_params(self) -> dict[str, float]:
+        """The best survivor's hyperparameters and seed."""
+        return dict(self.params[self.best])
+
+    @property
+    def best_value(self) -> float:
+        """The best survivor's last ``monitor`` value."""
+        return self.history[self.best][self.monitor][-1]
+
+    def best_state(self) -> TrainState:
+        """The best survivor's `TrainState` (unstacked): ``best_state().write_to(model)`` puts its
+        weights into a model of the same structure."""
+        return self.states.unstack()[self.survivors.index(self.best)]
+
+    def trials(self) -> list[dict[str, Any]]:
+        """One row per member: its index, hyperparameters, epochs trained, last ``monitor`` value, and
+        the epoch it was dropped after (None for a survivor)."""
+        return [{"member": i, **p, "epochs": len(h[self.monitor]), self.monitor: h[self.monitor][-1],
+                 "dropped_at": d} for i, (p, h, d) in enumerate(zip(self.params, self.history, self.dropped_at))]
+
+    def table(self) -> str:
+        """`trials()` as a text table, the best member marked with ``*``."""
+        rows = self.trials()
+        names = [k for k in rows[0] if k != "member"]
+        lines = ["member " + " ".join(f"{k:>12}" for k in names)]
+        for r in rows:
+            cells = []
+            for k in names:
+                v = r[k]
+                cells.append(f"{'survived' if v is None else v:>12}" if k == "dropped_at" else
+                             f"{v:>12}" if is_int(v) else f"{v:>12.4g}")
+            lines.append(f"{r['member']:>5}{'*' if r['member'] == self.best else ' '} " + " ".join(cells))
+        return "\n".join(lines)
+
+
+def _rank(values: Sequence[float], mode: str) -> list[int]:
+    """Positions of ``values`` from best to worst; NaN ranks last, ties keep their order."""
+    def key(i):
+        v = float(values[i])
+        return (math.isnan(v), -v if mode == "max" else v, i)
+
+    return sorted(range(len(values)), key=key)
+
+
+def successive_halving(make_model: Callable[..., Any], tx: Any, train: Any, validation: Any, *,
+                       hyperparams: Mapping[str, Sequence[float]] | None = None,
+                       seeds: int | Sequence[int] = 0, epochs: int, rungs: int, batch_size: int,
+                       loss_fn: S.LossFn, metrics: Sequence[Any] = (), monitor: str = "val_loss",
+                       mode: str = "auto", eval_batch_size: int | None = None, shuffle: bool = True,
+                       drop_last: bool = False) -> HalvingResult:
+    """K trials that differ only in scalar hyperparameters and seed, trained at once, the worse half
+    dropped every ``rungs`` epochs (successive halving).
+
+    The K members are one stacked `TrainState` (`TrainState.population`): every epoch is one jitted
+    ``vmap`` of the epoch's scan over the members alive (`population_epoch`), then one vmapped
+    evaluation of ``validation`` (`population_evaluate`). After every ``rungs`` epochs (and before the
+    last) the members are ranked by ``monitor`` and the better half (rounded down, at least one) goes
+    on; the others stop there. Each new number of members compiles once (K, K/2, ...).
+
+    Member ``k`` is exactly what ``Trainer(make_model(seed_k), tx with member k's hyperparameters,
+    loss_fn, metrics=metrics, seed=seed_k, batch_size=batch_size).fit(train, epochs=e_k,
+    validation=validation)`` gives for the ``e_k`` epochs it trained (weights and history, up to float
+    rounding): halving only decides who goes on.
+
+    What a population can vary: numbers kept in the optimizer state (``lr``, ``weight_decay``,
+    ``momentum``, ...: build ``tx`` with `dlcore.optim.injectable`) and the seed (initial weights,
+    shuffling, dropout masks). Not the dropout rate: `flax.nnx.Dropout` keeps it in the module's static
+    structure (the graphdef), so members with other rates are other programs; train one population per
+    rate. Not the structure (hidden units, layers) for the same reason.
+
+    Successive halving: Jamieson & Talwalkar (2016), Non-stochastic Best Arm Identification and
+    Hyperparameter Optimization; Li et al. (2018), Hyperband.
+
+    Args:
+        make_model: builds one model (as for `TrainState.population`: ``lambda rngs: ...`` or
+            ``lambda seed: ...``).
+        tx: the optimizer every member uses; from `dlcore.optim.injectable` when ``hyperparams`` is given.
+        train: in-memory training rows ({"x", "y"} or (x, y)), shared by every member.
+        validation: in-memory rows with targets, evaluated after each epoch (the ``val_`` figures).
+        hyperparams: name -> one value per member, e.g. ``{"lr": [0.3, 0.1, 0.03, 0.01]}``; every list
+            the same length K.
+        seeds: one seed for every member (they then differ only in ``hyperparams``), or K seeds.
+        epochs: epochs of a member that survives every rung.
+        rungs: epochs between two halvings (>= epochs: no halving, every member trains every epoch).
+        batch_size, loss_fn, metrics, shuffle, drop_last: as for `Trainer`.
+        monitor: the figure that ranks the members: "val_loss", "val_" + a metric, or a training
+            figure ("loss", a metric).
+        mode: "min", "max", or "auto" ("max" when ``monitor`` names an accuracy, as `EarlyStopping`).
+        eval_batch_size: rows per validation batch (default: min(rows, 500), as the Trainer's).
+
+    Returns:
+        A `HalvingResult` (the survivors' states, every member's history, where each stopped, the best).
+
+    Raises:
+        ValueError: (one line, before anything trains) hyperparameter lists of different lengths, seeds
+            that do not match them, a hyperparameter the optimizer does not hold, an unknown monitor,
+            bad numbers.
+
+    Example:
+        >>> result = successive_halving(lambda rngs: models.create("mlp", sizes=(784, 116, 116, 10), rngs=rngs),
+        ...                             optim.injectable("sgd", lr=0.01), train, val,
+        ...                             hyperparams={"lr": [1e-4, 1e-3, 1e-2, 1e-1]}, epochs=4, rungs=1,
+        ...                             batch_size=32, loss_fn=losses.cross_entropy, metrics=["accuracy"],
+        ...                             monitor="val_accuracy")
+        >>> result.best_params, result.best_value
+    """
+    who = "successive_halving"
+    hyperparams = dict(hyperparams or {})
+    lengths = {}
+    for name, values in hyperparams.items():
+        if "dropout" in str(name):
+            raise ValueError(f"{who}: {name!r} cannot vary within a population: nnx.Dropout keeps its rate in the "
+                             f"module's static structure (graphdef), so other rates are other programs; run one "
+                             f"population per rate")
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+            raise ValueError(f"{who}: hyperparams[{name!r}] must be a list of numbers, one per member, got {values!r}")
+        lengths[name] = len(values)
+        for v in values:
+            check_float(v, f"each value of hyperparams[{name!r}]", who=who)
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{who}: the hyperparameter lists differ in length ("
+                         + ", ".join(f"{k}: {n}" for k, n in lengths.items()) + "); give each one value per member")
+    if is_int(seeds):
+        k = next(iter(lengths.values()), 1)
+        seeds = [int(seeds)] * k
+    else:
+        seeds = _seeds(seeds, who)
+        k = next(iter(lengths.values()), len(seeds))
+        if len(seeds) != k:
+            raise ValueError(f"{who}: {len(seeds)} seeds for {k} members (hyperparams have {k} values each); pass "
+                             f"one seed per member, or one int for all")
+    if k < 1:
+        raise ValueError(f"{who}: the hyperparameter lists are empty; give at least one member")
+    check_int(epochs, "epochs", low=1, who=who)
+    check_int(rungs, "rungs (epochs between halvings)", low=1, who=who)
+    check_int(batch_size, "batch_size", low=1, who=who)
+    check_choice(mode, "mode", ("auto", "min", "max"), who=who)
+    if not callable(loss_fn):
+        raise ValueError(f"{who}: loss_fn must be a per-example loss such as dlcore.losses.cross_entropy")
+    metric_objs = tuple(metrics_lib.get(m) for m in metrics)
+    known = ["loss", *(m.name for m in metric_objs)]
+    known += [f"val_{n}" for n in known]
+    if monitor not in known:
+        raise ValueError(f"{who}: monitor {monitor!r} is none of the figures this search computes {known}; pass "
+                         f"metrics=[...] for another")
+    mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+    split = jax.device_put(_split(train, "train"))
+    val = _split(validation, "validation")
+    if "y" not in val:
+        raise ValueError(f"{who}: validation needs targets 'y'")
+    val = jax.device_put(val)
+    states = TrainState.population(make_model, tx, seeds, hyperparams=hyperparams)
+
+    params = [{**{n: float(v[i]) for n, v in hyperparams.items()}, "seed": seeds[i]} for i in range(k)]
+    history: list[dict[str, list[float]]] = [{} for _ in range(k)]
+    dropped_at: list[int | None] = [None] * k
+    alive = list(range(k))
+    shuffle_keys = population_keys(seeds)[1]
+    for epoch in range(1, epochs + 1):
+        states, acc = population_epoch(states, split, shuffle_keys[np.asarray(alive)], epoch, batch_size=batch_size,
+                                       loss_fn=loss_fn, metrics=metric_objs, shuffle=shuffle, drop_last=drop_last)
+        figures = population_metrics(acc, metric_objs)
+        figures.update({f"val_{n}": v for n, v in population_evaluate(
+            states, val, loss_fn=loss_fn, metrics=metric_objs, batch_size=eval_batch_size).items()})
+        for j, m in enumerate(alive):
+            for name, values in figures.items():
+                history[m].setdefault(name, []).append(float(values[j]))
+        if epoch % rungs == 0 and epoch < epochs and len(alive) > 1:
+            order = _rank(figures[monitor], mode)
+            keep = sorted(order[:max(1, len(alive) // 2)])
+            for j in order[len(keep):]:
+                dropped_at[alive[j]] = epoch
+            states = population_select(states, keep)
+            alive = [alive[j] for j in keep]
+    best = alive[_rank([history[m][monitor][-1] for m in alive], mode)[0]]
+    return HalvingResult(states=states, survivors=alive, params=params, history=history, dropped_at=dropped_at,
+                         monitor=monitor, mode=mode, best=best)
