@@ -4,6 +4,7 @@
     dlcore run NAME [--quick] [--data D] [--epochs N] [--seed S] [--json FILE] [--checkpoint DIR [--resume | --overwrite]]
     dlcore bench [NAME ...] [--vs PEER] [--quick] [--json FILE]
     dlcore data list [--json] | path [NAME] | prepare NAME ...
+    dlcore export NAME --out FILE [--checkpoint DIR] [--input-shape 28,28,1] [--dtype D] [--int8] [--weights-file W.npz]
 """
 
 from __future__ import annotations
@@ -40,7 +41,72 @@ def _parser() -> argparse.ArgumentParser:
     from dlcore.data import cli as data_cli
 
     data_cli.add_parser(sub)
+    x = sub.add_parser("export", help="serialise a model's predict function (jax.export) to one file",
+                       description="Write a registered model's eval-mode predict function, with a free batch "
+                                   "size, to FILE (dlcore.export): the file runs without the model's code "
+                                   "(dlcore.export.load(FILE)(x)). NAME is a model (built with its defaults; "
+                                   "--checkpoint DIR loads trained weights) or a checkpoint directory whose run "
+                                   "recorded its model.")
+    x.add_argument("name", metavar="NAME", help="a registered model (dlcore list), or a checkpoint directory")
+    x.add_argument("--out", required=True, metavar="FILE", help="the export file to write")
+    x.add_argument("--checkpoint", metavar="DIR", help="load the weights of this dlcore checkpoint (its newest)")
+    x.add_argument("--input-shape", metavar="D1,D2,...",
+                   help="one example's shape without the batch axis, e.g. 28,28,1 (default: from the model's "
+                        "arguments, where they say it)")
+    x.add_argument("--dtype", default="float32", help="the inputs' dtype (int32 for token ids; default float32)")
+    x.add_argument("--int8", action="store_true", help="int8 Linear and Conv kernels (weight-only quantization)")
+    x.add_argument("--weights-file", metavar="W.npz",
+                   help="keep the weights out of FILE: write them to W.npz and make them the function's argument")
+    x.add_argument("--seed", type=int, default=0, help="initialisation seed of a model without --checkpoint")
     return p
+
+
+def _export(args) -> None:
+    """`dlcore export`: every argument checked (one line each) before the model is built and traced."""
+    from pathlib import Path
+
+    from dlcore import checks, export
+
+    shape = None
+    if args.input_shape is not None:
+        try:
+            shape = tuple(int(d) for d in args.input_shape.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            shape = ()
+        if not shape or min(shape) < 1:
+            raise ValueError(f"--input-shape must be positive integers separated by commas (one example, no batch "
+                             f"axis), e.g. 28,28,1; got {args.input_shape!r}")
+    export._dtype(args.dtype, "--dtype")
+    checks.check_int(args.seed, "--seed", low=0)
+    for flag, value, suffix in (("--out", args.out, None), ("--weights-file", args.weights_file, ".npz")):
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        if path.is_dir() or not (path.parent if str(path.parent) else Path(".")).is_dir():
+            raise ValueError(f"{flag} {value}: " + ("is a directory; give a file name" if path.is_dir() else
+                                                    f"the folder {path.parent} does not exist"))
+        if suffix and path.suffix != suffix:
+            raise ValueError(f"{flag} must end in {suffix}, got {value!r}")
+    name, model, default = export.registered_model(args.name, checkpoint=args.checkpoint, seed=args.seed)
+    shape = shape or default
+    if shape is None:
+        raise ValueError(f"the arguments of model {name} do not say its input shape: give --input-shape "
+                         f"(one example, no batch axis, e.g. 224,224,3)")
+    target = model
+    if args.int8:
+        from dlcore.quantize import quantize_int8
+
+        target = quantize_int8(model)
+    inside = args.weights_file is None
+    out = export.export(target, args.out, input_shape=shape, dtype=args.dtype,
+                        weights="inside" if inside else "argument")
+    if not inside:
+        export.save_weights(target, args.weights_file)
+    source = f"checkpoint {args.checkpoint or args.name}" if (args.checkpoint or name != args.name) and \
+        Path(args.checkpoint or args.name).expanduser().is_dir() else "initial weights"
+    where = "inside" if inside else f"in {args.weights_file}"
+    print(f"exported {name} ({source}{', int8 kernels' if args.int8 else ''}; weights {where}) for inputs "
+          f"{export._shape_text((None, *shape))} {args.dtype}: {out} ({out.stat().st_size:,} bytes)")
 
 
 def _json_default(value):
@@ -174,6 +240,8 @@ def _command(args) -> None:
         from dlcore.data import cli as data_cli
 
         data_cli.main(args)
+    elif args.command == "export":
+        _export(args)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "ExportError", "ExportedModel", "Predictor", "export", "load",
-           "read_header", "save_weights", "weights_of"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "ExportError", "ExportedModel", "Predictor", "default_input_shape", "export",
+           "load", "read_header", "registered_model", "restore_weights", "save_weights", "weights_of"]
 
 MAGIC = b"DLCOREXP"
 FORMAT_VERSION = 1
@@ -228,6 +228,126 @@ def save_weights(model, path: str | os.PathLike) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# -- registered models and checkpoints (what `dlcore export NAME` builds) ---------------------------
+
+def _flat_names(tree: Any) -> dict[str, Any]:
+    """Leaves of nested dicts (or an nnx.State) by "/"-joined path, a Variable's trailing "value" dropped."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        parts = [_key_name(k) for k in path]
+        if len(parts) > 1 and parts[-1] == "value":
+            parts = parts[:-1]
+        out["/".join(parts)] = leaf
+    return out
+
+
+def default_input_shape(name: str) -> tuple[int, ...] | None:
+    """One example's shape for registered model `name` built with its defaults, read from its constructor's
+    arguments: ``image_size`` and ``in_channels`` give (H, W, C) (NHWC), ``sizes`` (an MLP) gives
+    (sizes[0],), ``in_features`` gives (in_features,); None when the arguments do not say.
+
+    Raises:
+        ValueError: an unknown model name (with the close matches).
+    """
+    from dlcore.models.registry import arguments
+
+    defaults = {p.name: p.default for p in arguments(name) if p.default is not p.empty}
+    if isinstance(defaults.get("image_size"), int) and isinstance(defaults.get("in_channels"), int):
+        return (defaults["image_size"], defaults["image_size"], defaults["in_channels"])
+    sizes = defaults.get("sizes")
+    if isinstance(sizes, (tuple, list)) and sizes and isinstance(sizes[0], int):
+        return (sizes[0],)
+    if isinstance(defaults.get("in_features"), int):
+        return (defaults["in_features"],)
+    return None
+
+
+def restore_weights(model, directory: str | os.PathLike):
+    """Put the weights (and batch-norm statistics) of a dlcore checkpoint into `model`, in place.
+
+    Reads the newest checkpoint of `directory`, verified (`dlcore.checkpoint.load`): a `Trainer`'s
+    (`Checkpoint` callback, `dlcore run NAME --checkpoint DIR`) of one model, or a model saved with
+    `checkpoint.save(directory, step, model)`. RNG streams and optimizer state are not used.
+
+    Returns:
+        `model`.
+
+    Raises:
+        ValueError: (one line) no or a corrupt checkpoint (`CheckpointError`), one of several models, or
+            weights that are missing from it or have other shapes than `model`'s (named).
+    """
+    from flax import nnx
+
+    from dlcore import checkpoint
+
+    tree, _ = checkpoint.load(directory)
+    state = tree.get("state") if isinstance(tree, dict) else None
+    if isinstance(state, dict) and "params" in state:            # a Trainer's checkpoint of one model
+        saved = {**_flat_names(state["params"]), **_flat_names(state.get("rest") or {})}
+    elif isinstance(state, dict) and state and all(isinstance(v, dict) and "params" in v for v in state.values()):
+        raise ExportError(f"checkpoint {directory} holds several models ({', '.join(sorted(state))}); export "
+                          f"them one at a time from Python (dlcore.export.export)")
+    else:                                                        # checkpoint.save(directory, step, model)
+        saved = {k: v for k, v in _flat_names(tree).items() if "rngs" not in k.split("/")}
+    target = nnx.state(model, nnx.Not(nnx.RngState))
+    flat, treedef = jax.tree_util.tree_flatten(target)
+    names = list(_flat_names(target))
+    kind = type(model).__name__
+    missing = [n for n in names if n not in saved]
+    if missing:
+        raise ExportError(f"checkpoint {directory} lacks {missing[0]!r}" + (
+            f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + f" that {kind} needs: is it a "
+            f"checkpoint of this model?")
+    extra = [n for n in saved if n not in set(names)]
+    if extra:
+        raise ExportError(f"checkpoint {directory} holds {extra[0]!r}, which {kind} does not have: is it a "
+                          f"checkpoint of this model?")
+    leaves = []
+    for n, old in zip(names, flat):
+        new = np.asarray(saved[n])
+        if new.shape != tuple(old.shape):
+            raise ExportError(f"checkpoint {directory}: {n!r} is {_spec_text(new.shape, new.dtype)} but {kind} "
+                              f"has {_spec_text(old.shape, old.dtype)} (trained with other arguments?)")
+        leaves.append(jnp.asarray(new, old.dtype))
+    nnx.update(model, jax.tree_util.tree_unflatten(treedef, leaves))
+    return model
+
+
+def registered_model(name: str, *, checkpoint: str | os.PathLike | None = None, seed: int = 0):
+    """What `dlcore export NAME` exports: model `name` with its defaults, weights from `checkpoint` if given.
+
+    `name` may also be a checkpoint directory of a run whose recorded hyperparameters name the model
+    (``"model"``, or an ``"example"`` of the same name, as `dlcore run mnist_convnet --checkpoint DIR` records).
+
+    Returns:
+        (model name, model, its default input shape or None).
+
+    Raises:
+        ValueError: (one line) an unknown name, a checkpoint that does not say its model, or one that does
+            not fit it.
+    """
+    from dlcore import checkpoint as ckpt
+    from dlcore import models
+    from dlcore.models.registry import MODELS
+
+    if checkpoint is None and Path(name).expanduser().is_dir():    # NAME is the checkpoint
+        checkpoint = name
+        hp = ckpt.latest_good_meta(Path(name).expanduser()).get("hyperparameters") or {}
+        known = [hp[k] for k in ("model", "example") if isinstance(hp.get(k), str) and hp[k].lower() in
+                 {n.lower() for n in MODELS.names()}]
+        if not known:
+            raise ExportError(f"checkpoint {name} does not record which registered model it holds; name it: "
+                              f"dlcore export MODEL --checkpoint {name}")
+        name = known[0]
+    if checkpoint is not None and not Path(checkpoint).expanduser().is_dir():
+        raise ExportError(f"--checkpoint {checkpoint} is not a directory")
+    name = MODELS.resolve(name)
+    model = models.create(name, seed=seed)
+    if checkpoint is not None:
+        restore_weights(model, Path(checkpoint).expanduser())
+    return name, model, default_input_shape(name)
 
 
 # -- export ----------------------------------------------------------------------------------------
