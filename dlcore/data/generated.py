@@ -2,8 +2,8 @@
 
 ``moons`` (clustering), ``mnist1d`` (a 1-D stand-in for MNIST), ``daily_series``
 (a stand-in for the Chicago ridership series), ``sentence_pairs`` (a stand-in
-for English-Spanish translation) and ``sentiment_sentences`` (a stand-in for
-IMDB). Each returns ``{split: {name: array}}`` with fresh arrays.
+for English-Spanish translation), ``sentiment_sentences`` (a stand-in for
+IMDB) and ``synthetic_wine`` (a stand-in for the UCI white wines). Each returns ``{split: {name: array}}`` with fresh arrays.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from dlcore.checks import check_float, check_int
 
-__all__ = ["daily_series", "mnist1d", "moons", "sentence_pairs", "sentiment_sentences"]
+__all__ = ["daily_series", "mnist1d", "moons", "sentence_pairs", "sentiment_sentences", "synthetic_wine"]
 
 
 def _objects(items: list[str]) -> np.ndarray:
@@ -245,6 +245,44 @@ def daily_series(*, start: str = "2001-01-01", end: str = "2019-12-31", seed: in
             m[sl] = True
         out[name] = {"x": x[m], "day_type": day[m], "date": dates[m]}
     return out
+
+
+# --- synthetic wines (stand-in for the UCI white wine quality table) -----------------------
+
+# Per column of wine_quality's x (fixed acidity .. alcohol): mean, standard deviation, smallest value, and the
+# correlation with quality, rounded from the 4,898 UCI white wines (Cortez et al., 2009).
+_WINE_COLUMNS = np.array([
+    (6.855, 0.844, 3.8, -0.11), (0.278, 0.101, 0.08, -0.19), (0.334, 0.121, 0.0, -0.01),
+    (6.391, 5.072, 0.6, -0.10), (0.0458, 0.0218, 0.009, -0.21), (35.31, 17.01, 2.0, 0.01),
+    (138.36, 42.49, 9.0, -0.17), (0.99403, 0.00300, 0.9871, -0.31), (3.188, 0.151, 2.72, 0.10),
+    (0.490, 0.114, 0.22, 0.05), (10.514, 1.231, 8.0, 0.44)])
+_WINE_QUALITY_COUNTS = np.array([20, 163, 1457, 2198, 880, 175, 5])  # quality 3 .. 9
+
+
+def synthetic_wine(*, n_samples: int = 4898, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Generated wines with the UCI white wine table's columns, spreads and quality proportions.
+
+    A latent score ``z ~ N(0, 1)`` sets each wine's quality (cut at the UCI proportions of qualities 3 to
+    9) and moves each column by its correlation with quality in the real table (alcohol up, density and
+    total sulfur dioxide down, ...); the rest of each column is independent Gaussian noise, kept above the
+    real table's minimum. Total and free sulfur dioxide share part of their noise, as in the real data.
+    A stand-in for ``wine_quality``: a threshold rule or a model behaves alike on it, but no figure is the
+    book's.
+
+    Returns:
+        ``{"train": {"x": float32 (N, 11), "y": int32 (N,) quality in 3..9}}``.
+    """
+    n = check_int(n_samples, "n_samples", low=1, who="synthetic_wine")
+    rng = np.random.default_rng(check_int(seed, "seed", low=0, who="synthetic_wine"))
+    mean, std, low, corr = _WINE_COLUMNS.T
+    z = rng.standard_normal(n)
+    noise = rng.standard_normal((n, len(mean)))
+    noise[:, 6] = 0.6 * noise[:, 5] + 0.8 * noise[:, 6]  # total SO2 contains the free SO2
+    x = mean + std * (corr * z[:, None] + np.sqrt(1.0 - corr ** 2) * noise)
+    x = np.maximum(x, low).astype(np.float32)
+    cuts = np.quantile(z, np.cumsum(_WINE_QUALITY_COUNTS)[:-1] / _WINE_QUALITY_COUNTS.sum())
+    y = (3 + np.searchsorted(cuts, z)).astype(np.int32)
+    return {"train": {"x": x, "y": y}}
 
 
 # --- sentence pairs (stand-in for English-Spanish translation) -----------------------
