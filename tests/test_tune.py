@@ -53,6 +53,27 @@ def _halving(lrs, rungs):
                                    metrics=["accuracy"], monitor="val_loss")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def worker(tmp_path_factory):
+    """A second process that joins a SQLite study and runs 3 trials, started with the module's first test so
+    that its start-up (importing dlcore) overlaps the other tests; test_a_sqlite_study_is_shared_by_two_processes
+    waits for it."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('study') / 'shared.db'}"
+    tune.create_study(storage=url, study_name="shared", seed=1)  # created once, before the workers start
+    code = textwrap.dedent(f"""
+        import optuna
+        from dlcore import tune
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = tune.create_study(storage={url!r}, study_name="shared", seed=2)
+        study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=3)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    yield url, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def grid():
     """8 learning rates log-spaced over the space, every one trained 3 epochs: a population without halving
@@ -68,9 +89,9 @@ def grid():
 
 @pytest.fixture(scope="module")
 def halving():
-    """8 random learning rates (log-uniform over the space, seeded), halved after every epoch: 8, 4, 2."""
+    """8 random learning rates (log-uniform over the space, seeded), halved after epoch 2: 8, then 4 members."""
     lrs = list(np.exp(np.random.default_rng(0).uniform(math.log(LR.low), math.log(LR.high), 8)))
-    return lrs, _halving(lrs, rungs=1)
+    return lrs, _halving(lrs, rungs=2)
 
 
 # -- search spaces ----------------------------------------------------------------------------------------
@@ -141,26 +162,6 @@ def test_create_study_defaults_are_the_books_seeded_and_bad_input_is_one_line(tm
     tune.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s")
     raises_one_line(lambda: tune.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s",
                                               load_if_exists=False), "already holds a study 's'")
-
-
-def test_a_sqlite_study_is_shared_by_two_processes(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    tune.create_study(storage=url, study_name="shared", seed=1)  # created once, before the workers start
-    worker = textwrap.dedent(f"""
-        import optuna
-        from dlcore import tune
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = tune.create_study(storage={url!r}, study_name="shared", seed=2)
-        study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=3)
-    """)
-    other = subprocess.Popen([sys.executable, "-c", worker], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    study = tune.create_study(storage=url, study_name="shared", seed=1)
-    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=2)
-    out, _ = other.communicate(timeout=120)
-    assert other.returncode == 0, out.decode()[-2000:]
-    trials = tune.create_study(storage=url, study_name="shared", seed=3).trials
-    assert len(trials) == 5 and len({t.number for t in trials}) == 5
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
 # -- pruning through the Trainer -------------------------------------------------------------------------------
@@ -237,9 +238,9 @@ def test_pruning_callback_bad_input_is_one_line():
 def test_the_study_and_the_population_find_a_learning_rate_in_the_grids_best_quarter(grid, halving):
     lrs, values, quarter = grid
     assert np.isnan(values[-1]) or values[-1] > 10 * quarter  # lr 10 diverges: the grid's range has a bad end
-    # a vmapped population of 8 random learning rates, halved every epoch (8, 4, 2 members)
+    # a vmapped population of 8 random learning rates, halved after epoch 2 (8, then 4 members)
     pop_lrs, result = halving
-    assert sorted(d for d in result.dropped_at if d is not None) == [1] * 4 + [2] * 2
+    assert sorted(d for d in result.dropped_at if d is not None) == [2] * 4
     assert result.best_value <= quarter, (result.best_params, result.best_value, quarter)
     # an Optuna study (TPE, median pruning) of 8 trials over the same space, each a Trainer fit
     study = tune.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
@@ -254,9 +255,9 @@ def test_the_study_and_the_population_find_a_learning_rate_in_the_grids_best_qua
 
 
 def test_population_member_k_is_a_separate_trainer_fit(halving):
-    """A survivor (3 epochs) and a member dropped after epoch 1 equal plain-SGD Trainer fits with their rates."""
+    """A survivor (3 epochs) and a member dropped after epoch 2 equal plain-SGD Trainer fits with their rates."""
     lrs, result = halving
-    dropped = result.dropped_at.index(1)
+    dropped = result.dropped_at.index(2)
     for k in (result.best, dropped):
         epochs = len(result.history[k]["loss"])
         trainer = _trainer(optim.sgd(lrs[k]))
@@ -269,3 +270,14 @@ def test_population_member_k_is_a_separate_trainer_fit(halving):
                          result.best_state().params, trainer.state.params)
     assert result.best in result.survivors and result.dropped_at[result.best] is None
     assert result.best_params == {"lr": pytest.approx(lrs[result.best]), "seed": 0}
+
+
+def test_a_sqlite_study_is_shared_by_two_processes(worker):
+    url, other = worker
+    study = tune.create_study(storage=url, study_name="shared", seed=1)
+    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=2)
+    out, _ = other.communicate(timeout=120)
+    assert other.returncode == 0, out.decode()[-2000:]
+    trials = tune.create_study(storage=url, study_name="shared", seed=3).trials
+    assert len(trials) == 5 and len({t.number for t in trials}) == 5
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
