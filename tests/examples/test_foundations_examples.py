@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from one_line import raises_one_line
 
 from dlcore.examples import thermometer
@@ -67,3 +68,120 @@ def test_thermometer_loops_reject_bad_input_in_one_line():
                     "(11,)", "(5,)")
     raises_one_line(lambda: thermometer.split_training_loop(
         5, thermometer.optim.sgd(1e-2), [1.0, 0.0], T_U, T_U[:0], T_C, T_C[:0]), "non-zero length")
+
+
+# ---- polynomial_ridge (Ketkar & Moolayil, Deep Learning with Python, ch. 1) ----
+
+def _book_fit(x, y, n_coefficients, lambda_reg=0.0):
+    """Listings 1-2 and 1-5 as the book writes them: NumPy, the normal equations with an explicit inverse."""
+    X_train = np.column_stack([np.power(x[:80], i) for i in range(n_coefficients)])
+    model = np.dot(np.dot(np.linalg.inv(np.dot(X_train.T, X_train) + lambda_reg * np.identity(n_coefficients)),
+                          X_train.T), y[:80])
+    predicted = np.dot(model, [np.power(x, i) for i in range(n_coefficients)])
+    train = np.sqrt(np.sum(np.dot(y[:80] - predicted[:80], y[:80] - predicted[:80])))
+    test = np.sqrt(np.sum(np.dot(y[80:] - predicted[80:], y[80:] - predicted[80:])))
+    return train, test
+
+
+def test_polynomial_ridge_data_is_the_books_seeded_numpy_draw():
+    from dlcore.examples import polynomial_ridge as pr
+
+    state = np.random.get_state()
+    try:
+        np.random.seed(20)  # Listing 1-5
+        noise = np.random.normal(0, 0.1, 100)
+    finally:
+        np.random.set_state(state)
+    x, y, signal = pr.make_data(20)
+    np.testing.assert_array_equal(x, np.linspace(-1, 1, 100))
+    np.testing.assert_array_equal(y, 2 + x + 2 * x * x + noise)
+
+
+def test_polynomial_ridge_matches_the_books_numpy_formulas(quick_run):
+    from dlcore.examples import polynomial_ridge as pr
+
+    m = quick_run("polynomial_ridge")[0]["metrics"]
+    x, y, _ = pr.make_data(20)
+    for degree in (1, 2, 8):
+        train, test = _book_fit(x, y, degree + 1)
+        assert m[f"deg{degree}_train_root_sse"] == pytest.approx(train, rel=1e-7)
+        assert m[f"deg{degree}_test_root_sse"] == pytest.approx(test, rel=1e-6)
+        # the true RMSE divides the squared errors by the number of points
+        assert m[f"deg{degree}_train_rmse"] == pytest.approx(train / np.sqrt(80), rel=1e-7)
+    # the book's story (Table 1-1), on its seeded data: degree 2 generalises, 8 overfits, 1 underfits
+    assert m["deg8_train_root_sse"] < m["deg2_train_root_sse"] < m["deg1_train_root_sse"]
+    assert m["deg2_test_root_sse"] < m["deg1_test_root_sse"] < m["deg8_test_root_sse"]
+    lambdas = np.linspace(0.01, 0.99, 100)
+    sweep = np.array([_book_fit(x, y, 80, lam) for lam in lambdas])
+    assert m["ridge_train_root_sse_first"] == pytest.approx(sweep[0, 0], rel=1e-5)
+    assert m["ridge_test_root_sse_first"] == pytest.approx(sweep[0, 1], rel=1e-5)
+    assert m["ridge_test_root_sse_last"] == pytest.approx(sweep[-1, 1], rel=1e-5)
+    assert m["ridge_best_lambda"] == lambdas[np.argmin(sweep[:, 1])]
+
+
+def test_polynomial_ridge_rejects_bad_input_in_one_line():
+    from dlcore.examples import polynomial_ridge as pr
+
+    x, y, _ = pr.make_data(20)
+    raises_one_line(lambda: pr.fit_polynomial(x, y, -1), "degree", ">= 0")
+    raises_one_line(lambda: pr.fit_polynomial(x, y, 2, lambda_reg=float("nan")), "lambda_reg")
+    raises_one_line(lambda: pr.fit_polynomial(x, y, 2, n_train=100), "n_train")
+    raises_one_line(lambda: pr.ridge_sweep(x, y, 80, [0.1, -1.0]), "lambdas", ">= 0")
+    raises_one_line(lambda: pr.make_data(20, n=1), "n must be")
+
+
+# ---- california_from_scratch (Géron, Hands-On ML, ch. 10) ----
+
+def test_california_from_scratch_runs_the_three_models(quick_run):
+    report, text = quick_run("california_from_scratch")
+    m = report["metrics"]
+    for name in ("autograd", "linear", "mlp"):
+        assert m[f"{name}_loss"] < m[f"{name}_epoch1_loss"], name
+    if report["dataset"] == "diabetes":  # offline: the stand-in says why its linear models use lr 0.1
+        assert "lr 0.4 would diverge" in text and "not comparable to the book's" in text
+    else:  # the census data: close to the book's epoch-20 losses (the starting weights differ)
+        for name in ("autograd", "linear", "mlp"):
+            assert m[f"{name}_loss"] == pytest.approx(report["book"][f"{name}_loss"], abs=0.08), name
+
+
+def test_california_from_scratch_linear_regression_is_the_books_torch_loop():
+    torch = pytest.importorskip("torch")
+    from dlcore.examples import california_from_scratch as cfs
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 8)).astype(np.float32)
+    y = (X @ rng.normal(size=(8, 1)) + 0.5 + 0.3 * rng.normal(size=(200, 1))).astype(np.float32)
+    params, history = cfs.train_linear_regression(jnp.asarray(X), jnp.asarray(y), learning_rate=0.4, n_epochs=20,
+                                                  key=jax.random.key(3))
+    start = cfs.init_linear_regression(8, jax.random.key(3))
+    # the book's loop, verbatim but for the starting weights
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    w = torch.tensor(np.asarray(start["w"]), requires_grad=True)
+    b = torch.tensor(0.0, requires_grad=True)
+    losses = []
+    for _ in range(20):
+        y_pred = Xt @ w + b
+        loss = ((y_pred - yt) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            b -= 0.4 * b.grad
+            w -= 0.4 * w.grad
+            b.grad.zero_()
+            w.grad.zero_()
+        losses.append(loss.item())
+    np.testing.assert_allclose(history, losses, rtol=1e-5)
+    np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-4, atol=1e-6)
+    # and it approaches the least-squares optimum (NumPy's lstsq)
+    A = np.hstack([X, np.ones((200, 1), np.float32)])
+    best = np.mean((A @ np.linalg.lstsq(A, y, rcond=None)[0] - y) ** 2)
+    assert best <= history[-1] < best * 1.05
+
+
+def test_california_from_scratch_rejects_bad_input_in_one_line():
+    from dlcore.examples import california_from_scratch as cfs
+
+    X, y = jnp.ones((5, 3)), jnp.ones((5, 1))
+    raises_one_line(lambda: cfs.train_linear_regression(X, y, learning_rate=0.1, n_epochs=0, key=jax.random.key(0)),
+                    "n_epochs")
+    raises_one_line(lambda: cfs.train_linear_regression(X, y[:4], learning_rate=0.1, n_epochs=2,
+                                                        key=jax.random.key(0)), "(5, 3)", "(4, 1)")
