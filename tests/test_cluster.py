@@ -243,7 +243,7 @@ INF[4, 0] = np.inf
     (lambda: cluster.GaussianMixture(2, weights_init=[0.5, 0.6]).fit(np.ones((10, 2))), "weights_init must be"),
     (lambda: cluster.GaussianMixture(2, precisions_init=np.ones((2, 2))).fit(np.ones((10, 2))),
      "precisions_init for covariance_type='full' must have shape"),
-    (lambda: cluster.silhouette_score(np.ones((10, 2)), np.zeros(10)), "needs 2 <= number of labels"),
+    (lambda: cluster.silhouette_score(np.ones((10, 2)), np.zeros(10)), "Number of labels is 1. Valid values are 2"),
     (lambda: cluster.silhouette_score(np.ones((10, 2)), np.zeros(9)), "labels must have shape .10,."),
     (lambda: cluster.KNeighborsClassifier(50).fit(np.ones((10, 2)), np.zeros(10)), "n_neighbors=50 is more than"),
     (lambda: cluster.LogisticRegression().fit(np.ones((10, 2)), np.zeros(10)), "a single class"),
