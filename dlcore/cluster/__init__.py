@@ -17,7 +17,7 @@ x64 context (scikit-learn's figures to many digits). Fitted attributes are NumPy
 
 from dlcore.cluster._common import NotFittedError
 from dlcore.cluster.classify import KNeighborsClassifier, LogisticRegression
-from dlcore.cluster.dbscan import DBSCAN
+from dlcore.cluster.dbscan import DBSCAN, dbscan
 from dlcore.cluster.kmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
 from dlcore.cluster.mixture import BayesianGaussianMixture, GaussianMixture, density_anomalies
 from dlcore.cluster.plot import plot_elbow, plot_silhouette_diagram, plot_silhouette_scores
