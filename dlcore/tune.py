@@ -147,6 +147,27 @@ class Param:
             return list(dict.fromkeys(int(round(v)) for v in values))
         return values
 
+    def sample(self, n: int, seed: int = 0) -> list:
+        """``n`` values drawn at random over the range, on its scale (uniform in ``log`` for a log scale),
+        from ``numpy.random.default_rng(seed)``: a random search's trials, e.g. the learning rates of
+        a population. A ``step`` rounds them onto the grid ``low + k * step``."""
+        import numpy as np
+
+        n = check_int(n, "n", low=1, who="Param.sample")
+        rng = np.random.default_rng(check_int(seed, "seed", low=0, who="Param.sample"))
+        if self.kind == "categorical":
+            return [self.choices[i] for i in rng.integers(0, len(self.choices), n)]
+        if self.log:
+            values = np.exp(rng.uniform(math.log(self.low), math.log(self.high), n))
+        elif self.kind == "int":
+            values = rng.uniform(self.low - 0.5, self.high + 0.5, n)
+        else:
+            values = rng.uniform(self.low, self.high, n)
+        if self.step is not None:
+            values = self.low + np.round((values - self.low) / self.step) * self.step
+        values = np.clip(values, self.low, self.high)
+        return [int(round(v)) for v in values] if self.kind == "int" else [float(v) for v in values]
+
 
 class SearchSpace:
     """Named hyperparameter ranges, checked when declared: ``suggest(trial)`` gives one trial's values.

@@ -1,4 +1,6 @@
-"""Populations trained with vmap (dlcore/train/population.py and TrainState.stack / unstack / population)."""
+"""Populations trained with vmap (dlcore/train/population.py and TrainState.stack / unstack / population).
+
+successive_halving's member-equals-a-Trainer-fit acceptance test is in test_tune.py, beside the search it serves."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dlcore import losses, optim
 from dlcore.train import (TrainState, Trainer, population_epoch, population_fit, population_keys,
                           population_metrics, train_step)
 from dlcore.train import population as pop
+from dlcore.train.population import population_evaluate, population_select, successive_halving
+from one_line import raises_one_line
 
 SEEDS = list(range(8))
 EPOCHS = 2
@@ -165,3 +169,61 @@ def test_a_second_epoch_does_not_recompile():
     figures = population_metrics(acc, ["accuracy"])
     assert figures["loss"].shape == figures["accuracy"].shape == (3,)
     assert int(states.step[0]) == 3 * 7
+
+
+def test_population_evaluate_is_each_members_trainer_evaluate_in_eval_mode():
+    """Untrained members with dropout: the figures must be eval mode's (dropout off), as Trainer.evaluate's."""
+    data, seeds = _data(), [0, 1, 2]
+    states = TrainState.population(make, optim.adam(1e-2), seeds)
+    figures = population_evaluate(states, data, loss_fn=losses.cross_entropy, metrics=["accuracy"], batch_size=32)
+    assert set(figures) == {"loss", "accuracy"} and figures["loss"].shape == (3,)
+    compiled = None
+    for i, seed in enumerate(seeds):
+        trainer = Trainer(make(nnx.Rngs(seed)), optim.adam(1e-2), losses.cross_entropy, metrics=["accuracy"],
+                          seed=seed, progress=False)
+        if compiled is not None:
+            trainer._compiled = compiled
+        expected = trainer.evaluate(data)
+        compiled = trainer._compiled
+        np.testing.assert_allclose(figures["loss"][i], expected["loss"], rtol=1e-5)
+        np.testing.assert_allclose(figures["accuracy"][i], expected["accuracy"], rtol=1e-6)
+    assert len(set(np.round(figures["loss"], 6))) == 3
+    # population_select keeps the members asked for, in that order
+    picked = population_select(states, [2, 0]).unstack()
+    _assert_equal(picked[0], states.unstack()[2])
+    _assert_equal(picked[1], states.unstack()[0])
+
+
+def test_population_and_halving_bad_input_is_one_line():
+    data, tx = _data(), optim.injectable("sgd", lr=0.1)
+    states = TrainState.population(make, tx, [0, 1])
+    raises_one_line(lambda: population_select(states, [0, 2]), "each member index must be an int in [0, 1]")
+    raises_one_line(lambda: population_select(states, []), "at least one member")
+    raises_one_line(lambda: population_evaluate(states, {"x": data["x"]}, loss_fn=losses.cross_entropy),
+                    "needs targets 'y'")
+
+    def halving(**kw):
+        args = dict(hyperparams={"lr": [0.1, 0.01]}, epochs=2, rungs=1, batch_size=BATCH,
+                    loss_fn=losses.cross_entropy, metrics=["accuracy"], monitor="val_accuracy")
+        args.update(kw)
+        return lambda: successive_halving(make, args.pop("tx", tx), data, args.pop("validation", data), **args)
+
+    raises_one_line(halving(hyperparams={"lr": [0.1, 0.01, 0.001], "weight_decay": [0.0, 1e-4]}),
+                    "hyperparameter lists differ in length (lr: 3, weight_decay: 2)")
+    raises_one_line(halving(seeds=[0, 1, 2]), "3 seeds for 2 members")
+    raises_one_line(halving(hyperparams={"dropout": [0.1, 0.5]}), "'dropout' cannot vary within a population",
+                    "graphdef")
+    raises_one_line(halving(hyperparams={"lr": [0.1, float("nan")]}), "hyperparams['lr']", "finite number")
+    raises_one_line(halving(hyperparams={"lr": 0.1}), "must be a list of numbers")
+    raises_one_line(halving(monitor="val_f1"), "monitor 'val_f1' is none of the figures")
+    raises_one_line(halving(rungs=0), "rungs (epochs between halvings) must be an int >= 1")
+    raises_one_line(halving(tx=optim.sgd(0.1)), "holds no injected hyperparameter 'lr'", "injectable")
+    raises_one_line(halving(validation={"x": data["x"]}), "validation needs targets 'y'")
+    raises_one_line(halving(hyperparams={"lr": [0.1, 0.01], "momentum": [0.9]}), "differ in length")
+
+
+def test_halving_ranks_nan_last_and_keeps_ties_in_member_order():
+    nan = float("nan")
+    assert pop._rank([0.5, nan, 0.2, 0.9], "max") == [3, 0, 2, 1]
+    assert pop._rank([0.5, nan, 0.2, 0.9], "min") == [2, 0, 3, 1]
+    assert pop._rank([0.3, 0.3, 0.1], "max") == [0, 1, 2]

@@ -281,3 +281,17 @@ def test_a_sqlite_study_is_shared_by_two_processes(worker):
     trials = tune.create_study(storage=url, study_name="shared", seed=3).trials
     assert len(trials) == 5 and len({t.number for t in trials}) == 5
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_param_sample_stays_in_range_on_its_scale_and_repeats_with_its_seed():
+    lr = tune.Param("float", 1e-5, 1e-1, log=True)
+    values = np.array(lr.sample(400, seed=3))
+    assert values.min() >= 1e-5 and values.max() <= 1e-1 and lr.sample(5, seed=3) == list(values[:5])
+    # log-uniform: each decade holds about a quarter of the draws (a uniform draw would put 90% in the last)
+    decades = np.histogram(np.log10(values), bins=[-5, -4, -3, -2, -1])[0]
+    assert decades.min() > 60, decades
+    ints = tune.Param("int", 20, 300).sample(200, seed=0)
+    assert all(isinstance(v, int) and 20 <= v <= 300 for v in ints)
+    assert set(tune.Param("float", 0.0, 1.0, step=0.25).sample(50)) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert set(tune.Param("categorical", choices=["sgd", "adam"]).sample(20)) == {"sgd", "adam"}
+    raises_one_line(lambda: lr.sample(0), "n must be an int >= 1")
