@@ -70,7 +70,7 @@ def _export(args) -> None:
     shape = None
     if args.input_shape is not None:
         try:
-            shape = tuple(int(d) for d in args.input_shape.replace("x", ",").split(",") if d.strip())
+            shape = tuple(int(d) for d in args.input_shape.split(","))
         except ValueError:
             shape = ()
         if not shape or min(shape) < 1:
@@ -87,11 +87,8 @@ def _export(args) -> None:
                                                     f"the folder {path.parent} does not exist"))
         if suffix and path.suffix != suffix:
             raise ValueError(f"{flag} must end in {suffix}, got {value!r}")
-    name, model, default = export.registered_model(args.name, checkpoint=args.checkpoint, seed=args.seed)
-    shape = shape or default
-    if shape is None:
-        raise ValueError(f"the arguments of model {name} do not say its input shape: give --input-shape "
-                         f"(one example, no batch axis, e.g. 224,224,3)")
+    name, model, shape = export.registered_model(args.name, checkpoint=args.checkpoint, seed=args.seed,
+                                                 input_shape=shape)
     target = model
     if args.int8:
         from dlcore.quantize import quantize_int8

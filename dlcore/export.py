@@ -315,18 +315,22 @@ def restore_weights(model, directory: str | os.PathLike):
     return model
 
 
-def registered_model(name: str, *, checkpoint: str | os.PathLike | None = None, seed: int = 0):
+def registered_model(name: str, *, checkpoint: str | os.PathLike | None = None, seed: int = 0,
+                     input_shape: Sequence[int] | None = None):
     """What `dlcore export NAME` exports: model `name` with its defaults, weights from `checkpoint` if given.
 
     `name` may also be a checkpoint directory of a run whose recorded hyperparameters name the model
     (``"model"``, or an ``"example"`` of the same name, as `dlcore run mnist_convnet --checkpoint DIR` records).
 
+    Args:
+        input_shape: one example's shape; None for `default_input_shape(name)`.
+
     Returns:
-        (model name, model, its default input shape or None).
+        (model name, model, input shape).
 
     Raises:
-        ValueError: (one line) an unknown name, a checkpoint that does not say its model, or one that does
-            not fit it.
+        ValueError: (one line) an unknown name, no input shape given or known (before the model is built),
+            a checkpoint that does not say its model, or one that does not fit it.
     """
     from dlcore import checkpoint as ckpt
     from dlcore import models
@@ -344,10 +348,14 @@ def registered_model(name: str, *, checkpoint: str | os.PathLike | None = None, 
     if checkpoint is not None and not Path(checkpoint).expanduser().is_dir():
         raise ExportError(f"--checkpoint {checkpoint} is not a directory")
     name = MODELS.resolve(name)
+    shape = tuple(input_shape) if input_shape is not None else default_input_shape(name)
+    if shape is None:
+        raise ExportError(f"the arguments of model {name} do not say its input shape: give it (--input-shape, one "
+                          f"example without the batch axis, e.g. 224,224,3)")
     model = models.create(name, seed=seed)
     if checkpoint is not None:
         restore_weights(model, Path(checkpoint).expanduser())
-    return name, model, default_input_shape(name)
+    return name, model, shape
 
 
 # -- export ----------------------------------------------------------------------------------------
