@@ -146,7 +146,8 @@ def test_dbscan_labels_are_scikit_learns(moons, eps):
     theirs = sklearn.cluster.DBSCAN(eps=eps, min_samples=5).fit(moons)
     np.testing.assert_array_equal(ours.labels_, theirs.labels_)  # numbering included
     np.testing.assert_array_equal(ours.core_sample_indices_, theirs.core_sample_indices_)
-    np.testing.assert_array_equal(ours.components_, theirs.components_.astype(np.float32))
+    np.testing.assert_array_equal(ours.components_, theirs.components_)  # float64 in, float64 out
+    assert ours.labels_.dtype == theirs.labels_.dtype and ours.components_.dtype == theirs.components_.dtype
     if eps == 0.05:  # Géron, ch. 8, DBSCAN, Figure 8-13: seven clusters, the labels the book prints
         assert ours.labels_.max() + 1 == 7
         assert ours.labels_[:10].tolist() == [0, 2, -1, -1, 1, 0, 0, 0, 2, 5]
