@@ -185,3 +185,68 @@ def test_california_from_scratch_rejects_bad_input_in_one_line():
                     "n_epochs")
     raises_one_line(lambda: cfs.train_linear_regression(X, y[:4], learning_rate=0.1, n_epochs=2,
                                                         key=jax.random.key(0)), "(5, 3)", "(4, 1)")
+
+
+# ---- tensors (Antiga et al. ch. 3; Ketkar & Moolayil ch. 2 and 4) ----
+
+def test_tensors_report_the_books_printed_figures(quick_run):
+    report, text = quick_run("tensors")
+    m, book = report["metrics"], report["book"]
+    for k, v in book.items():
+        if k == "float16_of_0_4":  # the book prints 4 decimals of float16(0.4) = 0.39990234375
+            assert f"{m[k]:.4f}" == "0.3999" and m[k] == 0.39990234375
+        else:
+            assert m[k] == pytest.approx(v, abs=1e-6), k
+    assert m["grad_check_max_rel_error"] < 1e-5
+    assert "storage [4.0, 5.0, 2.0, 1.0, 3.0, 1.0]" in text  # Antiga et al. Out[46]
+
+
+def test_tensors_indexing_is_the_books_listings():
+    from dlcore.examples import tensors
+
+    i = tensors.indexing()
+    assert i["cat_0"] == (6, 2) and i["cat_1"] == (2, 6)  # Listing 2-23
+    np.testing.assert_array_equal(i["index_select_0"], [[1, 2, 3], [4, 5, 6]])  # Listing 2-28
+    np.testing.assert_array_equal(i["index_select_1"], [[1, 2], [4, 5], [7, 8]])
+    np.testing.assert_array_equal(i["masked_select"], [2, 4, 5, 6, 8])  # Listing 2-29
+    np.testing.assert_allclose(i["gather_0"], [[0.6212, 0.7763, 0.3011, 0.7185]], rtol=1e-6)  # Listing 2-37
+    np.testing.assert_allclose(i["gather_1"], [[0.6212], [0.7763], [0.3011], [0.7185]], rtol=1e-6)
+    expected = np.array(tensors.GATHER_A, np.float32)
+    np.fill_diagonal(expected, 0.0)  # Listing 2-38: scatter of zeros along dim 0 at [[0, 1, 2, 3]]
+    np.testing.assert_array_equal(i["scatter_0"], expected)
+    np.testing.assert_array_equal(i["scatter_input"], np.array(tensors.GATHER_A, np.float32))
+    assert i["unsqueeze"] == (1, 3, 2) and i["squeeze"] == (2, 2)
+    np.testing.assert_allclose(i["broadcast_gray"], np.full((2, 5, 5), 1.0), rtol=1e-6)  # weights sum to 1
+
+
+def test_tensors_strides_match_torch():
+    torch = pytest.importorskip("torch")
+    from dlcore.examples import tensors
+
+    points = torch.tensor(tensors.POINTS)
+    v = tensors.views_and_strides()
+    assert v["points_strides"] == points.stride() and v["points_t_strides"] == points.t().stride()
+    assert v["second_point_offset"] == points[1].storage_offset()
+    some_t = torch.ones(3, 4, 5)
+    assert v["transpose_t_strides"] == some_t.transpose(0, 2).stride()
+    assert v["contiguous_strides"] == points.t().contiguous().stride()
+    assert v["contiguous_storage"] == points.t().contiguous().flatten().tolist()
+    assert tensors.element_strides(np.ones((2, 3), np.float64)[:, ::2]) == torch.ones(2, 3)[:, ::2].stride()
+
+
+def test_tensors_gradient_check_catches_a_wrong_gradient():
+    from jax.test_util import check_grads
+
+    from dlcore.examples import tensors
+
+    assert tensors.gradient_check(1)["max_rel_error"] < 1e-5
+
+    @jax.custom_vjp
+    def bad_tanh(x):
+        return jnp.tanh(x)
+
+    bad_tanh.defvjp(lambda x: (jnp.tanh(x), x), lambda x, g: (g * 1.1 * (1 - jnp.tanh(x) ** 2),))
+    with jax.enable_x64(True):
+        x = jnp.linspace(-1, 1, 5, dtype=jnp.float64)
+        with pytest.raises(AssertionError):
+            check_grads(lambda x: bad_tanh(x).sum(), (x,), order=1, modes=("rev",))
