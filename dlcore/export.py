@@ -246,7 +246,9 @@ def _flat_names(tree: Any) -> dict[str, Any]:
 def default_input_shape(name: str) -> tuple[int, ...] | None:
     """One example's shape for registered model `name` built with its defaults, read from its constructor's
     arguments: ``image_size`` and ``in_channels`` give (H, W, C) (NHWC), ``sizes`` (an MLP) gives
-    (sizes[0],), ``in_features`` gives (in_features,); None when the arguments do not say.
+    (sizes[0],), ``in_features`` gives (in_features,), ``length`` (a signal) gives (length,); None when the
+    arguments do not say (sequence models, whose length is free, and ImageNet models, whose size is not an
+    argument).
 
     Raises:
         ValueError: an unknown model name (with the close matches).
@@ -261,6 +263,8 @@ def default_input_shape(name: str) -> tuple[int, ...] | None:
         return (sizes[0],)
     if isinstance(defaults.get("in_features"), int):
         return (defaults["in_features"],)
+    if isinstance(defaults.get("length"), int) and "input_size" not in defaults:   # MNIST-1D signals (N, 40)
+        return (defaults["length"],)
     return None
 
 
