@@ -8,13 +8,17 @@ side is what a user writes without it: K fresh `Trainer`s, each `fit` for the sa
 compiles its own epoch). Both sides' figures INCLUDE building the models and compiling, and train the
 same K models for the same epochs to the same weights (`tests/test_population.py`). A second case
 reports the compile time alone: the first epoch's time less a later epoch's (the population compiles
-once; the sequential side K times). Ratio = sequential / population (above 1: the population is faster).
+once; the sequential side K times). The last case is a learning-rate search (issue 16): K = 16 learning
+rates as one population (the rates injected into one stacked optimizer state) against 16 Trainer fits
+with ``optim.sgd(lr)`` each, same model, seed and epochs; the target is a ratio of at least 4 on a 2-core
+CPU. Ratio = sequential / population (above 1: the population is faster).
 
 Run: `dlcore bench population [--quick] [--json FILE]`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import jax
@@ -27,7 +31,7 @@ from dlcore.bench import BenchContext, Benchmark, Result
 from dlcore.train import TrainState, Trainer, population_epoch, population_keys
 from dlcore.train import population as pop
 
-BENCHMARK = Benchmark(name="population", title="K seeds of Géron's MLP: one vmapped jitted call vs K Trainer fits",
+BENCHMARK = Benchmark(name="population", title="K seeds or K learning rates of Géron's MLP: one vmapped jitted call vs K Trainer fits",
                       peer="sequential Trainer")
 
 BATCH = 32
@@ -43,11 +47,11 @@ def _make(rngs):
     return dlcore.models.create("mlp", sizes=SIZES, rngs=rngs)
 
 
-def _population(tx, data, seeds, epochs) -> list[float]:
+def _population(tx, data, seeds, epochs, hyperparams=None) -> list[float]:
     """Seconds of each epoch of the population (the first includes building the models and compiling)."""
     pop._epoch_jit.clear_cache()  # compile afresh on every repeat: the figure includes compilation
     t0 = time.perf_counter()
-    states = TrainState.population(_make, tx, seeds)
+    states = TrainState.population(_make, tx, seeds, hyperparams=hyperparams)
     split = jax.device_put({**data, "w": np.ones(len(data["y"]), np.float32)})
     keys = population_keys(seeds)[1]
     times = []
@@ -59,11 +63,13 @@ def _population(tx, data, seeds, epochs) -> list[float]:
     return times
 
 
-def _sequential(tx, data, seeds, epochs) -> list[float]:
-    """Seconds of each epoch summed over K fresh Trainers (each builds its model and compiles)."""
+def _sequential(txs, data, seeds, epochs) -> list[float]:
+    """Seconds of each epoch summed over K fresh Trainers (each builds its model and compiles); member i
+    trains with ``txs[i]`` (or ``txs`` itself for all)."""
     times = [0.0] * epochs
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         t0 = time.perf_counter()
+        tx = txs[i] if isinstance(txs, list) else txs
         trainer = Trainer(_make(nnx.Rngs(seed)), tx, losses.cross_entropy, seed=seed, batch_size=BATCH,
                           progress=False)
         for epoch in range(1, epochs + 1):
@@ -72,6 +78,23 @@ def _sequential(tx, data, seeds, epochs) -> list[float]:
             times[epoch - 1] += time.perf_counter() - t0
             t0 = time.perf_counter()
     return times
+
+
+def _learning_rates(ctx: BenchContext, data: dict, epochs: int, repeats: int) -> Result:
+    """K learning rates (the trials of a learning-rate search) as one population, injected into one stacked
+    optimizer state (`optim.injectable`), against K Trainer fits with ``optim.sgd(lr)`` each: the same
+    models (one seed), the same epochs, building and compiling included on both sides."""
+    k = 4 if ctx.quick else 16
+    lrs = [float(v) for v in np.geomspace(1e-3, 0.3, k)]
+    seeds = [0] * k
+    tx = optim.injectable("sgd", lr=0.1)
+    best_pop = best_seq = math.inf
+    for _ in range(repeats):  # alternated, best total of each
+        best_pop = min(best_pop, sum(_population(tx, data, seeds, epochs, hyperparams={"lr": lrs})))
+        best_seq = min(best_seq, sum(_sequential([optim.sgd(lr=lr) for lr in lrs], data, seeds, epochs)))
+    return Result(f"{k} learning rates, {epochs} epochs of {len(data['y'])} images", "s", best_pop, best_seq,
+                  note=f"lr {lrs[0]:g}..{lrs[-1]:g} log-spaced, one seed; incl. building and compiling; best of "
+                       f"{repeats}" + (" alternated" if repeats > 1 else "") + "; target ratio >= 4")
 
 
 def run(ctx: BenchContext) -> list[Result]:
@@ -98,4 +121,5 @@ def run(ctx: BenchContext) -> list[Result]:
                           compile_estimate(best_seq), note=f"population compiles once, sequential {k} times"))
     results.append(Result("one epoch, compiled", "s", min(best_pop[1:]), min(best_seq[1:]),
                           note=f"all {k} members"))
+    results.append(_learning_rates(ctx, data, epochs, repeats))
     return results
