@@ -398,6 +398,12 @@ def _spec_of(aval, batch) -> dict:
     return {"shape": shape, "dtype": str(aval.dtype)}
 
 
+def _plain(outputs: Any) -> Any:
+    """Named tuples of outputs (GoogLeNet's) as dicts: a loader knows dicts without the class's code."""
+    return jax.tree_util.tree_map(lambda t: dict(t._asdict()) if hasattr(t, "_asdict") else t, outputs,
+                                  is_leaf=lambda t: hasattr(t, "_asdict"))
+
+
 def export(model, path: str | os.PathLike, *, input_shape: Sequence[int], dtype: Any = "float32",
            weights: str = "inside", platforms: Sequence[str] | None = ("cpu", "cuda")) -> Path:
     """Serialise `model`'s eval-mode forward pass, with a symbolic batch size, to `path`.
@@ -416,7 +422,8 @@ def export(model, path: str | os.PathLike, *, input_shape: Sequence[int], dtype:
             file written on either runs on both. None: only the platform of this process.
 
     Returns:
-        `path`.
+        `path`. The loaded function returns what the model returns (an array, or a tuple, list or dict of
+        them), a named tuple as a dict of its fields.
 
     Raises:
         ExportError: (a ValueError, one line) a bad argument, an input shape the model cannot take (with
@@ -448,14 +455,18 @@ def export(model, path: str | os.PathLike, *, input_shape: Sequence[int], dtype:
     x_spec = jax.ShapeDtypeStruct((batch, *shape), dt)
     try:
         if weights == "inside":
-            exp = jax.export.export(jax.jit(lambda x: pred.apply(pred.weights, x)), platforms=platforms)(x_spec)
+            exp = jax.export.export(jax.jit(lambda x: _plain(pred.apply(pred.weights, x))),
+                                    platforms=platforms)(x_spec)
         else:
-            exp = jax.export.export(jax.jit(pred.apply), platforms=platforms)(wspec, x_spec)
+            exp = jax.export.export(jax.jit(lambda w, x: _plain(pred.apply(w, x))), platforms=platforms)(wspec, x_spec)
         payload = bytes(exp.serialize())
     except Exception as exc:
-        raise ExportError(f"export: {pred.model_name}'s forward pass cannot be exported with a free batch size "
-                          f"({_first_line(exc)}); a model whose Python code needs the batch size as a number "
-                          f"cannot be exported this way") from None
+        why = _first_line(exc)
+        if "symbolic" in why.lower() or "dimension" in why.lower() or "polymorphi" in why.lower():
+            raise ExportError(f"export: {pred.model_name}'s forward pass cannot be exported with a free batch size "
+                              f"({why}); a model whose Python code needs the batch size as a number cannot be "
+                              f"exported this way") from None
+        raise ExportError(f"export: {pred.model_name}'s forward pass cannot be exported: {why}") from None
     import dlcore
 
     header = {

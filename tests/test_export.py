@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import namedtuple
 from pathlib import Path
 
 import jax
@@ -189,6 +190,34 @@ def test_bad_export_arguments_are_one_line(files, tmp_path):
                     "platforms")
     raises_one_line(lambda: export.export(lambda x: x, tmp_path / "a.dlx", input_shape=(6,)), "Flax NNX module")
     assert not (tmp_path / "a.dlx").exists()
+
+
+_Pair = namedtuple("_Pair", "logits inputs")
+
+
+class TwoOutputs(nnx.Module):
+    """A named tuple of outputs (as GoogLeNet's), or, with `fixed_batch`, Python code that needs B as a number."""
+
+    def __init__(self, fixed_batch: bool = False):
+        self.l = nn.Linear(3, 2, rngs=nnx.Rngs(0))
+        self.fixed_batch = fixed_batch
+
+    def __call__(self, x):
+        if self.fixed_batch:
+            return self.l(x) * int(x.shape[0])
+        return _Pair(self.l(x), x)
+
+
+def test_named_tuple_outputs_come_back_as_dicts_and_a_fixed_batch_is_one_line(tmp_path):
+    model = TwoOutputs()
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    fn = export.load(export.export(model, tmp_path / "t.dlx", input_shape=(3,)))
+    out = fn(x)
+    assert sorted(out) == ["inputs", "logits"]
+    np.testing.assert_allclose(np.asarray(out["logits"]), np.asarray(model(x).logits), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out["inputs"]), x)
+    raises_one_line(lambda: export.export(TwoOutputs(fixed_batch=True), tmp_path / "b.dlx", input_shape=(3,)),
+                    "free batch size")
 
 
 # -- int8 ------------------------------------------------------------------------------------------
