@@ -31,7 +31,8 @@ from dlcore.bench import BenchContext, Benchmark, Result
 from dlcore.train import TrainState, Trainer, population_epoch, population_keys
 from dlcore.train import population as pop
 
-BENCHMARK = Benchmark(name="population", title="K seeds or K learning rates of Géron's MLP: one vmapped jitted call vs K Trainer fits",
+BENCHMARK = Benchmark(name="population",
+                      title="K seeds or K learning rates of Géron's MLP: one vmapped jitted call vs K Trainer fits",
                       peer="sequential Trainer")
 
 BATCH = 32

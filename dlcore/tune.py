@@ -314,7 +314,8 @@ class PruningCallback(Callback):
     history holds ``E`` epochs, and another ``fit`` would continue from there.
 
     Args:
-        trial: the ``optuna.Trial`` the objective got.
+        trial: the ``optuna.Trial`` the objective got (an ``optuna.trial.FixedTrial``, to rerun the best
+            parameters through the same objective, never prunes).
         monitor: a key of the epoch logs, e.g. "val_accuracy" (pass validation data to the fit) or "val_loss";
             the study's direction says whether higher is better.
 
@@ -325,9 +326,9 @@ class PruningCallback(Callback):
 
     def __init__(self, trial: Any, monitor: str = "val_loss"):
         optuna = _optuna()
-        if not isinstance(trial, optuna.trial.Trial):
+        if not isinstance(trial, optuna.trial.BaseTrial):
             raise ValueError(f"PruningCallback needs the optuna.Trial the objective got, got {type(trial).__name__}")
-        if len(trial.study.directions) > 1:
+        if isinstance(trial, optuna.trial.Trial) and len(trial.study.directions) > 1:
             raise ValueError("PruningCallback: Optuna does not prune multi-objective studies; report and return "
                              "the objectives yourself")
         if not isinstance(monitor, str) or not monitor:

@@ -118,7 +118,8 @@ def test_search_space_checks_itself_in_one_line():
 
 def test_search_space_suggests_within_its_ranges_and_grids_by_hand():
     space = tune.SearchSpace(learning_rate=tune.Param("float", 1e-5, 1e-1, log=True),
-                             n_hidden=tune.Param("int", 20, 300), opt=tune.Param("categorical", choices=["sgd", "adam"]))
+                             n_hidden=tune.Param("int", 20, 300),
+                             opt=tune.Param("categorical", choices=["sgd", "adam"]))
     study = tune.create_study(seed=1)
     for _ in range(20):
         p = space.suggest(study.ask())

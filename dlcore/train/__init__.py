@@ -10,7 +10,8 @@ at once with one ``jit(vmap(...))``.
 from dlcore.train.callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoard
 from dlcore.train.loop import NonFiniteError, Trainer
 from dlcore.train.lr import LRFinderResult, LRScheduler, ReduceLROnPlateau, lr_find
-from dlcore.train.population import population_epoch, population_fit, population_keys, population_metrics
+from dlcore.train.population import (HalvingResult, population_epoch, population_evaluate, population_fit,
+                                     population_keys, population_metrics, population_select, successive_halving)
 from dlcore.train.state import TrainState
 from dlcore.train.step import (compute_metrics, eval_step, init_metrics, predict_step, train_epoch, train_step,
                                update_metrics)
@@ -18,4 +19,5 @@ from dlcore.train.step import (compute_metrics, eval_step, init_metrics, predict
 __all__ = ["CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "LRFinderResult", "LRScheduler", "NonFiniteError",
            "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "TrainState", "Trainer", "compute_metrics", "eval_step",
            "init_metrics", "lr_find", "population_epoch", "population_fit", "population_keys",
-           "population_metrics", "predict_step", "train_epoch", "train_step", "update_metrics"]
+           "population_metrics", "predict_step", "train_epoch", "train_step", "update_metrics",
+           "HalvingResult", "population_evaluate", "population_select", "successive_halving"]

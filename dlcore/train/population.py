@@ -6,6 +6,10 @@ one call: `population_epoch` is ``jit(vmap(epoch-as-scan))`` over the members, e
 weights, optimizer state (per-member learning rates injected there, `dlcore.optim.injectable`),
 shuffle order and dropout keys. It compiles once for all N members and all epochs.
 
+`population_evaluate` measures every member on validation data (vmapped, eval mode), `population_select`
+keeps some members, and `successive_halving` puts them together into a search: K trials that differ in
+learning rate, weight decay or seed, trained at once, the worse half dropped every few epochs.
+
 Keys follow the Trainer's, so member ``i`` trained here for E epochs has the weights and per-epoch
 losses of ``Trainer(model_i, tx, loss, seed=seeds[i], batch_size=B).fit(data, epochs=E)`` (same
 numbers up to float rounding; the Trainer's one-scan epoch, as it runs for in-memory data and models
@@ -43,7 +47,8 @@ from dlcore.train.state import TrainState
 __all__ = ["HalvingResult", "population_epoch", "population_evaluate", "population_fit", "population_keys",
            "population_metrics", "population_select", "successive_halving"]
 
-_traces = {"population_epoch": 0, "population_evaluate": 0}  # trace counts: the tests show an epoch compiles once per shape
+# trace counts: the tests show an epoch compiles once per shape
+_traces = {"population_epoch": 0, "population_evaluate": 0}
 
 
 def population_keys(seeds: Sequence[int]) -> tuple[jax.Array, jax.Array]:
