@@ -105,10 +105,11 @@ def _perceptron(ctx: Context) -> dict[str, float]:
     ctx.print("iris: scikit-learn's load_iris, 150 flowers (petal length and width), setosa or not")
     model = Perceptron(2)
     stop = dlcore.EarlyStopping("loss", patience=5, min_delta=1e-3, mode="min", restore_best_weights=False)
-    kwargs = ctx.trainer_kwargs({"model": "perceptron", "lr": 1.0}, tag="perceptron")
+    epochs = ctx.n_epochs(1000, quick=100)
+    kwargs = ctx.trainer_kwargs({"model": "perceptron", "lr": 1.0, "epochs": epochs}, tag="perceptron")
     kwargs["callbacks"] = [*kwargs["callbacks"], stop]
     trainer = dlcore.Trainer(model, optim.sgd(1.0), perceptron_loss, batch_size=1, **kwargs)
-    history = trainer.fit({"x": x, "y": y}, epochs=ctx.n_epochs(1000, quick=100))
+    history = trainer.fit({"x": x, "y": y}, epochs=epochs, resume=ctx.resume)
     flowers = heaviside(trainer.predict(BOOK_FLOWERS))[:, 0]
     accuracy = float(np.mean(heaviside(trainer.predict(x)) == y))
 
@@ -172,7 +173,7 @@ def _fit_mlp(ctx: Context, tag: str, sizes, loss, metrics, monitor, train, test,
     kwargs = ctx.trainer_kwargs({"model": tag, "sizes": list(sizes), "epochs": epochs}, tag=tag)
     kwargs["callbacks"] = [*kwargs["callbacks"], stop]
     trainer = dlcore.Trainer(model, tx, loss, metrics=metrics, batch_size=batch, **kwargs)
-    history = trainer.fit(fit, epochs=epochs, validation=val)
+    history = trainer.fit(fit, epochs=epochs, validation=val, resume=ctx.resume)
     n = len(history["loss"])
     for e in sorted({*range(0, n, max(1, n // 4)), n - 1}):
         ctx.print(f"  epoch {e + 1}/{n}: loss {history['loss'][e]:.6f}, validation score "
