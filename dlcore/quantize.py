@@ -11,10 +11,12 @@ dequantizes inside the jitted (or exported) computation, ``W ≈ q * scale``; ac
 and their statistics stay float32. Kernels take 4x fewer bytes (plus 4 bytes a channel); the
 computation itself stays float32, so this saves memory and file size, not arithmetic.
 
-The books only name quantization (Antiga et al., Deep Learning with PyTorch, ch. 15; Géron, Hands-On
-Machine Learning with Scikit-Learn and PyTorch, ch. 10 points to its appendix on reduced precision);
-the scheme is the per-channel symmetric weight quantization of Krishnamoorthi (2018), "Quantizing deep
-convolutional networks for efficient inference: A whitepaper".
+The books only name quantization: Géron, Hands-On Machine Learning with Scikit-Learn and PyTorch,
+ch. 11, Training Deep Neural Networks, Practical Guidelines ("reduce the float precision from 32 bits
+to 16 or even 8 bits", with the details in its Appendix B), and Antiga et al., Deep Learning with
+PyTorch, 2nd ed., section 3.12, Generalized tensors are tensors, too (quantized tensors, left to a later
+chapter). The scheme is the per-channel symmetric weight quantization of Krishnamoorthi (2018),
+"Quantizing deep convolutional networks for efficient inference: A whitepaper".
 
 Example:
     >>> q = quantize.quantize_int8(model)           # a dlcore.export.Predictor

@@ -13,7 +13,7 @@ without its Python code. dlcore's counterpart is `dlcore.export`: the eval-mode 
 once with `jax.export` (a free batch size), saved with the weights inside or as an argument, loaded
 back and compared for two batch sizes.
 
-Quantization (which the book leaves to its appendix): the MNIST ConvNet of Jha, Mastering PyTorch,
+Quantization (which the book leaves to its Appendix B; ch. 11, Practical Guidelines): the MNIST ConvNet of Jha, Mastering PyTorch,
 ch. 1 (as `examples/mnist_convnet.py` trains it: Adadelta 0.5, batch 32, normalised pixels) with its
 Linear and Conv kernels stored as int8 with per-output-channel scales (`dlcore.quantize`): test
 accuracy and kernel bytes before and after (1,201,216 -> 300,792 bytes, 3.99x smaller), and the
