@@ -24,9 +24,9 @@ the training split (the book's second `train_test_split(random_state=42)`, here 
 
 Offline, without the census data, it runs on scikit-learn's diabetes set (442 patients, 10 features) with
 the target standardised too (losses in target variances): the book's learning rates assume
-California's scale. Its features are more collinear than California's: batch gradient descent with the book's lr 0.4 diverges
-there (stable only below 1 / the largest eigenvalue of their covariance, about 0.25), so its two linear
-models use lr 0.1, and the run says so. The figures are then not comparable to the book's.
+California's scale. Its features are more collinear than California's: batch gradient descent with the
+book's lr 0.4 diverges there (stable only below 1 / the largest eigenvalue of their covariance, about
+0.25), so its two linear models use lr 0.1, and the run says so. The figures are then not comparable to the book's.
 
 Run: `dlcore run california_from_scratch` or `python examples/california_from_scratch.py`.
 """
@@ -39,6 +39,7 @@ import numpy as np
 
 import dlcore
 from dlcore import losses, optim
+from dlcore.checks import check_float, check_int
 from dlcore.runner import Context, Example
 
 EXAMPLE = Example(
@@ -85,10 +86,13 @@ def gd_step(params: dict, X, y, learning_rate):
 
 def train_linear_regression(X, y, *, learning_rate: float, n_epochs: int, key):
     """Section 1: linear regression from scratch. Returns (params, per-epoch losses)."""
-    if not isinstance(n_epochs, int) or isinstance(n_epochs, bool) or n_epochs < 1:
-        raise ValueError(f"n_epochs must be an int >= 1, got {n_epochs!r}")
-    if X.ndim != 2 or y.shape != (X.shape[0], 1):
-        raise ValueError(f"X must be (N, F) and y (N, 1), got shapes {X.shape} and {y.shape}")
+    who = "train_linear_regression"
+    check_int(n_epochs, "n_epochs", low=1, who=who)
+    check_float(learning_rate, "learning_rate", low=0, who=who)
+    if X.ndim != 2 or y.shape != (X.shape[0], 1) or X.shape[0] == 0:
+        raise ValueError(f"{who}: X must be (N, F) and y (N, 1) with N > 0, got shapes {X.shape} and {y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{who}: X or y holds NaN or infinite values; drop or fill them first")
     params = init_linear_regression(X.shape[1], key)
     history = []
     for _ in range(n_epochs):
@@ -143,7 +147,8 @@ def run(ctx: Context) -> dict[str, float]:
     report("autograd", history, val_rmse, predict(params, jnp.asarray(test["x"][:3])))
 
     # 2-3. a Linear layer, then the MLP, with an optimizer: the Trainer with one full batch per epoch
-    models = {"linear": (dlcore.models.create("linear", in_features=n_features, out_features=1, seed=ctx.seed), lr_linear),
+    linear = dlcore.models.create("linear", in_features=n_features, out_features=1, seed=ctx.seed)
+    models = {"linear": (linear, lr_linear),
               "mlp": (dlcore.models.create("mlp", sizes=(n_features, 50, 40, 1), seed=ctx.seed), 0.1)}
     for name, (model, lr) in models.items():
         trainer = dlcore.Trainer(model, optim.sgd(lr), losses.mse, metrics=["rmse"], batch_size=None,

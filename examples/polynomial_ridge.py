@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore.checks import check_float, check_int
 from dlcore.runner import Context, Example
 
 EXAMPLE = Example(
@@ -62,8 +63,7 @@ def make_data(seed: int = 20, n: int = 100):
     Returns:
         (x, y, signal): float64 arrays of shape (n,).
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    check_int(n, "n", low=2, who="make_data")
     x = np.linspace(-1, 1, n)
     signal = 2 + x + 2 * x * x
     noise = np.random.RandomState(seed).normal(0, 0.1, n)
@@ -103,6 +103,15 @@ def rmse(y, predicted):
     return jnp.sqrt(jnp.mean((y - predicted) ** 2))
 
 
+def _check_points(x, y, n_train, who):
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"{who}: x and y must be 1-D and of one length, got shapes {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{who}: x or y holds NaN or infinite values")
+    check_int(n_train, "n_train", low=1, high=len(x) - 1, who=who)
+
+
 def fit_polynomial(x, y, degree: int, lambda_reg: float = 0.0, n_train: int = N_TRAIN):
     """Fit a polynomial of `degree` to the first `n_train` points, predict every point.
 
@@ -115,12 +124,9 @@ def fit_polynomial(x, y, degree: int, lambda_reg: float = 0.0, n_train: int = N_
     Returns:
         (beta, predicted): (degree + 1,) coefficients and (N,) predictions, NumPy float64.
     """
-    if not isinstance(degree, int) or isinstance(degree, bool) or degree < 0:
-        raise ValueError(f"degree must be an int >= 0, got {degree!r}")
-    if not 0 < n_train < len(x):
-        raise ValueError(f"n_train must leave points on both sides: 0 < n_train < {len(x)}, got {n_train}")
-    if not np.isfinite(lambda_reg) or lambda_reg < 0:
-        raise ValueError(f"lambda_reg must be a finite number >= 0, got {lambda_reg!r}")
+    check_int(degree, "degree", low=0, who="fit_polynomial")
+    check_float(lambda_reg, "lambda_reg", low=0, who="fit_polynomial")
+    _check_points(x, y, n_train, "fit_polynomial")
     with jax.enable_x64(True):
         X = powers(np.asarray(x, np.float64), degree + 1)
         beta = ridge_coefficients(X[:n_train], jnp.asarray(y[:n_train], jnp.float64), jnp.float64(lambda_reg))
@@ -143,9 +149,11 @@ def ridge_sweep(x, y, n_coefficients: int, lambdas, n_train: int = N_TRAIN):
     Returns:
         (train, test): (L,) NumPy arrays of the book's root-SSE on the training and the test points.
     """
+    check_int(n_coefficients, "n_coefficients", low=1, who="ridge_sweep")
+    _check_points(x, y, n_train, "ridge_sweep")
     lambdas = np.asarray(lambdas, np.float64)
     if lambdas.ndim != 1 or lambdas.size == 0 or not np.all(np.isfinite(lambdas)) or np.any(lambdas < 0):
-        raise ValueError(f"lambdas must be a non-empty 1-D array of finite numbers >= 0, got {lambdas!r}")
+        raise ValueError(f"ridge_sweep: lambdas must be a non-empty 1-D array of finite numbers >= 0, got {lambdas!r}")
     with jax.enable_x64(True):
         X = powers(np.asarray(x, np.float64), n_coefficients)
         y = jnp.asarray(y, jnp.float64)
@@ -172,6 +180,8 @@ def _draw(plt, x, y, fits, lambdas, train, test):
 
 def run(ctx: Context) -> dict[str, float]:
     ctx.inline("inline: y = 2 + x + 2x^2 + N(0, 0.1) at 100 points of [-1, 1], NumPy seed 20")
+    if ctx.epochs is not None:
+        ctx.print("--epochs has no effect: every fit here is a closed-form solve, not an iterative training run")
     x, y, _ = make_data(20)
     metrics, fits = {}, {}
     book = EXAMPLE.book_figures

@@ -202,6 +202,8 @@ def gradient_check(seed: int = 0) -> dict:
 
 def run(ctx: Context) -> dict[str, float]:
     ctx.inline("inline: the books' small printed tensors")
+    if ctx.epochs is not None:
+        ctx.print("--epochs has no effect: this tour trains nothing")
     v = views_and_strides()
     ctx.print(f"points[1]: storage offset {v['second_point_offset']}; strides: points {v['points_strides']}, "
               f"points.T {v['points_t_strides']} (same buffer: {v['shares_buffer']}); ones(3, 4, 5) "
@@ -216,7 +218,8 @@ def run(ctx: Context) -> dict[str, float]:
         return "[" + ", ".join(f"{x:g}" for x in np.asarray(a, np.float64).ravel().round(4)) + "]"
 
     ctx.print(f"masked_select {show(i['masked_select'])}; gather along 0 {show(i['gather_0'])}; scatter of zeros: "
-              f"diagonal {show(np.diag(i['scatter_0']))}, the input's diagonal kept {show(np.diag(i['scatter_input']))}")
+              f"diagonal {show(np.diag(i['scatter_0']))}, the input's diagonal kept "
+              f"{show(np.diag(i['scatter_input']))}")
     d = dtypes()
     ctx.print(f"dtypes: integers {d['default_int']} ({d['default_int_x64']} under x64; PyTorch: int64), floats "
               f"{d['default_float']}, float64 needs x64 ({d['float64']}; without it JAX truncates to float32); "

@@ -40,6 +40,7 @@ from jax import lax
 
 import dlcore
 from dlcore import losses, optim
+from dlcore.checks import check_float, check_int
 from dlcore.runner import Context, Example
 
 EXAMPLE = Example(
@@ -116,12 +117,18 @@ def grad_fn(t_u, t_c, t_p, w, b):
     return jnp.stack([sum_in_order(dloss_dw), sum_in_order(dloss_db)])
 
 
-def _check_readings(t_u, t_c, n_epochs):
-    if not isinstance(n_epochs, int) or isinstance(n_epochs, bool) or n_epochs < 1:
-        raise ValueError(f"n_epochs must be an int >= 1, got {n_epochs!r}")
-    if jnp.ndim(t_u) != 1 or jnp.shape(t_u) != jnp.shape(t_c) or jnp.shape(t_u)[0] == 0:
-        raise ValueError(f"t_u and t_c must be 1-D and of one non-zero length (the readings), got shapes "
-                         f"{jnp.shape(t_u)} and {jnp.shape(t_c)}")
+def _check_readings(t_u, t_c, n_epochs, who):
+    check_int(n_epochs, "n_epochs", low=1, who=who)
+    if np.ndim(t_u) != 1 or np.shape(t_u) != np.shape(t_c) or np.shape(t_u)[0] == 0:
+        raise ValueError(f"{who}: t_u and t_c must be 1-D and of one non-zero length (the readings), got shapes "
+                         f"{np.shape(t_u)} and {np.shape(t_c)}")
+    if not (np.all(np.isfinite(t_u)) and np.all(np.isfinite(t_c))):
+        raise ValueError(f"{who}: t_u and t_c hold NaN or infinite readings; drop or fill them first")
+
+
+def _check_params(params, who):
+    if np.shape(params) != (2,):
+        raise ValueError(f"{who}: params must be [w, b], shape (2,), got shape {np.shape(params)}")
 
 
 def training_loop(n_epochs, learning_rate, params, t_u, t_c):
@@ -140,7 +147,9 @@ def training_loop(n_epochs, learning_rate, params, t_u, t_c):
         (params, history): the final (2,) parameters and NumPy arrays `loss` (n_epochs,) (before each
         epoch's update, as the book prints it), `params` (n_epochs, 2) (after it) and `grad` (n_epochs, 2).
     """
-    _check_readings(t_u, t_c, n_epochs)
+    _check_readings(t_u, t_c, n_epochs, "training_loop")
+    _check_params(params, "training_loop")
+    check_float(learning_rate, "learning_rate", low=0, who="training_loop")
     params, t_u, t_c = (jnp.asarray(a, jnp.float32) for a in (params, t_u, t_c))
     losses_, params_, grads = [], [], []
     for _ in range(n_epochs):
@@ -160,7 +169,9 @@ def training_loop_jit(n_epochs, learning_rate, params, t_u, t_c):
     Returns:
         (params, history) as `training_loop`.
     """
-    _check_readings(t_u, t_c, n_epochs)
+    _check_readings(t_u, t_c, n_epochs, "training_loop_jit")
+    _check_params(params, "training_loop_jit")
+    check_float(learning_rate, "learning_rate", low=0, who="training_loop_jit")
     params, t_u, t_c = (jnp.asarray(a, jnp.float32) for a in (params, t_u, t_c))
     params, (loss, ps, grads) = _scan_loop(n_epochs, jnp.float32(learning_rate), params, t_u, t_c)
     return params, {"loss": np.asarray(loss), "params": np.asarray(ps), "grad": np.asarray(grads)}
@@ -194,8 +205,9 @@ def split_training_loop(n_epochs, optimizer, params, train_t_u, val_t_u, train_t
     Returns:
         (params, history): the final (2,) parameters and NumPy arrays `loss` and `val_loss` (n_epochs,).
     """
-    _check_readings(train_t_u, train_t_c, n_epochs)
-    _check_readings(val_t_u, val_t_c, n_epochs)
+    _check_readings(train_t_u, train_t_c, n_epochs, "split_training_loop")
+    _check_readings(val_t_u, val_t_c, n_epochs, "split_training_loop")
+    _check_params(params, "split_training_loop")
     arrays = (jnp.asarray(a, jnp.float32) for a in (params, train_t_u, val_t_u, train_t_c, val_t_c))
     params, (loss, val_loss) = _split_scan(n_epochs, optimizer, *arrays)
     return params, {"loss": np.asarray(loss), "val_loss": np.asarray(val_loss)}
@@ -276,6 +288,7 @@ def run(ctx: Context) -> dict[str, float]:
               f"epoch {n_hand} loss {h['loss'][-1]:.6f}")
     figures["normalised_epoch1_loss"] = h["loss"][0]
 
+    # 2-3. The Trainer: gradient descent on normalised inputs, then Adam on the raw ones.
     m1 = LinearModel()
     _, h1 = _fit(m1, optim.sgd(1e-2), 0.1 * t_u, t_c, n_gd, ctx)
     ctx.print(f"gradient descent on 0.1*t_u, {n_gd} epochs: loss {h1['loss'][-1]:.6f}, "
@@ -294,7 +307,7 @@ def run(ctx: Context) -> dict[str, float]:
               f"params {_vec(p)}")
     figures.update(split_train_loss=h["loss"][-1], split_val_loss=h["val_loss"][-1], split_w=p[0], split_b=p[1])
 
-    # The book's 80/20 split: a shuffled permutation, the last 20% (2 points) for validation.
+    # 5-6. Chapter 6's 80/20 split: a shuffled permutation, the last 20% (2 points) for validation.
     perm = np.random.default_rng(ctx.seed).permutation(len(t_u))
     n_val = int(0.2 * len(t_u))
     tr, va = perm[:-n_val], perm[-n_val:]
@@ -310,7 +323,8 @@ def run(ctx: Context) -> dict[str, float]:
     _, h4 = _fit(mlp, optim.sgd(1e-3), train["x"], train["y"], n_mlp, ctx, validation=val)
     ctx.print(f"1-8-1 tanh MLP, {n_mlp} epochs: train {h4['loss'][-1]:.4f}, val {h4['val_loss'][-1]:.4f}")
 
-    return {**{k: float(v) for k, v in figures.items()}, "gd_loss": h1["loss"][-1], "gd_w": float(m1.w[...]), "gd_b": float(m1.b[...]),
+    return {**{k: float(v) for k, v in figures.items()},
+            "gd_loss": h1["loss"][-1], "gd_w": float(m1.w[...]), "gd_b": float(m1.b[...]),
             "adam_loss": h2["loss"][-1], "adam_w": float(m2.w[...]), "adam_b": float(m2.b[...]),
             "linear_w": float(lin.kernel[0, 0]), "linear_b": float(lin.bias[0]),
             "linear_train_loss": h3["loss"][-1], "linear_val_loss": h3["val_loss"][-1],

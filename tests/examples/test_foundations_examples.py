@@ -66,6 +66,10 @@ def test_thermometer_loops_reject_bad_input_in_one_line():
     raises_one_line(lambda: thermometer.training_loop(0, 1e-2, [1.0, 0.0], T_U, T_C), "n_epochs", ">= 1")
     raises_one_line(lambda: thermometer.training_loop(5, 1e-2, [1.0, 0.0], T_U, T_C[:5]), "t_u and t_c",
                     "(11,)", "(5,)")
+    raises_one_line(lambda: thermometer.training_loop(5, float("nan"), [1.0, 0.0], T_U, T_C), "learning_rate")
+    raises_one_line(lambda: thermometer.training_loop(5, 1e-2, [1.0], T_U, T_C), "params", "(2,)", "(1,)")
+    raises_one_line(lambda: thermometer.training_loop_jit(5, 1e-2, [1.0, 0.0], np.r_[T_U[:-1], np.nan], T_C),
+                    "NaN")
     raises_one_line(lambda: thermometer.split_training_loop(
         5, thermometer.optim.sgd(1e-2), [1.0, 0.0], T_U, T_U[:0], T_C, T_C[:0]), "non-zero length")
 
@@ -128,6 +132,8 @@ def test_polynomial_ridge_rejects_bad_input_in_one_line():
     raises_one_line(lambda: pr.fit_polynomial(x, y, 2, n_train=100), "n_train")
     raises_one_line(lambda: pr.ridge_sweep(x, y, 80, [0.1, -1.0]), "lambdas", ">= 0")
     raises_one_line(lambda: pr.make_data(20, n=1), "n must be")
+    raises_one_line(lambda: pr.fit_polynomial(x, y[:50], 2), "x and y", "(100,)", "(50,)")
+    raises_one_line(lambda: pr.ridge_sweep(x, np.r_[y[:-1], np.nan], 80, [0.1]), "NaN")
 
 
 # ---- california_from_scratch (Géron, Hands-On ML, ch. 10) ----
@@ -185,6 +191,8 @@ def test_california_from_scratch_rejects_bad_input_in_one_line():
                     "n_epochs")
     raises_one_line(lambda: cfs.train_linear_regression(X, y[:4], learning_rate=0.1, n_epochs=2,
                                                         key=jax.random.key(0)), "(5, 3)", "(4, 1)")
+    raises_one_line(lambda: cfs.train_linear_regression(X.at[0, 0].set(jnp.nan), y, learning_rate=0.1, n_epochs=2,
+                                                        key=jax.random.key(0)), "NaN")
 
 
 # ---- tensors (Antiga et al. ch. 3; Ketkar & Moolayil ch. 2 and 4) ----
