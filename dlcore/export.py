@@ -101,7 +101,8 @@ class Predictor:
     the traced function. RNG streams (unused in eval mode) stay inside as constants.
 
     Build one with `Predictor.from_model(model)`; the model is not changed (its train/eval mode
-    included). Calling it runs the jitted forward pass: ``predictor(x)`` equals ``model.eval(); model(x)``.
+    included), and the predictor keeps the weights the model had then (train on, and build another).
+    Calling it runs the jitted forward pass: ``predictor(x)`` equals ``model.eval(); model(x)``.
 
     Attributes:
         weights: name -> jax array.
