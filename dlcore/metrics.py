@@ -38,6 +38,7 @@ Layout: class axis last, as in ``dlcore.losses``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -497,36 +498,37 @@ _MULTIOUTPUT = ("uniform_average", "raw_values", "variance_weighted")
 MAPE_EPSILON = float(np.finfo(np.float64).eps)
 
 
-def _regression_arrays(fn: str, predictions, targets, weights) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+def _regression_arrays(fn: str, predictions, targets, weights) -> tuple[Any, Any, Any]:
     """Float32 ``(N, D)`` predictions and targets and ``(N,)`` weights, checked (a 1-D input is one output).
 
-    Concrete (not traced) inputs are also checked for NaN/inf, as scikit-learn does; inside ``jit`` a
-    non-finite input gives a NaN result instead.
+    Concrete inputs become NumPy arrays, checked for NaN/inf and negative weights as scikit-learn does (with
+    no compilation: the math runs in one jitted function after); traced ones (inside ``jit``) pass as they
+    are, and a non-finite value there gives a NaN result instead. Missing weights are ones.
     """
     arrays = []
     for name, value in (("predictions", predictions), ("targets", targets), ("weights", weights)):
-        if value is None:
-            arrays.append(None)
+        if value is None or isinstance(value, jax.core.Tracer):
+            arrays.append(value)
             continue
-        if not isinstance(value, jax.core.Tracer):
-            try:
-                value = np.asarray(value, dtype=np.float32)
-            except (TypeError, ValueError):
-                raise ValueError(f"{fn}: {name} must be numbers, got {type(value).__name__}") from None
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{fn}: {name} contain NaN or inf; drop or fill those rows first")
-        arrays.append(jnp.asarray(value, jnp.float32))
+        try:
+            value = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"{fn}: {name} must be numbers, got {type(value).__name__}") from None
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{fn}: {name} contain NaN or inf; drop or fill those rows first")
+        arrays.append(value)
     p, y, w = arrays
     _check_same_shape(fn, p, y)
     if p.ndim not in (1, 2):
         raise ValueError(f"{fn}: predictions must be (N,) or (N, outputs), got shape {p.shape}")
     if p.shape[0] == 0:
         raise ValueError(f"{fn}: no examples (predictions of shape {p.shape})")
-    if w is not None:
-        if w.shape != p.shape[:1]:
-            raise ValueError(f"{fn}: weights shape {w.shape} must be (N,) = {p.shape[:1]}, one weight per example")
-        if not isinstance(weights, jax.core.Tracer) and bool(jnp.any(w < 0)):
-            raise ValueError(f"{fn}: weights must be >= 0, got a minimum of {float(jnp.min(w))}")
+    if w is None:
+        w = np.ones(p.shape[:1], np.float32)
+    elif w.shape != p.shape[:1]:
+        raise ValueError(f"{fn}: weights shape {w.shape} must be (N,) = {p.shape[:1]}, one weight per example")
+    elif isinstance(w, np.ndarray) and w.min() < 0:
+        raise ValueError(f"{fn}: weights must be >= 0, got a minimum of {float(w.min())}")
     if p.ndim == 1:
         p, y = p[:, None], y[:, None]
     return p, y, w
@@ -591,7 +593,11 @@ def r2_score(predictions: jax.Array, targets: jax.Array, weights: jax.Array | No
     p, y, w = _regression_arrays("r2_score", predictions, targets, weights)
     if p.shape[0] < 2:
         raise ValueError(f"r2_score: R² is not defined for fewer than two examples, got {p.shape[0]}")
-    w = jnp.ones(p.shape[:1], jnp.float32) if w is None else w
+    return _r2_core(p, y, w, multioutput)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _r2_core(p: jax.Array, y: jax.Array, w: jax.Array, multioutput: str) -> jax.Array:
     mean = _weighted_mean(y, w)
     tss = jnp.sum(w[:, None] * jnp.square(y - mean), axis=0)
     rss = jnp.sum(w[:, None] * jnp.square(y - p), axis=0)
@@ -631,8 +637,12 @@ def mean_absolute_percentage_error(predictions: jax.Array, targets: jax.Array, w
     check_choice(multioutput, "multioutput", _MULTIOUTPUT[:2], who=who)
     epsilon = check_float(epsilon, "epsilon", low=0, low_open=True, who=who)
     p, y, w = _regression_arrays(who, predictions, targets, weights)
+    return _mape_core(p, y, w, epsilon, multioutput)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _mape_core(p: jax.Array, y: jax.Array, w: jax.Array, epsilon: float, multioutput: str) -> jax.Array:
     ratios = jnp.abs(y - p) / jnp.maximum(jnp.abs(y), epsilon)
-    w = jnp.ones(p.shape[:1], jnp.float32) if w is None else w
     per_output = jnp.sum(w[:, None] * ratios, axis=0) / jnp.sum(w)
     return per_output if multioutput == "raw_values" else jnp.mean(per_output)
 
