@@ -15,10 +15,10 @@ and `Trainer`, scikit-learn's own estimator run beside it as the reference:
 
 dlcore's MLPs follow scikit-learn's defaults: ReLU hidden layers, weights and biases drawn from
 U(+-sqrt(6 / (fan_in + fan_out))), Adam (learning rate 1e-3) on mini-batches of 200, an L2 penalty
-``alpha / (2 * batch) * sum(W^2)`` on the weights (alpha 1e-4), the half-MSE loss for regression and
-cross-entropy for classification, and early stopping on 10% of the training set held out: stop when the
-validation score (R², `dlcore.metrics.R2Score`, or accuracy) has not improved by 1e-4 for 11 epochs, at
-most 200 epochs, and keep the best epoch's weights. The random draws (weights, shuffling, the held-out
+``alpha / (2 * batch) * sum(W^2)`` on the weights (alpha 1e-4; the logged loss leaves it out), the
+half-MSE loss for regression and cross-entropy for classification, and early stopping on 10% of the
+training set held out: stop when the validation score (R², `dlcore.metrics.R2Score`, or accuracy) has
+not improved by 1e-4 for 11 epochs, at most 200 epochs, and keep the best epoch's weights. The random draws (weights, shuffling, the held-out
 rows) are dlcore's, so the figures are close to the book's, not equal.
 
 Offline, the regressor runs on scikit-learn's diabetes data (442 patients; the target standardised too,
@@ -161,7 +161,7 @@ def _held_out(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return perm[n_val:], perm[:n_val]
 
 
-def _fit_mlp(ctx: Context, tag: str, sizes, loss, metrics, monitor, train, test, epochs):
+def _fit_mlp(ctx: Context, tag: str, sizes, loss, metrics, monitor, train, epochs):
     """scikit-learn's stochastic fit: Adam 1e-3 + L2 on weights, batches of 200, early stopping (best kept)."""
     fit_rows, val_rows = _held_out(len(train["y"]), ctx.seed)
     fit = {k: v[fit_rows] for k, v in train.items()}
@@ -202,7 +202,7 @@ def _regressor(ctx: Context, splits) -> dict[str, float]:
     ctx.print(f"regressor: {train['x'].shape[1]}-50-50-50-1 MLP on {len(train['y'])} training rows, at most "
               f"{epochs} epochs")
     trainer, n, best = _fit_mlp(ctx, "regressor", (train["x"].shape[1], 50, 50, 50, 1), half_mse,
-                                ["r2", "rmse"], "val_r2", train, test, epochs)
+                                ["r2", "rmse"], "val_r2", train, epochs)
     rmse = trainer.evaluate(test)["rmse"]
 
     sk = MLPRegressor(hidden_layer_sizes=[50, 50, 50], early_stopping=True, random_state=42, max_iter=epochs)
@@ -244,7 +244,7 @@ def _classifier(ctx: Context) -> dict[str, float]:
     ctx.print(f"classifier: {train['x'].shape[1]}-300-100-{n_classes} MLP on {len(y_train)} training images, "
               f"at most {epochs} epochs")
     trainer, n, best = _fit_mlp(ctx, "classifier", (train["x"].shape[1], 300, 100, n_classes),
-                                losses.cross_entropy, ["accuracy"], "val_accuracy", train, test, epochs)
+                                losses.cross_entropy, ["accuracy"], "val_accuracy", train, epochs)
     accuracy = trainer.evaluate(test)["accuracy"]
 
     sk = MLPClassifier(hidden_layer_sizes=[300, 100], early_stopping=True, random_state=42, max_iter=epochs)

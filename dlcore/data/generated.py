@@ -3,7 +3,8 @@
 ``moons`` (clustering), ``mnist1d`` (a 1-D stand-in for MNIST), ``daily_series``
 (a stand-in for the Chicago ridership series), ``sentence_pairs`` (a stand-in
 for English-Spanish translation), ``sentiment_sentences`` (a stand-in for
-IMDB) and ``synthetic_wine`` (a stand-in for the UCI white wines). Each returns ``{split: {name: array}}`` with fresh arrays.
+IMDB) and ``synthetic_wine`` (a stand-in for the UCI white wines). Each
+returns ``{split: {name: array}}`` with fresh arrays.
 """
 
 from __future__ import annotations
