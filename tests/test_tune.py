@@ -4,7 +4,6 @@ halving each find a learning rate in the best quarter of a grid, and a populatio
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import textwrap
@@ -76,10 +75,10 @@ def worker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grid():
-    """8 learning rates log-spaced over the space, every one trained 3 epochs: a population without halving
+    """16 learning rates log-spaced over the space, every one trained 3 epochs: a population without halving
     (each member equals a Trainer fit: test_population_member_k_is_a_separate_trainer_fit). Returns (lrs, the
     validation loss of each, the worst value of the best quarter)."""
-    lrs = LR.grid(8)
+    lrs = LR.grid(16)
     result = _halving(lrs, rungs=EPOCHS)
     assert all(d is None and len(h["val_loss"]) == EPOCHS for d, h in zip(result.dropped_at, result.history))
     values = np.array([h["val_loss"][-1] for h in result.history])
@@ -89,8 +88,8 @@ def grid():
 
 @pytest.fixture(scope="module")
 def halving():
-    """8 random learning rates (log-uniform over the space, seeded), halved after epoch 2: 8, then 4 members."""
-    lrs = list(np.exp(np.random.default_rng(0).uniform(math.log(LR.low), math.log(LR.high), 8)))
+    """16 random learning rates (log-uniform over the space, seeded), halved after epoch 2: 16, then 8 members."""
+    lrs = LR.sample(16, seed=0)
     return lrs, _halving(lrs, rungs=2)
 
 
@@ -237,21 +236,24 @@ def test_pruning_callback_bad_input_is_one_line():
 
 
 def test_the_study_and_the_population_find_a_learning_rate_in_the_grids_best_quarter(grid, halving):
+    """Not a lucky seed: with the sampler's and the population's seeds 0 to 5 both searches land in the best
+    quarter every time (checked when this test was written; 8 trials and 8 members missed at 1 seed in 5)."""
     lrs, values, quarter = grid
     assert np.isnan(values[-1]) or values[-1] > 10 * quarter  # lr 10 diverges: the grid's range has a bad end
-    # a vmapped population of 8 random learning rates, halved after epoch 2 (8, then 4 members)
+    # a vmapped population of 16 random learning rates, halved after epoch 2 (16, then 8 members)
     pop_lrs, result = halving
-    assert sorted(d for d in result.dropped_at if d is not None) == [2] * 4
+    assert sorted(d for d in result.dropped_at if d is not None) == [2] * 8
     assert result.best_value <= quarter, (result.best_params, result.best_value, quarter)
-    # an Optuna study (TPE, median pruning) of 8 trials over the same space, each a Trainer fit
-    study = tune.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
+    # an Optuna study (TPE, median pruning) of 10 trials over the same space, each a Trainer fit
+    study = tune.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
 
     def objective(trial):
         lr = tune.SearchSpace(lr=LR).suggest(trial)["lr"]
         trainer = _trainer(optim.sgd(lr), callbacks=[tune.PruningCallback(trial, "val_loss")])
         return trainer.fit(TRAIN, epochs=EPOCHS, validation=VAL)["val_loss"][-1]
 
-    study.optimize(objective, n_trials=8)
+    study.optimize(objective, n_trials=10)
+    assert any(t.state.name == "PRUNED" for t in study.trials)  # the median pruner saved some epochs
     assert study.best_value <= quarter, (study.best_params, study.best_value, quarter)
 
 
