@@ -5,32 +5,42 @@ Hands-On Machine Learning (PyTorch edition), ch. 8, "Gaussian Mixtures": the mod
 Mixtures for Anomaly Detection", Figure 8-17), BIC and AIC ("Selecting the Number of Clusters", Equation
 8-2, Figure 8-19), Bayesian Gaussian mixtures ("Bayesian Gaussian Mixture Models").
 
-All `n_init` initialisations run in one jitted call (`lax.map` with a batch size: a `vmap` over as
-many runs as fit in memory); EM stops when the mean log-likelihood (the lower bound for the Bayesian
-model) changes by less than `tol`, and the run with the best bound is kept.
+`GaussianMixture` and `BayesianGaussianMixture` are scikit-learn estimators (`get_params`, `clone`,
+`Pipeline`, `GridSearchCV`) with scikit-learn's parameters, fitted attributes and messages, and the same
+models: from the same start they reach the same parameters and lower bounds. All `n_init`
+initialisations run in one jitted call (`lax.map` with a batch size: a `vmap` over as many runs as fit
+in memory); EM stops when the lower bound (the mean log-likelihood for `GaussianMixture`, the total
+evidence lower bound for the Bayesian mixture) changes by less than `tol`, and the run with the best
+bound is kept. The computation follows the input's dtype (float32 stays float32, float64 and the rest
+compute in float64); in float32 `tol` is raised to the bound's rounding error where that is larger, so
+that a converged fit stops.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
+import time
 import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import digamma, gammaln, logsumexp, multigammaln
+from jax.scipy.special import digamma, gammaln, logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
 
 from dlcore.checks import check_float, check_int
 from dlcore.cluster._common import (
     HIGHEST,
+    ConvergenceWarning,
+    NotFittedError,
     as_key,
     batch_for,
     check_array,
-    check_fitted,
+    compute_dtype,
     precision,
-    resolve_dtype,
 )
 from dlcore.cluster.kmeans import _centred, _kmeans_runs, _kmeanspp, _local_trials, _map, _padded, _tolerance
 
@@ -39,6 +49,7 @@ __all__ = ["BayesianGaussianMixture", "GaussianMixture", "density_anomalies"]
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 LOG_2PI = math.log(2 * math.pi)
+TOL32 = 16 * float(np.finfo(np.float32).eps)  # float32: tol is at least this fraction of the bound
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,13 +148,14 @@ def _gmm_weighted_log_prob(X, p, cov_type, valid=None):
 def _gmm_lower_bound(log_prob_norm, log_resp, p, hyper, cov_type):
     return log_prob_norm  # the mean log-likelihood under the parameters before the M-step
 
-
 # --------------------------------------------------------------------------------------------------
-# Variational Bayesian mixture (Bishop, PRML sect. 10.2; Géron, ch. 8, Bayesian Gaussian Mixture Models)
-# Posterior q(weights) Dirichlet or stick-breaking Beta; q(mean_k, precision_k) Normal-Wishart
-# (Normal-Gamma per feature for diag, one Gamma per component for spherical, one shared Wishart for
-# tied), with parameters beta (mean precision), nu (degrees of freedom) and Winv (inverse scale);
-# `cov` = Winv / nu is the posterior's covariance estimate, as scikit-learn reports it.
+# Variational Bayesian mixture (Bishop, PRML sect. 10.2; Géron, ch. 8, Bayesian Gaussian Mixture Models),
+# scikit-learn's model. Posterior q(weights) Dirichlet or stick-breaking Beta; q(mean_k, precision_k)
+# Normal-Wishart with parameters beta (mean precision), nu (degrees of freedom) and Winv (inverse scale);
+# `cov` = Winv / nu is the covariance estimate scikit-learn reports. 'diag' and 'spherical' keep a
+# diagonal or scalar Winv but take the Wishart's expectations with n_features degrees (as scikit-learn
+# does); 'tied' has one Wishart whose statistics are the components' averages: nu = nu0 + N / K and
+# Winv = W0inv + (1 / K) sum_k (N_k S_k + beta0 N_k / beta_k dm_k dm_k^T).
 # --------------------------------------------------------------------------------------------------
 
 
@@ -166,8 +178,9 @@ def _bgm_mstep(X, resp, hyper, cov_type, process):
         nu = nu0 + nk
         cov = Winv / nu[:, None, None]
     elif cov_type == "tied":
-        Winv = W0inv + nk.sum() * Sk + jnp.einsum("k,kd,ke->de", shrink, dm, dm, precision=HIGHEST)
-        nu = nu0 + nk.sum()
+        K = jnp.sum(valid)
+        Winv = W0inv + (nk.sum() * Sk + jnp.einsum("k,kd,ke->de", shrink, dm, dm, precision=HIGHEST)) / K
+        nu = nu0 + nk.sum() / K
         cov = Winv / nu
     elif cov_type == "diag":
         Winv = W0inv[None] + nk[:, None] * Sk + shrink[:, None] * dm * dm
@@ -188,69 +201,52 @@ def _expected_log_weights(conc, process, valid):
     return digamma(conc) - digamma(jnp.sum(conc if valid is None else jnp.where(valid, conc, 0)))
 
 
-def _expected_log_det_precision(p, P, cov_type, d):
-    """E[log |precision_k|] under q, `(K,)` or scalar for tied."""
-    nu = p["nu"]
-    half = _half_log_det_precision(P, cov_type, d)  # 0.5 log |nu W| (feature-wise for diag)
-    if cov_type in ("full", "tied"):
-        i = jnp.arange(d, dtype=nu.dtype)
-        psi = jnp.sum(digamma(0.5 * (jnp.expand_dims(nu, -1) - i)), axis=-1)
-        return psi + d * math.log(2) + 2 * half - d * jnp.log(nu)
-    if cov_type == "diag":
-        return d * (digamma(0.5 * nu) + math.log(2) - jnp.log(nu)) + 2 * half
-    return d * (digamma(0.5 * d * nu) - jnp.log(0.5 * d * nu)) + 2 * half
+def _log_det_scale(P, nu, cov_type, d):
+    """Half the log-determinant of the Wishart scale W = inverse(Winv), from P (precision of Winv / nu)."""
+    return _half_log_det_precision(P, cov_type, d) - 0.5 * d * jnp.log(nu)
+
+
+def _sum_over_dims(f, nu, d):
+    """sum_{i < d} f((nu - i) / 2), for scalar or `(K,)` nu."""
+    i = jnp.arange(d, dtype=jnp.result_type(nu))
+    return jnp.sum(f(0.5 * (jnp.expand_dims(nu, -1) - i)), axis=-1)
 
 
 def _bgm_weighted_log_prob(X, p, cov_type, process, valid=None):
     d = X.shape[1]
+    nu = p["nu"]
     P = _precision_cholesky(p["cov"], cov_type)
-    quad = d / p["beta"][None] + _mahalanobis(X, p["means"], P, cov_type)
-    log_det = _expected_log_det_precision(p, P, cov_type, d)
+    # E[log |precision_k|] = sum_i digamma((nu - i) / 2) + d log 2 + log |W_k| (every covariance type)
+    log_det = _sum_over_dims(digamma, nu, d) + d * math.log(2) + 2 * _log_det_scale(P, nu, cov_type, d)
+    quad = d / p["beta"][None] + _mahalanobis(X, p["means"], P, cov_type)  # E[(x - m)^T precision (x - m)]
     w = _expected_log_weights(p["conc"], process, valid)[None] + 0.5 * log_det - 0.5 * d * LOG_2PI - 0.5 * quad
     return _mask(w, valid)
 
 
-def _log_normaliser(beta, nu, Winv, cov_type, d):
-    """log of the Normal-Wishart (-Gamma) normaliser for given posterior parameters, summed over components."""
-    if cov_type in ("full", "tied"):
-        _, logdet = jnp.linalg.slogdet(Winv)
-        wishart = 0.5 * nu * d * math.log(2) - 0.5 * nu * logdet + multigammaln(0.5 * nu, d)
-        gauss = 0.5 * d * (LOG_2PI - jnp.log(beta))
-        return jnp.sum(gauss) + jnp.sum(wishart)
-    if cov_type == "diag":
-        return jnp.sum(0.5 * d * (LOG_2PI - jnp.log(beta)) + d * gammaln(0.5 * nu)
-                       - 0.5 * nu * jnp.sum(jnp.log(0.5 * Winv), axis=-1))
-    return jnp.sum(0.5 * d * (LOG_2PI - jnp.log(beta)) + gammaln(0.5 * d * nu) - 0.5 * d * nu * jnp.log(0.5 * d * Winv))
-
-
 def _bgm_lower_bound(log_prob_norm, log_resp, p, hyper, cov_type, process):
-    """ELBO right after the M-step: entropy of q(z) + log(Z_posterior / Z_prior) - (n d / 2) log 2 pi.
+    """scikit-learn's evidence lower bound (its constant terms dropped), right after the M-step.
 
-    For a conjugate model whose global factors are the exact updates given the responsibilities, the
-    expected log joint minus the entropy of q(weights, means, precisions) collapses to the log ratio of
-    the posterior and prior normalisers. Padding slots hold their priors, so their terms cancel.
+    entropy of q(z) - sum_k log B(W_k, nu_k) - log C(q(weights)) - (d / 2) sum_k log beta_k, with
+    log B the Wishart's log normaliser (without its pi term) and log C the Dirichlet's (or the Betas').
+    A total over the samples, as scikit-learn's `tol` expects.
     """
-    n = log_resp.shape[0]
     valid = hyper["valid"]
-    K_pad = valid.shape[0]
     d = p["means"].shape[1]
     resp = jnp.exp(log_resp)
     entropy = -jnp.sum(jnp.where(resp > 0, resp * log_resp, 0))
-    alpha0, conc = hyper["alpha0"], p["conc"]
+    nu = p["nu"]
+    P = _precision_cholesky(p["cov"], cov_type)
+    log_norm = -(nu * _log_det_scale(P, nu, cov_type, d) + 0.5 * nu * d * math.log(2)
+                 + _sum_over_dims(gammaln, nu, d))
+    wishart = jnp.sum(valid) * log_norm if cov_type == "tied" else jnp.sum(jnp.where(valid, log_norm, 0))
+    conc = p["conc"]
     if process:
         a, b = conc
-        weights = (jnp.sum(gammaln(a) + gammaln(b) - gammaln(a + b))
-                   - K_pad * (gammaln(1.0) + gammaln(alpha0) - gammaln(1.0 + alpha0)))
+        weights = -jnp.sum(jnp.where(valid, gammaln(a) + gammaln(b) - gammaln(a + b), 0))
     else:
-        K = valid.sum()
-        weights = (jnp.sum(jnp.where(valid, gammaln(conc), 0)) - gammaln(jnp.sum(jnp.where(valid, conc, 0)))
-                   - K * gammaln(alpha0) + gammaln(K * alpha0))
-    post = _log_normaliser(p["beta"], p["nu"], p["Winv"], cov_type, d)
-    beta0 = jnp.full((K_pad,), hyper["beta0"], log_resp.dtype)
-    nu0 = hyper["nu0"] if cov_type == "tied" else jnp.full((K_pad,), hyper["nu0"], log_resp.dtype)
-    W0inv = hyper["W0inv"] if cov_type == "tied" else jnp.broadcast_to(hyper["W0inv"], (K_pad,) + hyper["W0inv"].shape)
-    prior = _log_normaliser(beta0, nu0, W0inv, cov_type, d)
-    return entropy + weights + post - prior - 0.5 * n * d * LOG_2PI  # a total, as scikit-learn's `tol` expects
+        weights = gammaln(jnp.sum(jnp.where(valid, conc, 0))) - jnp.sum(jnp.where(valid, gammaln(conc), 0))
+    means = 0.5 * d * jnp.sum(jnp.where(valid, jnp.log(p["beta"]), 0))
+    return entropy - wishart - weights - means
 
 
 def _bgm_weights(conc: np.ndarray, process: bool) -> np.ndarray:
@@ -258,7 +254,7 @@ def _bgm_weights(conc: np.ndarray, process: bool) -> np.ndarray:
     if process:
         a, b = conc
         v = a / (a + b)
-        w = v * np.concatenate([np.ones((1,), v.dtype), np.cumprod(1 - v)[:-1]])
+        w = v * np.concatenate([np.ones((1,), v.dtype), np.cumprod(b / (a + b))[:-1]])
     else:
         w = conc
     return w / w.sum()
@@ -306,9 +302,14 @@ def _draw_points(keys, X, *, k_pad):
     return jax.vmap(lambda key: jax.lax.top_k(jax.random.uniform(key, (X.shape[0],), X.dtype), k_pad)[1])(keys)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "cov_type", "process", "batch", "random_init"))
-def _em_runs(keys, labels, X, hyper, overrides, max_iter, tol, *, kind, cov_type, process, batch, random_init):
-    """EM from `len(keys)` initialisations on centred X; per run: params, lower bound, iterations, converged."""
+@functools.partial(jax.jit, static_argnames=("kind", "cov_type", "process", "batch", "random_init", "history"))
+def _em_runs(keys, labels, X, hyper, overrides, max_iter, tol, tol_scale, lb0, *, kind, cov_type, process, batch,
+             random_init, history):
+    """EM from `len(keys)` initialisations on centred X.
+
+    Returns, per run: the parameters, the lower bound, the iterations, whether it converged, and the
+    bound after each iteration `(history,)` (NaN past the last).
+    """
     valid = hyper["valid"]
     K_pad = valid.shape[0]
     if kind == "gmm":
@@ -336,19 +337,21 @@ def _em_runs(keys, labels, X, hyper, overrides, max_iter, tol, *, kind, cov_type
         p = {k: overrides.get(k, v) for k, v in p.items()}
 
         def cond(s):
-            i, _, _, converged = s
+            i, _, _, converged, _ = s
             return (i < max_iter) & ~converged
 
         def body(s):
-            i, p, lb, _ = s
+            i, p, lb, _, hist = s
             norm, log_resp = estep(p)
             p = mstep(X, jnp.exp(log_resp))
             new = bound(norm, log_resp, p)
-            return i + 1, p, new, jnp.abs(new - lb) < tol
+            hist = hist.at[i].set(new)
+            return i + 1, p, new, jnp.abs(new - lb) < jnp.maximum(tol, tol_scale * jnp.abs(new)), hist
 
-        inf = jnp.asarray(-jnp.inf, X.dtype)
-        n_iter, p, lb, converged = jax.lax.while_loop(cond, body, (jnp.int32(0), p, inf, jnp.bool_(False)))
-        return p, lb, n_iter, converged
+        hist = jnp.full((history,), jnp.nan, X.dtype)
+        n_iter, p, lb, converged, hist = jax.lax.while_loop(
+            cond, body, (jnp.int32(0), p, jnp.asarray(lb0, X.dtype), jnp.bool_(False), hist))
+        return p, lb, n_iter, converged, hist
 
     if labels is None:
         labels = jnp.zeros((keys.shape[0], 1), jnp.int32)
@@ -363,7 +366,7 @@ def _mixture_outputs(X, p, *, kind, cov_type, process, what):
     else:
         w = _bgm_weighted_log_prob(X, p, cov_type, process)
     if what == "labels":
-        return jnp.argmax(w, axis=1).astype(jnp.int32)
+        return jnp.argmax(w, axis=1)
     norm = logsumexp(w, axis=1)
     return norm if what == "log_density" else jnp.exp(w - norm[:, None])
 
@@ -397,23 +400,45 @@ def _slice(p: dict, K: int, cov_type: str) -> dict:
     return out
 
 
+def _precisions_from_cov(cov: np.ndarray, cov_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """(precisions, precision Cholesky factors P, with precision = P P^T), on the host, in cov's dtype."""
+    if cov_type in ("full", "tied"):
+        chol = np.linalg.cholesky(cov.astype(np.float64))
+        P = np.swapaxes(np.linalg.inv(chol), -1, -2)
+        return (P @ np.swapaxes(P, -1, -2)).astype(cov.dtype), P.astype(cov.dtype)
+    return (1 / cov).astype(cov.dtype), (1 / np.sqrt(cov)).astype(cov.dtype)
+
+
 # --------------------------------------------------------------------------------------------------
 # Estimators
 # --------------------------------------------------------------------------------------------------
 
+_ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined empirical covariance "
+                "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
+                "increase reg_covar, or scale the input data.")
 
-class _BaseMixture:
+
+class _BaseMixture(DensityMixin, BaseEstimator):
+    """What both mixtures share: checks, the EM runs, the fitted attributes, prediction and sampling."""
+
     _kind = "gmm"
     _process = False
-    means_: np.ndarray | None = None
 
-    def _common_checks(self, X, who):
-        self._dtype = dtype = resolve_dtype(self.dtype)
-        X = check_array(X, dtype, who=who)
+    # -- checks --------------------------------------------------------------------------------------
+
+    def _check_fitted(self):
+        if getattr(self, "means_", None) is None:
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 f"appropriate arguments before using this estimator.")
+
+    def _check_common(self, X, who):
+        """X checked and converted (float32 stays float32, the rest float64), and n_components."""
+        self._dtype = dtype = compute_dtype(X, self.dtype)
+        X = check_array(X, dtype, who=who, min_samples=2)
         K = check_int(self.n_components, "n_components", low=1, who=who)
         if X.shape[0] < K:
-            raise ValueError(f"{who}: n_samples={X.shape[0]} should be >= n_components={K}; "
-                             f"ask for fewer components or pass more points")
+            raise ValueError(f"{who}: Expected n_samples >= n_components but got n_components = {K}, "
+                             f"n_samples = {X.shape[0]}")
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"{who}: covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, "
                              f"got {self.covariance_type!r}")
@@ -421,60 +446,123 @@ class _BaseMixture:
             raise ValueError(f"{who}: init_params must be one of {', '.join(INIT_PARAMS)}, got {self.init_params!r}")
         check_float(self.tol, "tol", low=0, who=who)
         check_float(self.reg_covar, "reg_covar", low=0, who=who)
-        check_int(self.max_iter, "max_iter", low=1, who=who)
+        check_int(self.max_iter, "max_iter", low=0, who=who)
         check_int(self.n_init, "n_init", low=1, who=who)
+        check_int(self.verbose, "verbose", low=0, who=who)
+        check_int(self.verbose_interval, "verbose_interval", low=1, who=who)
         return X, K
 
-    def _run(self, X, K, hyper, overrides, who):
-        """EM on centred X (a NumPy array) from `n_init` initialisations; returns the best run's parameters."""
+    # -- fitting -------------------------------------------------------------------------------------
+
+    def _hyper(self, X, K, who) -> dict:
+        return {}
+
+    def _overrides(self, K, d, shift, who) -> dict:
+        return {}
+
+    def fit(self, X, y=None):
+        """Fit the mixture to `X (n_samples, n_features)`; returns self.
+
+        With `warm_start=True` and a fitted model, one run continues from the fitted parameters (its
+        lower bound starts at `lower_bound_`), as scikit-learn's.
+        """
+        self._fit(X, self.random_state, self.max_iter, warn=True)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """`fit(X)` and return the most probable component of each row, `(n_samples,)` int64."""
+        return self.fit(X).predict(X)
+
+    def _fit(self, X, random_state, max_iter, *, warn):
+        who = type(self).__name__
+        X, K = self._check_common(X, who)
         n, d = X.shape
-        K_pad = _padded(K, n, d)
-        key = as_key(self.random_state, who)
-        Xj = jnp.asarray(X)
-        keys = jax.random.split(key, self.n_init)
-        batch = batch_for(self.n_init, 4 * n * K_pad * d)
-        # every initial parameter given: the initial responsibilities would be overridden, skip k-means
-        init_params = "random" if len(overrides) == 3 else self.init_params
-        labels = _initial_labels(keys, X, K, K_pad, init_params, batch)
-        hyper = {"reg": jnp.asarray(self.reg_covar, X.dtype), "valid": jnp.arange(K_pad) < K, **hyper}
-        overrides = {k: _pad_component_axis(v, K_pad, k, self.covariance_type) for k, v in overrides.items()}
-        params, lb, n_iter, converged = _em_runs(
-            keys, labels, Xj, hyper, overrides, self.max_iter, self.tol, kind=self._kind,
-            cov_type=self.covariance_type, process=self._process, batch=batch, random_init=labels is None)
-        params, lb, n_iter, converged = jax.device_get((params, lb, n_iter, converged))
-        if not np.isfinite(lb).any() or not all(np.isfinite(v).all() for v in jax.tree.leaves(params)):
-            raise ValueError(f"{who}: fitting failed because some components have ill-defined empirical covariance "
-                             f"(for instance caused by singleton or collapsed samples); use fewer components, "
-                             f"increase reg_covar, or scale the input data")
-        best = int(np.argmax(lb))
+        warm = bool(self.warm_start) and getattr(self, "converged_", None) is not None \
+            and getattr(self, "_params", None) is not None and self.n_features_in_ == d
+        Xc, shift = _centred(X)
+        dtype = self._dtype
+        t0 = time.perf_counter()
+        with precision(dtype):
+            hyper = self._hyper(X, K, who)
+            overrides = self._overrides(K, d, shift, who)
+            n_init = 1 if warm else self.n_init
+            key = as_key(random_state, who)
+            keys = jax.random.split(key, n_init)
+            if warm:  # continue from the fitted parameters, in this call's centred coordinates
+                K_pad = K
+                overrides = {k: jnp.asarray(v, dtype) for k, v in self._params.items()}
+                overrides["means"] = jnp.asarray(self._params["means"] - shift, dtype)
+                labels, lb0 = None, self.lower_bound_
+            else:
+                K_pad = _padded(K, n, d)
+                batch = batch_for(n_init, 4 * n * K_pad * d)
+                # every initial parameter given: the initial responsibilities are not needed, skip k-means
+                init_params = "random" if self._kind == "gmm" and len(overrides) == 3 else self.init_params
+                labels = _initial_labels(keys, Xc, K, K_pad, init_params, batch)
+                lb0 = -np.inf
+                overrides = {k: _pad_component_axis(v, K_pad, k, self.covariance_type) for k, v in overrides.items()}
+            batch = batch_for(n_init, 4 * n * K_pad * d)
+            hyper = {"reg": jnp.asarray(self.reg_covar, dtype), "valid": jnp.arange(K_pad) < K, **hyper}
+            history = max(16, 1 << max(int(max_iter) - 1, 0).bit_length())  # few distinct shapes to compile
+            tol_scale = TOL32 if dtype == np.float32 else 0.0
+            params, lb, n_iter, converged, hist = _em_runs(
+                keys, labels, jnp.asarray(Xc), hyper, overrides, int(max_iter), float(self.tol), tol_scale, lb0,
+                kind=self._kind, cov_type=self.covariance_type, process=self._process, batch=batch,
+                random_init=labels is None, history=history)
+            params, lb, n_iter, converged, hist = jax.device_get((params, lb, n_iter, converged, hist))
+        finite = np.array([all(np.isfinite(v[i]).all() for v in jax.tree.leaves(params)) for i in range(n_init)])
+        if max_iter > 0:
+            finite &= ~np.isnan(lb)
+        if not finite.all():
+            raise ValueError(f"{who}: {_ILL_DEFINED}")
+        best = int(np.argmax(lb)) if max_iter > 0 else n_init - 1  # max_iter=0: the last initialisation
         p = _slice({k: v[best] for k, v in params.items()}, K, self.covariance_type)
-        if not bool(converged[best]):
-            warnings.warn(f"{who}: the best initialisation did not converge within max_iter={self.max_iter} "
-                          f"iterations; increase max_iter or tol, or try other initialisations", RuntimeWarning,
-                          stacklevel=3)
+        if self.verbose:
+            self._report(n_iter, converged, lb, hist, time.perf_counter() - t0)
         self.converged_ = bool(converged[best])
         self.n_iter_ = int(n_iter[best])
         self.lower_bound_ = float(lb[best])
+        self.lower_bounds_ = [float(v) for v in hist[best][: self.n_iter_]]
         self.n_features_in_ = d
+        self._set_fitted(p, shift)
+        if warn and max_iter > 0 and not self.converged_:
+            warnings.warn(f"{who}: Best performing initialization did not converge. Try different init parameters, "
+                          f"or increase max_iter, tol, or check for degenerate data.", ConvergenceWarning, stacklevel=3)
         return p
 
+    def _report(self, n_iter, converged, lb, hist, seconds):
+        """scikit-learn's verbose messages, printed after the jitted runs (times are per-run averages)."""
+        per_run = seconds / len(n_iter)
+        for i in range(len(n_iter)):
+            print(f"Initialization {i}")
+            prev = -np.inf
+            for it in range(1, int(n_iter[i]) + 1):
+                change, prev = hist[i][it - 1] - prev, hist[i][it - 1]
+                if it % self.verbose_interval == 0:
+                    if self.verbose == 1:
+                        print(f"  Iteration {it}")
+                    else:
+                        print(f"  Iteration {it}\t time lapse {per_run / max(int(n_iter[i]), 1):.5f}s\t "
+                              f"ll change {change:.5f}")
+            status = "converged" if converged[i] else "did not converge"
+            if self.verbose == 1:
+                print(f"Initialization {status}.")
+            else:
+                print(f"Initialization {status}. time lapse {per_run:.5f}s\t lower bound {lb[i]:.5f}.")
+        sys.stdout.flush()
+
     def _set_gaussians(self, p, shift):
-        """Fitted attributes from the best run's parameters (NumPy, on the host)."""
+        """Means, covariances and precisions from the best run's parameters (NumPy, on the host)."""
         cov = p["cov"]
         self._params = dict(p, means=p["means"] + shift)
         self.means_ = self._params["means"]
         self.covariances_ = cov
-        if self.covariance_type in ("full", "tied"):
-            chol = np.linalg.cholesky(cov.astype(np.float64))
-            P = np.swapaxes(np.linalg.inv(chol), -1, -2)
-            self.precisions_cholesky_ = P.astype(cov.dtype)
-            self.precisions_ = (P @ np.swapaxes(P, -1, -2)).astype(cov.dtype)
-        else:
-            self.precisions_cholesky_ = (1 / np.sqrt(cov)).astype(cov.dtype)
-            self.precisions_ = (1 / cov).astype(cov.dtype)
+        self.precisions_, self.precisions_cholesky_ = _precisions_from_cov(cov, self.covariance_type)
 
-    def _outputs(self, X, method, what):
-        check_fitted(self, "means_", method)
+    # -- outputs -------------------------------------------------------------------------------------
+
+    def _outputs(self, X, what):
+        self._check_fitted()
         X = check_array(X, self._dtype, who=type(self).__name__, n_features=self.n_features_in_)
         with precision(self._dtype):
             p = {k: jnp.asarray(v) for k, v in self._params.items()}
@@ -483,7 +571,7 @@ class _BaseMixture:
 
     def score_samples(self, X) -> np.ndarray:
         """Log of the mixture's density at each row of `X (n, d)`: `(n,)` (Géron, ch. 8, Gaussian Mixtures)."""
-        return self._outputs(X, "score_samples", "log_density")
+        return self._outputs(X, "log_density")
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood of `X (n, d)` per sample."""
@@ -491,29 +579,28 @@ class _BaseMixture:
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of each component for each row: `(n, n_components)` (Géron, ch. 8)."""
-        return self._outputs(X, "predict_proba", "proba")
+        return self._outputs(X, "proba")
 
     def predict(self, X) -> np.ndarray:
-        """Most probable component of each row of `X (n, d)`: `(n,)` int32."""
-        return self._outputs(X, "predict", "labels")
-
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """`fit(X)` and return `predict(X)`."""
-        return self.fit(X).predict(X)
+        """Most probable component of each row of `X (n, d)`: `(n,)` int64."""
+        return self._outputs(X, "labels").astype(np.intp)
 
     def sample(self, n_samples: int = 1, *, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw points from the fitted mixture, ordered by component (Géron, ch. 8, Gaussian Mixtures: `sample`).
 
         Args:
             n_samples: number of points.
-            random_state: int seed or key (default: the estimator's random_state).
+            random_state: None (the estimator's `random_state`), an int seed, a `np.random.RandomState`
+                or a `jax.random` key (dlcore's draws are JAX's, not scikit-learn's).
 
         Returns:
-            `X (n_samples, n_features)` and the component of each point `y (n_samples,)`.
+            `X (n_samples, n_features)` and the component of each point `y (n_samples,)` int64.
         """
-        check_fitted(self, "means_", "sample")
+        self._check_fitted()
         who = type(self).__name__
-        n = check_int(n_samples, "n_samples", low=1, who=who)
+        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"{who}: Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least "
+                             f"one sample.")
         key = as_key(self.random_state if random_state is None else random_state, who)
         cov = self.covariances_
         if self.covariance_type in ("full", "tied"):
@@ -521,13 +608,18 @@ class _BaseMixture:
         else:
             chol = np.sqrt(cov)
         with precision(self._dtype):
-            x, y = _sample(key, jnp.asarray(self.weights_), jnp.asarray(self.means_), jnp.asarray(chol), n=n,
-                           cov_type=self.covariance_type)
-            return np.asarray(x), np.asarray(y)
+            x, y = _sample(key, jnp.asarray(self.weights_), jnp.asarray(self.means_), jnp.asarray(chol),
+                           n=int(n_samples), cov_type=self.covariance_type)
+            return np.asarray(x), np.asarray(y).astype(np.intp)
+
+
+def _check_shape(value, shape, name, who):
+    if value.shape != shape:
+        raise ValueError(f"{who}: The parameter '{name}' should have the shape of {shape}, but got {value.shape}")
 
 
 class GaussianMixture(_BaseMixture):
-    """Gaussian mixture fitted by expectation-maximisation (Géron, ch. 8, Gaussian Mixtures).
+    """Gaussian mixture fitted by expectation-maximisation (Géron, ch. 8, Gaussian Mixtures), as scikit-learn's.
 
     Args:
         n_components: number of Gaussians k.
@@ -535,19 +627,24 @@ class GaussianMixture(_BaseMixture):
             'spherical' (one variance per component) (Géron, ch. 8, Gaussian Mixtures, Figure 8-16).
         tol: stop when the mean log-likelihood changes by less than this.
         reg_covar: added to the covariances' diagonals (keeps them positive definite).
-        max_iter: most EM iterations per initialisation.
+        max_iter: most EM iterations per initialisation (0: the initial parameters, unfitted).
         n_init: initialisations; the one with the best final log-likelihood is kept.
         init_params: initial responsibilities from 'kmeans' (one k-means++ run's labels, the default),
             'k-means++' (its seeds), 'random' or 'random_from_data'.
         weights_init, means_init, precisions_init: optional initial parameters, overriding the ones
             `init_params` gives (precisions: shaped like `covariances_`).
-        random_state: int seed or `jax.random` key (None: seed 0).
-        dtype: float32 (default) or float64 (scikit-learn's figures to many digits).
+        random_state: None (seed 0), an int seed, a `np.random.RandomState` or a `jax.random` key. dlcore's
+            random stream is JAX's: the same seed starts elsewhere than scikit-learn's (and the same
+            in float32 and float64).
+        warm_start: a second `fit` continues from the fitted parameters (one run).
+        verbose, verbose_interval: scikit-learn's progress messages (printed after the jitted runs).
+        dtype: None (the input's: float32 stays float32, the rest float64), float32 or float64.
 
     Attributes:
         weights_: `(k,)`; means_: `(k, d)`; covariances_: full `(k, d, d)`, tied `(d, d)`, diag `(k, d)`,
         spherical `(k,)`; precisions_ and precisions_cholesky_ (P with precision = P P^T) the same;
-        converged_, n_iter_, lower_bound_ (mean log-likelihood of the kept run), n_features_in_.
+        converged_, n_iter_, lower_bound_ (mean log-likelihood of the kept run), lower_bounds_ (after
+        each iteration), n_features_in_.
 
     Example:
         >>> gm = GaussianMixture(3, n_init=10, random_state=42).fit(X)
@@ -557,7 +654,7 @@ class GaussianMixture(_BaseMixture):
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: str = "kmeans",
                  weights_init=None, means_init=None, precisions_init=None, random_state: Any = None,
-                 dtype: Any = jnp.float32):
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10, dtype: Any = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -569,53 +666,51 @@ class GaussianMixture(_BaseMixture):
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.dtype = dtype
 
     def _overrides(self, K, d, shift, who):
+        """The user's initial parameters, checked with scikit-learn's messages (means centred)."""
         out = {}
         dtype = self._dtype
         if self.weights_init is not None:
-            w = np.asarray(self.weights_init, dtype=dtype)
-            if w.shape != (K,) or (w < 0).any() or not np.isclose(w.sum(), 1.0, atol=1e-6):
-                raise ValueError(f"{who}: weights_init must be {K} non-negative weights summing to 1, got shape "
-                                 f"{w.shape} summing to {w.sum():.6g}")
-            out["weights"] = jnp.asarray(w)
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            _check_shape(w, (K,), "weights", who)
+            if (w < 0).any() or (w > 1).any():
+                raise ValueError(f"{who}: The parameter 'weights' should be in the range [0, 1], but got max value "
+                                 f"{np.min(w):.5f}, min value {np.max(w):.5f}")
+            if not np.allclose(np.abs(1.0 - np.sum(w)), 0.0):
+                raise ValueError(f"{who}: The parameter 'weights' should be normalized, but got sum(weights) = "
+                                 f"{np.sum(w):.5f}")
+            out["weights"] = jnp.asarray(w, dtype)
         if self.means_init is not None:
             m = check_array(self.means_init, dtype, who=who, name="means_init")
-            if m.shape != (K, d):
-                raise ValueError(f"{who}: means_init must have shape ({K}, {d}), got {m.shape}")
+            _check_shape(m, (K, d), "means", who)
             out["means"] = jnp.asarray(m - shift)
         if self.precisions_init is not None:
-            shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
-            prec = np.asarray(self.precisions_init, dtype=dtype)
-            if prec.shape != shape:
-                raise ValueError(f"{who}: precisions_init for covariance_type={self.covariance_type!r} must have "
-                                 f"shape {shape}, got {prec.shape}")
-            if self.covariance_type in ("full", "tied"):
-                try:
-                    np.linalg.cholesky(prec)
-                except np.linalg.LinAlgError:
-                    raise ValueError(f"{who}: precisions_init must be symmetric positive definite") from None
-                out["cov"] = jnp.asarray(np.linalg.inv(prec.astype(np.float64)).astype(dtype))
+            ct = self.covariance_type
+            shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[ct]
+            prec = np.asarray(self.precisions_init, dtype=np.float64)
+            _check_shape(prec, shape, f"{ct} precision", who)
+            if ct in ("full", "tied"):
+                for m in prec.reshape((-1, d, d)):
+                    if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0)):
+                        raise ValueError(f"{who}: '{ct} precision' should be symmetric, positive-definite")
+                out["cov"] = jnp.asarray(np.linalg.inv(prec).astype(dtype))
             else:
                 if (prec <= 0).any():
-                    raise ValueError(f"{who}: precisions_init must be positive")
-                out["cov"] = jnp.asarray(1.0 / prec)
+                    raise ValueError(f"{who}: '{ct} precision' should be positive")
+                out["cov"] = jnp.asarray((1.0 / prec).astype(dtype))
         return out
 
-    def fit(self, X, y=None) -> GaussianMixture:
-        """Fit the mixture to `X (n_samples, n_features)` by EM; returns self."""
-        who = "GaussianMixture"
-        X, K = self._common_checks(X, who)
-        Xc, shift = _centred(X)
-        with precision(self._dtype):
-            overrides = self._overrides(K, X.shape[1], shift, who)
-            p = self._run(Xc, K, {}, overrides, who)
+    def _set_fitted(self, p, shift):
         self.weights_ = p["weights"]
         self._set_gaussians(p, shift)
-        return self
 
     def _n_parameters(self) -> int:
+        """Free parameters of the fitted model: covariances, means and k - 1 weights."""
         K, d = self.n_components, self.n_features_in_
         return _n_covariance_parameters(self.covariance_type, K, d) + K * d + K - 1
 
@@ -629,31 +724,63 @@ class GaussianMixture(_BaseMixture):
         """Akaike information criterion on `X`: 2 p - 2 log L (Equation 8-2)."""
         return float(-2 * np.sum(self.score_samples(X), dtype=np.float64) + 2 * self._n_parameters())
 
+    # scikit-learn's private hooks that its own tests call on an estimator
+    def _set_parameters(self, params, xp=None):
+        """Set (weights, means, covariances, precisions_cholesky) as scikit-learn's `_set_parameters`."""
+        weights, means, covariances, prec_chol = (np.asarray(v) for v in params)
+        self.weights_, self.means_, self.covariances_ = weights, means, covariances
+        self.precisions_cholesky_ = prec_chol
+        if self.covariance_type in ("full", "tied"):
+            self.precisions_ = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        else:
+            self.precisions_ = prec_chol ** 2
+        self._dtype = weights.dtype
+        self._params = {"weights": weights, "means": means, "cov": covariances}
+
+    def _initialize(self, X, resp):
+        """Initial parameters from given responsibilities `resp (n, k)` and the `*_init` overrides."""
+        X = np.asarray(X)
+        resp = np.asarray(resp, X.dtype)
+        dtype = compute_dtype(X, self.dtype)
+        # one M-step (max_iter=0) from these responsibilities, on the host: the initial parameters
+        Xc, shift = _centred(np.asarray(X, dtype))
+        with precision(dtype):
+            self._dtype = dtype
+            hyper = {"reg": jnp.asarray(self.reg_covar, dtype), "valid": jnp.ones(resp.shape[1], bool)}
+            p = _gmm_mstep(jnp.asarray(Xc), jnp.asarray(resp, dtype), hyper, self.covariance_type)
+            p.update(self._overrides(resp.shape[1], X.shape[1], shift, type(self).__name__))
+            p = jax.device_get(p)
+        self._set_fitted(p, shift)
+
 
 class BayesianGaussianMixture(_BaseMixture):
     """Variational Bayesian Gaussian mixture that gives unneeded components (near-)zero weight (Géron, ch. 8).
 
     Mean-field variational inference (Bishop, Pattern Recognition and Machine Learning, sect. 10.2) with a
     Dirichlet-process (stick-breaking, the default) or Dirichlet-distribution prior on the weights and
-    Normal-Wishart priors on the components (Normal-Gamma for 'diag' and 'spherical').
+    Normal-Wishart priors on the components: scikit-learn's model for every covariance type (see the
+    comment above `_bgm_mstep` for 'tied', 'diag' and 'spherical').
 
     Args:
         n_components: an upper bound on the number of components.
-        covariance_type, tol, reg_covar, max_iter, n_init, init_params, random_state, dtype: as in
-            `GaussianMixture`, except that `tol` applies to the total lower bound (as in scikit-learn).
+        covariance_type, tol, reg_covar, max_iter, n_init, init_params, random_state, warm_start, verbose,
+            verbose_interval, dtype: as in `GaussianMixture`, except that `tol` applies to the total lower
+            bound (as in scikit-learn).
         weight_concentration_prior_type: 'dirichlet_process' or 'dirichlet_distribution'.
         weight_concentration_prior: the weights' concentration (default 1 / n_components); smaller
             values leave more components empty.
         mean_precision_prior: beta_0, how strongly the means are pulled to `mean_prior` (default 1).
         mean_prior: `(d,)` prior mean (default: the data mean).
-        degrees_of_freedom_prior: nu_0 (default: n_features).
+        degrees_of_freedom_prior: nu_0 (default: n_features; must be > n_features - 1).
         covariance_prior: the Wishart's inverse scale W_0^{-1} (default: the data's covariance; its
             diagonal for 'diag', mean variance for 'spherical').
 
     Attributes:
         weights_, means_, covariances_ (posterior covariance estimates W^{-1} / nu), precisions_,
-        precisions_cholesky_, weight_concentration_, mean_precision_, degrees_of_freedom_, converged_,
-        n_iter_, lower_bound_ (the evidence lower bound of the training set, a total), n_features_in_.
+        precisions_cholesky_, weight_concentration_, mean_precision_, degrees_of_freedom_, the priors
+        used (weight_concentration_prior_, mean_precision_prior_, mean_prior_, degrees_of_freedom_prior_,
+        covariance_prior_), converged_, n_iter_, lower_bound_ (scikit-learn's evidence lower bound of the
+        training set, a total without its constant terms), lower_bounds_, n_features_in_.
 
     Example:
         >>> bgm = BayesianGaussianMixture(10, n_init=10, max_iter=500, random_state=42).fit(X)
@@ -667,7 +794,8 @@ class BayesianGaussianMixture(_BaseMixture):
                  weight_concentration_prior_type: str = "dirichlet_process",
                  weight_concentration_prior: float | None = None, mean_precision_prior: float | None = None,
                  mean_prior=None, degrees_of_freedom_prior: float | None = None, covariance_prior=None,
-                 random_state: Any = None, dtype: Any = jnp.float32):
+                 random_state: Any = None, warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 dtype: Any = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -682,9 +810,17 @@ class BayesianGaussianMixture(_BaseMixture):
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.covariance_prior = covariance_prior
         self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.dtype = dtype
 
+    @property
+    def _process(self) -> bool:
+        return self.weight_concentration_prior_type == "dirichlet_process"
+
     def _priors(self, X, K, who):
+        """The priors (scikit-learn's defaults), set as the fitted `*_prior_` attributes; returns them."""
         n, d = X.shape
         if self.weight_concentration_prior_type not in ("dirichlet_process", "dirichlet_distribution"):
             raise ValueError(f"{who}: weight_concentration_prior_type must be 'dirichlet_process' or "
@@ -693,57 +829,66 @@ class BayesianGaussianMixture(_BaseMixture):
             self.weight_concentration_prior, "weight_concentration_prior", low=0, low_open=True, who=who)
         beta0 = 1.0 if self.mean_precision_prior is None else check_float(
             self.mean_precision_prior, "mean_precision_prior", low=0, low_open=True, who=who)
+        if self.mean_prior is None:
+            m0 = X.mean(axis=0, dtype=np.float64)
+        else:
+            m0 = np.asarray(self.mean_prior, dtype=np.float64).reshape(-1)
+            _check_shape(m0, (d,), "means", who)
+            if not np.isfinite(m0).all():
+                raise ValueError(f"{who}: mean_prior must be {d} finite numbers")
         if self.degrees_of_freedom_prior is None:
             nu0 = float(d)
         else:
-            nu0 = check_float(self.degrees_of_freedom_prior, "degrees_of_freedom_prior", low=0, who=who)
-            if nu0 <= d - 1:
-                raise ValueError(f"{who}: degrees_of_freedom_prior must be > n_features - 1 = {d - 1}, got {nu0}")
-        mean = X.mean(axis=0)
-        if self.mean_prior is None:
-            m0 = np.zeros(d, X.dtype)  # the data mean, in the centred coordinates used inside
-        else:
-            m0 = np.asarray(self.mean_prior, dtype=X.dtype).reshape(-1)
-            if m0.shape != (d,) or not np.isfinite(m0).all():
-                raise ValueError(f"{who}: mean_prior must be {d} finite numbers, got shape {m0.shape}")
-            m0 = m0 - mean
+            nu0 = check_float(self.degrees_of_freedom_prior, "degrees_of_freedom_prior", who=who)
+            if not nu0 > d - 1.0:
+                raise ValueError(f"{who}: The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, "
+                                 f"but got {nu0:.3f}.")
         ct = self.covariance_type
         if self.covariance_prior is None:
-            cov = np.atleast_2d(np.cov(X.T.astype(np.float64))) if n > 1 else np.eye(d)
+            cov = np.atleast_2d(np.cov(X.T.astype(np.float64)))
             W0inv = {"full": cov, "tied": cov, "diag": np.diag(cov).copy(), "spherical": np.diag(cov).mean()}[ct]
         else:
             W0inv = np.asarray(self.covariance_prior, dtype=np.float64)
             shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[ct]
-            if W0inv.shape != shape:
-                raise ValueError(f"{who}: covariance_prior for covariance_type={ct!r} must have shape {shape}, "
-                                 f"got {W0inv.shape}")
+            _check_shape(W0inv, shape, f"{ct} covariance_prior", who)
             if ct in ("full", "tied"):
-                try:
-                    np.linalg.cholesky(W0inv)
-                except np.linalg.LinAlgError:
-                    raise ValueError(f"{who}: covariance_prior must be symmetric positive definite") from None
+                if not (np.allclose(W0inv, W0inv.T) and np.all(np.linalg.eigvalsh(W0inv) > 0)):
+                    raise ValueError(f"{who}: '{ct} covariance_prior' should be symmetric, positive-definite")
             elif (W0inv <= 0).any():
-                raise ValueError(f"{who}: covariance_prior must be positive")
+                raise ValueError(f"{who}: '{ct} covariance_prior' should be positive")
         dt = X.dtype
-        return {"alpha0": jnp.asarray(alpha0, dt), "beta0": jnp.asarray(beta0, dt), "m0": jnp.asarray(m0, dt),
+        self.weight_concentration_prior_ = alpha0
+        self.mean_precision_prior_ = beta0
+        self.mean_prior_ = m0.astype(dt)
+        self.degrees_of_freedom_prior_ = nu0
+        self.covariance_prior_ = np.asarray(W0inv, dt) if ct != "spherical" else float(W0inv)
+        return alpha0, beta0, m0, nu0, W0inv
+
+    def _hyper(self, X, K, who):
+        alpha0, beta0, m0, nu0, W0inv = self._priors(X, K, who)
+        dt = X.dtype
+        m0c = m0 - X.mean(axis=0, dtype=np.float64)  # in the centred coordinates used inside
+        return {"alpha0": jnp.asarray(alpha0, dt), "beta0": jnp.asarray(beta0, dt), "m0": jnp.asarray(m0c, dt),
                 "nu0": jnp.asarray(nu0, dt), "W0inv": jnp.asarray(W0inv, dt)}
 
-    def fit(self, X, y=None) -> BayesianGaussianMixture:
-        """Fit the variational posterior to `X (n_samples, n_features)`; returns self."""
-        who = "BayesianGaussianMixture"
-        X, K = self._common_checks(X, who)
-        self._process = self.weight_concentration_prior_type == "dirichlet_process"
-        Xc, shift = _centred(X)
-        with precision(self._dtype):
-            hyper = self._priors(X, K, who)
-            p = self._run(Xc, K, hyper, {}, who)
+    def _set_fitted(self, p, shift):
         conc = p["conc"]
         self.weights_ = _bgm_weights(conc, self._process)
         self.weight_concentration_ = (conc[0], conc[1]) if self._process else conc
         self.mean_precision_ = p["beta"]
         self.degrees_of_freedom_ = p["nu"]
         self._set_gaussians(p, shift)
-        return self
+
+    # scikit-learn's private hooks that its own tests call on an estimator
+    def _check_parameters(self, X, xp=None):
+        """Check the hyperparameters and set the priors (`*_prior_`) for `X`, as scikit-learn's."""
+        who = type(self).__name__
+        X, K = self._check_common(X, who)
+        self._priors(X, K, who)
+
+    def _initialize_parameters(self, X, random_state, xp=None):
+        """The initial parameters (one M-step from `init_params`' responsibilities), fitted attributes set."""
+        self._fit(X, random_state, 0, warn=False)
 
 
 def _pad_component_axis(v, K_pad: int, name: str, cov_type: str):
