@@ -8,10 +8,14 @@ import builtins
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse
 import sklearn.cluster
+import sklearn.exceptions
 import sklearn.linear_model
 import sklearn.metrics
 import sklearn.neighbors
+import sklearn.utils.validation
+from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs, make_moons
 
 from dlcore import bench, cluster
@@ -68,7 +72,7 @@ def test_kmeans_plusplus_and_random_with_n_init_reach_the_same_optimum(blobs, go
     for init in ("k-means++", "random"):
         km = cluster.KMeans(5, init=init, n_init=10, random_state=42, dtype=F64).fit(blobs)
         assert km.inertia_ == pytest.approx(target, rel=1e-9), init
-    f32 = cluster.KMeans(5, n_init=10, random_state=42).fit(blobs)
+    f32 = cluster.KMeans(5, n_init=10, random_state=42).fit(blobs.astype(np.float32))  # float32 in, float32 out
     assert f32.cluster_centers_.dtype == np.float32 and f32.inertia_ == pytest.approx(target, rel=1e-5)
     # the elbow's figures (Géron, ch. 8, Finding the optimal number of clusters): scikit-learn's best of 10 k-means++ runs, the same optimum
     for k in (3, 4):
@@ -79,17 +83,17 @@ def test_kmeans_plusplus_and_random_with_n_init_reach_the_same_optimum(blobs, go
 
 def test_a_sweep_over_k_compiles_once_on_small_data(blobs):
     cluster.KMeans(2, n_init=10, random_state=0).fit(blobs)
-    before = kmeans_module._kmeans_runs._cache_size()
+    before = kmeans_module._runs._cache_size()
     for k in range(3, 8):
         km = cluster.KMeans(k, n_init=10, random_state=0).fit(blobs)
         assert km.cluster_centers_.shape == (k, 2) and set(np.unique(km.labels_)) == set(range(k))
-    assert kmeans_module._kmeans_runs._cache_size() == before
+    assert kmeans_module._runs._cache_size() == before
 
 
 def test_kmeans_plusplus_function_picks_distinct_points(blobs):
     centers, idx = cluster.kmeans_plusplus(blobs, 5, random_state=3)
     assert centers.shape == (5, 2) and len(set(idx.tolist())) == 5
-    np.testing.assert_array_equal(centers, blobs[idx].astype(np.float32))
+    np.testing.assert_array_equal(centers, blobs[idx])
 
 
 def test_an_empty_cluster_is_moved_to_a_far_point():
@@ -113,6 +117,111 @@ def test_minibatch_kmeans_fit_and_partial_fit(blobs, good):
     assert -inc.score(blobs) < 1.3 * full and inc.n_steps_ == 24
     with pytest.raises(ValueError, match="3 features, but the estimator was fitted with 2"):
         inc.partial_fit(np.ones((10, 3)))
+
+
+# scikit-learn's estimator behaviour: weights, dtypes, sparse input, the estimator API, seeds
+
+@pytest.fixture(scope="module")
+def small():
+    """60 points of 2 features in 3 blobs, an initial set of centres, and integer weights."""
+    X, _ = make_blobs(60, centers=3, cluster_std=1.0, random_state=1)
+    w = np.random.default_rng(0).integers(1, 4, size=60)
+    return X, X[[0, 1, 2]].copy(), w
+
+
+def test_sample_weight_equals_repeated_rows_and_scikit_learn(small):
+    X, init, w = small
+    weighted = cluster.KMeans(3, init=init).fit(X, sample_weight=w)
+    repeated = cluster.KMeans(3, init=init).fit(np.repeat(X, w, axis=0))
+    np.testing.assert_array_equal(np.repeat(weighted.labels_, w), repeated.labels_)
+    assert weighted.inertia_ == pytest.approx(repeated.inertia_, rel=1e-12)
+    np.testing.assert_allclose(weighted.cluster_centers_, repeated.cluster_centers_, rtol=1e-12)
+    ref = sklearn.cluster.KMeans(3, init=init, n_init=1).fit(X, sample_weight=w)
+    np.testing.assert_allclose(weighted.cluster_centers_, ref.cluster_centers_, rtol=1e-12)
+    assert weighted.n_iter_ == ref.n_iter_ and weighted.inertia_ == pytest.approx(ref.inertia_, rel=1e-12)
+    assert weighted.score(X, sample_weight=w) == pytest.approx(ref.score(X, sample_weight=w), rel=1e-12)
+    with pytest.raises(ValueError, match="sample_weight must have shape .60,.") as info:
+        cluster.KMeans(3).fit(X, sample_weight=w[:5])
+    assert "\n" not in str(info.value)
+
+
+def test_dtype_follows_the_input_as_in_scikit_learn(small):
+    X, init, _ = small
+    for given, expected in ((X, np.float64), (X.astype(np.float32), np.float32), ((10 * X).astype(int), np.float64),
+                            (X.tolist(), np.float64)):
+        km = cluster.KMeans(3, init=init).fit(given)
+        assert km.cluster_centers_.dtype == expected and km.transform(given).dtype == expected
+        assert km.labels_.dtype == np.int32 and km.predict(given).dtype == np.int32
+        assert km.cluster_centers_.dtype == sklearn.cluster.KMeans(3, init=init, n_init=1).fit(given).cluster_centers_.dtype
+    assert cluster.KMeans(3, init=init, dtype="float32").fit(X).cluster_centers_.dtype == np.float32  # dtype= overrides
+
+
+def test_the_same_seed_gives_the_same_result_in_float32_and_float64(small):
+    X, _, _ = small
+    for est in (cluster.KMeans(4, random_state=5), cluster.MiniBatchKMeans(4, batch_size=20, random_state=5)):
+        f64, f32 = clone(est).fit(X), clone(est).fit(X.astype(np.float32))
+        np.testing.assert_array_equal(f64.labels_, f32.labels_)
+        np.testing.assert_allclose(f64.cluster_centers_, f32.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_estimator_api_clone_pipeline_and_grid_search(small):
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _, _ = small
+    km = cluster.KMeans(3, random_state=0, n_init=2)
+    assert clone(km).get_params() == km.get_params() and km.set_params(n_clusters=4).n_clusters == 4
+    pipe = make_pipeline(StandardScaler(), cluster.KMeans(3, random_state=0)).fit(X)
+    assert pipe.predict(X).shape == (60,) and list(pipe[-1].get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+    search = GridSearchCV(cluster.KMeans(random_state=0), {"n_clusters": [1, 3]}, cv=2).fit(X)
+    assert search.best_params_ == {"n_clusters": 3}  # the score is minus the inertia: more clusters score higher
+    mb = clone(cluster.MiniBatchKMeans(3, batch_size=20, random_state=0)).fit(X)
+    assert mb.n_features_in_ == 2 and mb.cluster_centers_.shape == (3, 2)
+
+
+def test_sparse_input_gives_the_dense_result(small):
+    X, _, w = small
+    X = np.where(X > 0, X, 0)  # some zeros, as sparse data has
+    estimators = (cluster.KMeans(3, random_state=2), cluster.KMeans(3, init=X[[0, 1, 2]]),
+                  cluster.MiniBatchKMeans(3, batch_size=20, random_state=2))
+    for est in estimators:
+        dense = clone(est).fit(X, sample_weight=w)
+        for fmt in (scipy.sparse.csr_matrix, scipy.sparse.csc_array):
+            sp = clone(est).fit(fmt(X), sample_weight=w)
+            np.testing.assert_array_equal(sp.labels_, dense.labels_)
+            np.testing.assert_allclose(sp.cluster_centers_, dense.cluster_centers_, rtol=1e-10, atol=1e-12)
+            np.testing.assert_array_equal(dense.predict(fmt(X)), dense.labels_)
+            np.testing.assert_allclose(sp.transform(fmt(X)), dense.transform(X), rtol=1e-10, atol=1e-12)
+    centers, idx = cluster.kmeans_plusplus(scipy.sparse.csr_matrix(X), 3, random_state=4)
+    np.testing.assert_array_equal(idx, cluster.kmeans_plusplus(X, 3, random_state=4)[1])
+    np.testing.assert_array_equal(centers, X[idx])
+
+
+def test_random_state_takes_a_numpy_random_state_and_keys(small):
+    X, _, _ = small
+    a = cluster.KMeans(3, random_state=np.random.RandomState(0)).fit(X)
+    b = cluster.KMeans(3, random_state=np.random.RandomState(0)).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    rs = np.random.RandomState(0)
+    cluster.KMeans(3, random_state=rs).fit(X)
+    assert rs.randint(100) != np.random.RandomState(0).randint(100)  # consumed, as scikit-learn's estimators do
+    import jax
+    cluster.KMeans(3, random_state=jax.random.key(1)).fit(X)
+    with pytest.raises(ValueError, match="random_state must be None, an int seed, a np.random.RandomState") as info:
+        cluster.KMeans(3, random_state=1.5).fit(X)
+    assert "\n" not in str(info.value)
+
+
+def test_empty_cluster_relocation_and_minibatch_steps_as_scikit_learn():
+    X = np.array([[0, 0], [0.5, 0], [0.5, 1], [1, 1]])
+    init = np.array([[0.5, 0.5], [3, 3]])  # the second centre is empty at the first iteration
+    ours, ref = cluster.KMeans(2, init=init).fit(X), sklearn.cluster.KMeans(2, init=init, n_init=1).fit(X)
+    assert ours.n_iter_ == ref.n_iter_ == 3 and ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-12)
+    Xb, _ = make_blobs(100, centers=3, random_state=0)
+    mb = cluster.MiniBatchKMeans(3, batch_size=30, tol=0, max_no_improvement=None, max_iter=10, random_state=0).fit(Xb)
+    assert mb.n_steps_ == (10 * 100) // 30 and mb.n_iter_ == 10  # scikit-learn's step count, rounded down
+    assert cluster.MiniBatchKMeans(3, batch_size=500, random_state=0).fit(Xb)._batch_size == 100  # capped at n
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,8 +343,8 @@ INF[4, 0] = np.inf
     (lambda: cluster.GaussianMixture(2).score_samples(np.ones((4, 2))), "not fitted yet"),
     (lambda: cluster.DBSCAN().predict(np.ones((4, 2))), "not fitted yet"),
     (lambda: cluster.KMeans(2).fit(np.ones(10)), "must be 2-D .* got shape .10,."),
-    (lambda: cluster.KMeans(2, init=np.ones((3, 2))).fit(np.ones((10, 2))), "init has shape .3, 2., expected"),
-    (lambda: cluster.KMeans(2, init="kmeans").fit(np.ones((10, 2))), r"init \(a str, or an \(n_clusters, n_features\) array\) must be one of 'k-means..', 'random'"),
+    (lambda: cluster.KMeans(2, init=np.ones((3, 2))).fit(np.ones((10, 2))), "The shape of the initial centers .3, 2. does not match the number of clusters 2"),
+    (lambda: cluster.KMeans(2, init="kmeans").fit(np.ones((10, 2))), r"init \(a str, or an \(n_clusters, n_features\) array, or a callable\) must be one of 'k-means..', 'random'"),
     (lambda: cluster.KMeans(0).fit(np.ones((10, 2))), "n_clusters must be an int >= 1"),
     (lambda: cluster.KMeans(2, dtype="float16").fit(np.ones((10, 2))), "dtype must be float32 or float64"),
     (lambda: cluster.KMeans(2).fit([["a", "b"]]), "must be a numeric array"),
@@ -255,9 +364,12 @@ def test_bad_input_raises_a_one_line_value_error(call, message):
     assert "\n" not in str(info.value)
 
 
-def test_not_fitted_error_is_both_value_and_attribute_error():
-    with pytest.raises(cluster.NotFittedError):
+def test_not_fitted_error_is_scikit_learns():
+    with pytest.raises(sklearn.exceptions.NotFittedError):
         cluster.KMeans(2).transform(np.ones((2, 2)))
+    with pytest.raises(sklearn.exceptions.NotFittedError):
+        sklearn.utils.validation.check_is_fitted(cluster.MiniBatchKMeans(2))
+    assert issubclass(cluster.NotFittedError, sklearn.exceptions.NotFittedError)
     assert issubclass(cluster.NotFittedError, ValueError) and issubclass(cluster.NotFittedError, AttributeError)
 
 
