@@ -298,3 +298,10 @@ def test_param_sample_stays_in_range_on_its_scale_and_repeats_with_its_seed():
     assert set(tune.Param("float", 0.0, 1.0, step=0.25).sample(50)) <= {0.0, 0.25, 0.5, 0.75, 1.0}
     assert set(tune.Param("categorical", choices=["sgd", "adam"]).sample(20)) == {"sgd", "adam"}
     raises_one_line(lambda: lr.sample(0), "n must be an int >= 1")
+
+
+def test_without_optuna_spaces_still_check_and_studies_say_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` now raises ImportError
+    assert tune.SearchSpace(lr=LR).names == ["lr"] and len(LR.sample(3)) == 3
+    raises_one_line(lambda: tune.create_study(), 'pip install "dlcore[tune]"', exc=ModuleNotFoundError)
+    raises_one_line(lambda: tune.PruningCallback(None), 'pip install "dlcore[tune]"', exc=ModuleNotFoundError)
