@@ -468,11 +468,9 @@ def export(model, path: str | os.PathLike, *, input_shape: Sequence[int], dtype:
                               f"({why}); a model whose Python code needs the batch size as a number cannot be "
                               f"exported this way") from None
         raise ExportError(f"export: {pred.model_name}'s forward pass cannot be exported: {why}") from None
-    import dlcore
-
     header = {
         "format": "dlcore-export", "format_version": FORMAT_VERSION,
-        "dlcore": dlcore.__version__, "jax": jax.__version__,
+        "dlcore": _dlcore_version(), "jax": jax.__version__,
         "model": pred.model_name,
         "input": {"shape": [None, *shape], "dtype": str(dt)},
         "outputs": [_spec_of(a, batch) for a in exp.out_avals],
@@ -706,3 +704,14 @@ def load(path: str | os.PathLike, weights: Mapping[str, Any] | str | os.PathLike
     if n_in != (1 if header["weights_inside"] else 1 + len(header.get("weights") or {})):
         raise ExportError(f"export file {path} is corrupt: its header and its function disagree on the arguments")
     return ExportedModel(path, header, exported, weights)
+
+
+def _dlcore_version() -> str:
+    """The installed dlcore's version, read from its metadata (importing the package from here would make a
+    circle: dlcore imports this module)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dlcore")
+    except metadata.PackageNotFoundError:
+        return "unknown"
