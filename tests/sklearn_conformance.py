@@ -42,7 +42,12 @@ FILES = {
 
 # Why a remaining failure is accepted: (file key, test-name regex) -> (fair?, reason). Filled in as the
 # estimators are brought to scikit-learn's behaviour; an unmatched failure counts as not fair.
-KNOWN: list[tuple[str, str, bool, str]] = []
+KNOWN: list[tuple[str, str, bool, str]] = [
+    ("gaussian_mixture", r"test_gaussian_mixture_all_init_does_not_estimate_gaussian_parameters", True,
+     "mocks scikit-learn's private _estimate_gaussian_parameters and counts its calls; dlcore's M-step is its "
+     "own jitted function, so the count is 0 (with all three *_init given dlcore runs no k-means; its "
+     "initial M-step still runs, from uniform random responsibilities, and is wholly overridden)"),
+]
 
 _SHIM = '''
 """dlcore's public cluster names, each marking the running test as one that uses dlcore."""

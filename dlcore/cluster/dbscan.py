@@ -126,6 +126,8 @@ def _check_sample_weight(sample_weight, n: int, who: str) -> np.ndarray | None:
         raise ValueError(f"{who}: sample_weight must have shape ({n},) to match X, got {w.shape}")
     if not np.isfinite(w).all():
         raise ValueError(f"{who}: sample_weight contains NaN or infinity")
+    if not w.any():
+        raise ValueError(f"{who}: Sample weights must contain at least one non-zero number")
     return w
 
 
@@ -172,6 +174,12 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.dtype = dtype
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.pairwise = self.metric == "precomputed"
+        return tags
 
     def _metric(self, sparse: bool, who: str) -> Metric:
         params = dict(self.metric_params or {})
