@@ -49,7 +49,7 @@ __all__ = ["BayesianGaussianMixture", "GaussianMixture", "density_anomalies"]
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 LOG_2PI = math.log(2 * math.pi)
-TOL32 = 16 * float(np.finfo(np.float32).eps)  # float32: tol is at least this fraction of the bound
+TOL32 = 4 * float(np.finfo(np.float32).eps)  # float32: a tol > 0 is at least this fraction of the bound (its rounding)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -504,7 +504,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             batch = batch_for(n_init, 4 * n * K_pad * d)
             hyper = {"reg": jnp.asarray(self.reg_covar, dtype), "valid": jnp.arange(K_pad) < K, **hyper}
             history = max(16, 1 << max(int(max_iter) - 1, 0).bit_length())  # few distinct shapes to compile
-            tol_scale = TOL32 if dtype == np.float32 else 0.0
+            tol_scale = TOL32 if dtype == np.float32 and self.tol > 0 else 0.0
             params, lb, n_iter, converged, hist = _em_runs(
                 keys, labels, jnp.asarray(Xc), hyper, overrides, int(max_iter), float(self.tol), tol_scale, lb0,
                 kind=self._kind, cov_type=self.covariance_type, process=self._process, batch=batch,
