@@ -99,6 +99,21 @@ def _check_shape(shape, *, who, n_features, min_samples, name) -> None:
                          f"with {n_features}; pass data with the same columns as in fit")
 
 
+def to_device(X: np.ndarray) -> jax.Array:
+    """A NumPy array on the default device, without a copy where XLA can alias it (CPU, C-contiguous,
+    64-byte aligned); otherwise through one aligned host copy (a plain memcpy: `jnp.asarray` of an
+    unaligned array is several times slower). Call under `precision(dtype)` for float64. The result may
+    share memory with X: do not modify X while it is in use."""
+    X = np.ascontiguousarray(X)
+    if X.ctypes.data % 64:
+        buf = np.empty(X.nbytes + 64, np.uint8)
+        offset = (-buf.ctypes.data) % 64
+        aligned = buf[offset:offset + X.nbytes].view(X.dtype).reshape(X.shape)
+        np.copyto(aligned, X)
+        X = aligned
+    return jax.device_put(X)
+
+
 def warn_not_converged(who: str, max_iter: int, what: str = "") -> None:
     """scikit-learn's `ConvergenceWarning` for a fit that stopped at `max_iter` without converging."""
     warnings.warn(f"{who}: stopped at max_iter={max_iter} without converging{what}; raise max_iter or tol",

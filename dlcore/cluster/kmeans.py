@@ -42,6 +42,7 @@ from dlcore.cluster._common import (
     check_fitted,
     compute_dtype,
     precision,
+    to_device,
 )
 
 __all__ = ["KMeans", "MiniBatchKMeans", "k_means", "kmeans_plusplus"]
@@ -68,7 +69,7 @@ def _device(X: np.ndarray | sp.csr_matrix):
         indices = np.stack([coo.row, coo.col], axis=1).astype(np.int32)
         return jsparse.BCOO((jnp.asarray(coo.data), jnp.asarray(indices)), shape=X.shape,
                             indices_sorted=True, unique_indices=True)
-    return jnp.asarray(X)
+    return to_device(X)
 
 
 def _row_sq(X) -> jax.Array:
@@ -83,7 +84,7 @@ def _xdot(X, M) -> jax.Array:
     if _is_sparse(X):
         row, col = X.indices[:, 0], X.indices[:, 1]
         return jax.ops.segment_sum(X.data[:, None] * M[col], row, X.shape[0])
-    return jnp.dot(X, M, precision=HIGHEST)
+    return jnp.dot(X, M, precision=_precision())
 
 
 def _rows(X, idx) -> jax.Array:
@@ -109,6 +110,19 @@ def _cluster_sums(X, labels, w, k: int):
     return sums, counts
 
 
+def _precision():
+    """Full float32 products: HIGHEST on accelerators (no TF32 or bf16 passes); XLA:CPU's default is
+    already exact float32 products and 3x faster than its HIGHEST path on skinny matrices."""
+    return None if jax.default_backend() == "cpu" else HIGHEST
+
+
+def _sq_distances_t(X, x_sq, C) -> jax.Array:
+    """Squared distances `(m, n)` (transposed: each centre's distances contiguous, so reductions over the
+    points are row reductions) by |x|^2 - 2 c.x + |c|^2, clamped at 0."""
+    cross = _xdot(X, C.T).T if _is_sparse(X) else jnp.dot(C, X.T, precision=_precision())
+    return jnp.maximum(x_sq[None, :] - 2 * cross + jnp.sum(C * C, axis=1)[:, None], 0)
+
+
 def _sq_distances(X, x_sq, C) -> jax.Array:
     """Squared distances `(n, m)` by |x|^2 - 2 x.c + |c|^2 (one matmul), clamped at 0."""
     c_sq = jnp.sum(C * C, axis=1)
@@ -125,6 +139,11 @@ def _first_min(d2_columns):
     return labels, best
 
 
+def _direct(X, C) -> bool:
+    """Whether `_assign` computes direct differences (dense X, k * d <= _DIRECT_MAX)."""
+    return not _is_sparse(X) and C.shape[0] * C.shape[1] <= _DIRECT_MAX
+
+
 def _assign(X, x_sq, C, valid=None):
     """Nearest (valid) centre of each row: labels `(n,)` int32 and the squared distance to it `(n,)`.
 
@@ -132,19 +151,19 @@ def _assign(X, x_sq, C, valid=None):
     fused pass over X; otherwise the matmul expansion.
     """
     k, d = C.shape
-    if not _is_sparse(X) and k * d <= _DIRECT_MAX:
+    if _direct(X, C):
         cols = []
         for j in range(k):
             dj = sum((X[:, f] - C[j, f]) ** 2 for f in range(d))
             cols.append(dj if valid is None else jnp.where(valid[j], dj, jnp.inf))
         return _first_min(cols)
-    d2 = _sq_distances(X, x_sq, C)
+    d2 = _sq_distances_t(X, x_sq, C)  # (k, n)
     if valid is not None:
-        d2 = jnp.where(valid[None, :], d2, jnp.inf)
+        d2 = jnp.where(valid[:, None], d2, jnp.inf)
     if k <= 32:
-        return _first_min([d2[:, j] for j in range(k)])
-    labels = jnp.argmin(d2, axis=1).astype(jnp.int32)
-    return labels, jnp.take_along_axis(d2, labels[:, None], axis=1)[:, 0]
+        return _first_min([d2[j] for j in range(k)])
+    labels = jnp.argmin(d2, axis=0).astype(jnp.int32)
+    return labels, jnp.min(d2, axis=0)
 
 
 def _inertia(X, x_sq, C, labels, w):
@@ -160,6 +179,23 @@ def _inertia(X, x_sq, C, labels, w):
 # --------------------------------------------------------------------------------------------------
 # Initialisation (Géron, ch. 8, Centroid initialization methods)
 # --------------------------------------------------------------------------------------------------
+
+
+def _pick(p, u, block: int = 1024):
+    """Indices `(m,)` drawn with probability proportional to `p (n,)` >= 0, one per uniform `u (m,)` in
+    [0, 1): the first i with p_0 + ... + p_i > u * sum(p) (inverse CDF). Two levels: the cumulative sums
+    of blocks of `block` points, then of the one block each draw falls in; XLA's cumsum over all n
+    points costs several times more on CPU."""
+    n = p.shape[0]
+    block = min(block, n)
+    nb = -(-n // block)
+    blocks = jnp.pad(p, (0, nb * block - n)).reshape(nb, block)
+    cum = jnp.cumsum(blocks.sum(axis=1))
+    target = u * cum[-1]
+    b = jnp.clip(jnp.searchsorted(cum, target, side="right"), 0, nb - 1)
+    rest = target - jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0)
+    within = jax.vmap(lambda row, t: jnp.searchsorted(jnp.cumsum(row), t, side="right"))(blocks[b], rest)
+    return jnp.clip(b * block + jnp.minimum(within, block - 1), 0, n - 1).astype(jnp.int32)
 
 
 def _kmeanspp(key, X, x_sq, k, k_pad: int, n_local_trials: int, trials=None):
@@ -187,29 +223,23 @@ def _kmeanspp_weighted(key, X, x_sq, w, k, k_pad: int, n_local_trials: int, tria
     n = X.shape[0]
     # one draw for the whole seeding: each jax.random call costs compile time, more so under vmap
     u = jax.random.uniform(key, (1 + k_pad * n_local_trials,), jnp.float32).astype(X.dtype)
-    if w is None:
-        first = jnp.minimum((u[0] * n).astype(jnp.int32), n - 1)
-    else:
-        cw = jnp.cumsum(w)
-        first = jnp.clip(jnp.searchsorted(cw, u[0] * cw[-1], side="right"), 0, n - 1).astype(jnp.int32)
+    first = jnp.minimum((u[0] * n).astype(jnp.int32), n - 1) if w is None else _pick(w, u[:1])[0]
     uniforms = u[1:].reshape(k_pad, n_local_trials)
     row = _rows(X, first[None])
-    closest = _sq_distances(X, x_sq, row)[:, 0]
+    closest = _sq_distances_t(X, x_sq, row)[0]
     centers = jnp.zeros((k_pad, X.shape[1]), X.dtype).at[0].set(row[0])
     index = jnp.zeros((k_pad,), jnp.int32).at[0].set(first)
 
     def step(c, carry):
         centers, index, closest = carry
-        cum = jnp.cumsum(closest if w is None else w * closest)
-        cand = jnp.clip(jnp.searchsorted(cum, uniforms[c] * cum[-1], side="right", method="compare_all"),
-                        0, n - 1).astype(jnp.int32)
+        cand = _pick(closest if w is None else w * closest, uniforms[c])
         rows = _rows(X, cand)
-        trial = jnp.minimum(closest[:, None], _sq_distances(X, x_sq, rows))  # (n, trials)
-        potential = (trial if w is None else w[:, None] * trial).sum(axis=0)
+        trial = jnp.minimum(closest[None, :], _sq_distances_t(X, x_sq, rows))  # (trials, n)
+        potential = (trial if w is None else trial * w[None, :]).sum(axis=1)
         if trials is not None:
             potential = jnp.where(jnp.arange(n_local_trials) < trials, potential, jnp.inf)
         best = jnp.argmin(potential)
-        return centers.at[c].set(rows[best]), index.at[c].set(cand[best]), trial[:, best]
+        return centers.at[c].set(rows[best]), index.at[c].set(cand[best]), trial[best]
 
     centers, index, _ = jax.lax.fori_loop(1, k, step, (centers, index, closest))
     return centers, index
@@ -255,65 +285,78 @@ def _relocate_empty(X, w, labels, min_d2, sums, counts, valid):
     return jnp.where(take[:, None], moved, sums), jnp.where(take, wp, counts)
 
 
-def _lloyd_step(X, x_sq, w, c, labels_old, valid, *, relocate_cond: bool):
-    """One E step and M step: labels from `c`, new centres (empty clusters relocated), and whether the
-    labels equal `labels_old` (strict convergence) and the squared centre shift."""
+def _lloyd_step(X, x_sq, w, c, valid, *, relocate_cond: bool):
+    """One E step and M step: the labels from `c`, the new centres (empty clusters relocated) and the
+    squared centre shift."""
     k = c.shape[0]
     labels, min_d2 = _assign(X, x_sq, c, valid)
     sums, counts = _cluster_sums(X, labels, w, k)
-    relocate = functools.partial(_relocate_empty, X, w, labels, min_d2)
-    if relocate_cond:  # a real branch outside vmap: the top-k only runs when a cluster is empty
-        sums, counts = jax.lax.cond(jnp.any((counts == 0) & valid), lambda s, n: relocate(s, n, valid),
-                                    lambda s, n: (s, n), sums, counts)
+    if relocate_cond:
+        # a real branch outside vmap: the distances are recomputed, and the top-k run, only when a cluster
+        # is empty, so the common step stays one pass that keeps no (n,) buffer but the labels
+        def relocate(sums, counts):
+            labels, min_d2 = _assign(X, x_sq, c, valid)
+            return _relocate_empty(X, w, labels, min_d2, sums, counts, valid)
+
+        sums, counts = jax.lax.cond(jnp.any((counts == 0) & valid), relocate, lambda s, n: (s, n), sums, counts)
     else:
-        sums, counts = relocate(sums, counts, valid)
+        sums, counts = _relocate_empty(X, w, labels, min_d2, sums, counts, valid)
     filled = counts > 0
     means = sums / jnp.where(filled, counts, 1)[:, None]
     # as scikit-learn: an empty cluster (more clusters than distinct points) sits on the biggest one
     new = jnp.where(filled[:, None], means, means[jnp.argmax(counts)])
     new = jnp.where(valid[:, None], new, c)
-    return new, labels, jnp.all(labels == labels_old), jnp.sum((new - c) ** 2)
+    return new, labels, jnp.sum((new - c) ** 2)
 
 
 def _lloyd(X, x_sq, w, centers, valid, max_iter, tol, *, relocate_cond: bool):
-    """Lloyd iterations until the labels stop changing (strict convergence), the centres move at most
-    `tol` (sum of squared shifts), or `max_iter`, as scikit-learn's `lloyd`. Only the `valid` centres
-    take part.
+    """Lloyd iterations until the centres move at most `tol` (sum of squared shifts), or `max_iter`, as
+    scikit-learn's `lloyd`. Only the `valid` centres take part.
+
+    scikit-learn also stops when the labels stop changing ("strict convergence"); then the new centres
+    are the old ones to the bit (the same sums of the same points), a shift of 0 <= tol: the same stop,
+    at the same iteration, without keeping the previous labels.
 
     Returns:
         centres `(k_pad, d)`, labels `(n,)` consistent with them, inertia, number of iterations.
     """
-    n = X.shape[0]
-
     def cond(s):
-        i, _, _, done = s
+        i, _, done = s
         return (i < max_iter) & ~done
 
     def body(s):
-        i, c, labels_old, _ = s
-        new, labels, strict, shift = _lloyd_step(X, x_sq, w, c, labels_old, valid, relocate_cond=relocate_cond)
-        return i + 1, new, labels, strict | (shift <= tol)
+        i, c, _ = s
+        new, _, shift = _lloyd_step(X, x_sq, w, c, valid, relocate_cond=relocate_cond)
+        return i + 1, new, shift <= tol
 
-    init = (jnp.int32(0), centers, jnp.full((n,), -1, jnp.int32), jnp.bool_(False))
-    n_iter, centers, _, _ = jax.lax.while_loop(cond, body, init)
-    labels, _ = _assign(X, x_sq, centers, valid)
-    return centers, labels, _inertia(X, x_sq, centers, labels, w), n_iter
+    n_iter, centers, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), centers, jnp.bool_(False)))
+    labels, min_d2 = _assign(X, x_sq, centers, valid)
+    if _direct(X, centers):  # the distances are already differences: no second pass for the inertia
+        inertia = jnp.sum(min_d2 if w is None else w * min_d2)
+    else:
+        inertia = _inertia(X, x_sq, centers, labels, w)
+    return centers, labels, inertia, n_iter
 
 
-@functools.partial(jax.jit, static_argnames=("k_pad", "init", "n_local_trials", "batch", "relative"))
+@functools.partial(jax.jit, static_argnames=("k_pad", "init", "n_local_trials", "batch", "relative", "centre"))
 def _runs(keys, X, w, init_arrays, k, trials, max_iter, tol, *, k_pad, init, n_local_trials, batch,
-          relative=True):
-    """`len(keys)` k-means runs on X (centred when dense), `batch` of them vmapped at a time (1: one after
-    the other, with the empty-cluster relocation as a real branch).
+          relative=True, centre=False):
+    """`len(keys)` k-means runs on X, `batch` of them vmapped at a time (1: one after the other, with the
+    empty-cluster relocation as a real branch).
 
     Args:
         keys: `(n_init, 2)` keys; init_arrays: `(n_init, k_pad, d)` initial centres for init='array'.
         tol: relative (times the mean per-feature variance of X, scikit-learn's convention) when
             `relative`, else absolute.
+        centre: subtract the column means first (and add them back to the centres): keeps the matmul
+            expansion |x|^2 - 2 x.c + |c|^2 accurate; the direct differences do not need it.
 
     Returns:
         per run: centres `(n_init, k_pad, d)`, labels `(n_init, n)`, inertia `(n_init,)`, iterations.
     """
+    if centre:
+        mean = jnp.mean(X, axis=0)
+        X, init_arrays = X - mean, init_arrays - mean
     x_sq = _row_sq(X)
     if relative:
         tol = tol * _mean_variance(X, x_sq)
@@ -324,9 +367,10 @@ def _runs(keys, X, w, init_arrays, k, trials, max_iter, tol, *, k_pad, init, n_l
         centers = _init_centers(key, X, x_sq, w, init, init_array, k, k_pad, n_local_trials, trials)
         return _lloyd(X, x_sq, w, centers, valid, max_iter, tol, relocate_cond=batch == 1)
 
-    if batch == 1:
-        return jax.lax.map(run, (keys, init_arrays))
-    return _map(run, (keys, init_arrays), batch)
+    out = jax.lax.map(run, (keys, init_arrays)) if batch == 1 else _map(run, (keys, init_arrays), batch)
+    if centre:
+        out = (out[0] + mean, *out[1:])
+    return out
 
 
 def _kmeans_runs(keys, X, init_array, k, trials, max_iter, tol, *, k_pad, init, n_local_trials, batch):
@@ -364,10 +408,10 @@ def _mean_variance(X, x_sq):
     return jnp.mean(jnp.var(X, axis=0))
 
 
-@functools.partial(jax.jit, static_argnames=("relocate_cond",))
-def _lloyd_step_jit(X, x_sq, w, c, labels_old, valid, *, relocate_cond=True):
-    new, labels, strict, shift = _lloyd_step(X, x_sq, w, c, labels_old, valid, relocate_cond=relocate_cond)
-    return new, labels, strict, shift, _inertia(X, x_sq, c, labels, w)
+@jax.jit
+def _lloyd_step_jit(X, x_sq, w, c, labels_old, valid):
+    new, labels, shift = _lloyd_step(X, x_sq, w, c, valid, relocate_cond=True)
+    return new, labels, jnp.all(labels == labels_old), shift, _inertia(X, x_sq, c, labels, w)
 
 
 @jax.jit
@@ -710,8 +754,10 @@ class KMeans(_BaseKMeans):
         key = as_key(self.random_state, who)
         n_init = self._n_init
         sparse = sp.issparse(X)
-        mean = np.zeros((d,), dtype) if sparse else X.mean(axis=0, dtype=np.float64).astype(dtype)
         k_pad = k if self.verbose else _padded(k, n, d)
+        # dense data is centred for the matmul expansion (inside the jitted call; on the host when verbose)
+        centre = not sparse and k_pad * d > _DIRECT_MAX
+        mean = X.mean(axis=0, dtype=np.float64).astype(dtype) if centre and self.verbose else np.zeros((d,), dtype)
         keys = jax.random.split(key, n_init)
         init_c = np.zeros((n_init, k_pad, d), dtype)
         if kind == "array":
@@ -723,7 +769,7 @@ class KMeans(_BaseKMeans):
         run_kind = "array" if kind == "callable" else kind
         max_trials = trials if self.n_local_trials is not None else _local_trials(k_pad, None)
         with precision(dtype):
-            Xd = _device(X) if sparse else jnp.asarray(X) - jnp.asarray(mean)
+            Xd = _device(X - mean if mean.any() else X)
             wd = None if w is None else jnp.asarray(w)
             if self.verbose:
                 results = []
@@ -738,7 +784,7 @@ class KMeans(_BaseKMeans):
                 batch = 1 if big else batch_for(n_init, 3 * n * (k_pad + max_trials))
                 centers, labels, inertia, n_iter = jax.device_get(_runs(
                     keys, Xd, wd, jnp.asarray(init_c), k, trials, max_iter, tol, k_pad=k_pad, init=run_kind,
-                    n_local_trials=max_trials, batch=batch))
+                    n_local_trials=max_trials, batch=batch, centre=centre))
         best = 0
         for i in range(1, n_init):  # scikit-learn's rule: a lower inertia wins unless it is the same partition
             if inertia[i] < inertia[best] and not _same_clustering(labels[i], labels[best], k):
@@ -748,7 +794,7 @@ class KMeans(_BaseKMeans):
         self.inertia_ = float(inertia[best])
         self.n_iter_ = int(n_iter[best])
         self._n_features_out = k
-        distinct = len(np.unique(self.labels_))
+        distinct = np.count_nonzero(np.bincount(self.labels_, minlength=k))
         if distinct < k:
             warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). "
                           f"Possibly due to duplicate points in X.", ConvergenceWarning, stacklevel=2)
@@ -1051,12 +1097,14 @@ class MiniBatchKMeans(_BaseKMeans):
         w = _check_weight(sample_weight, n, dtype, who)
         key = as_key(self.random_state, who)
         sparse = sp.issparse(X)
-        self._shift = np.zeros((d,), dtype) if sparse else X.mean(axis=0, dtype=np.float64).astype(dtype)
+        # dense data is centred for the matmul expansion only (the direct differences do not need it)
+        centre = not sparse and k * d > _DIRECT_MAX
+        self._shift = X.mean(axis=0, dtype=np.float64).astype(dtype) if centre else np.zeros((d,), dtype)
         b = self._batch_size
         n_steps = (max_iter * n) // b
         alpha = min(1.0, b * 2.0 / (n + 1))
         with precision(dtype):
-            Xd = _device(X) if sparse else jnp.asarray(X) - jnp.asarray(self._shift)
+            Xd = _device(X - self._shift if centre else X)
             wd = None if w is None else jnp.asarray(w)
             k_init, k_steps = jax.random.split(key)
             centers = self._initial_centers(k_init, X, None if sparse else Xd, wd, kind, init_array, k,
