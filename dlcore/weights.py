@@ -50,8 +50,8 @@ from dlcore.nn.conv import _ConvNd, _ConvTransposeNd
 from dlcore.nn.embedding import Embedding
 from dlcore.nn.norm import LayerNorm
 
-__all__ = ["WeightsError", "find_file", "load", "load_state_dict", "metadata", "save", "state_dict",
-           "torch_keys"]
+__all__ = ["PRETRAINED", "TORCHVISION_URL", "WeightsError", "WeightsNotFoundError", "find_file", "load",
+           "load_state_dict", "metadata", "pretrained", "pretrained_url", "save", "state_dict", "torch_keys"]
 
 
 class WeightsError(ValueError):
@@ -363,6 +363,144 @@ def find_file(name: str) -> Path | None:
         if folder and (Path(folder).expanduser() / name).is_file():
             return Path(folder).expanduser() / name
     return None
+
+
+# --- pretrained weights: torchvision's published files ---------------------------------------------------
+
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+
+
+class WeightsNotFoundError(WeightsError):
+    """A pretrained weights file is not on this machine and could not be downloaded: one line saying which URL
+    to fetch and where to put the file."""
+
+
+def _densenet_keys(sd: Mapping[str, Any]) -> dict:
+    """torchvision's DenseNet files predate its module names: `denselayer1.norm.1.weight` is `norm1.weight`
+    today (torchvision renames them the same way when it loads them)."""
+    import re
+
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|"
+                         r"running_var))$")
+    out = {}
+    for k, v in sd.items():
+        m = pattern.match(k)
+        out[m.group(1) + m.group(2) if m else k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class _Published:
+    file: str                                       # torchvision's file name, ending -<sha256 prefix>.pth
+    fix_keys: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+    @property
+    def sha256_prefix(self) -> str:
+        return self.file.rsplit("-", 1)[1].split(".")[0]
+
+
+def _pretrained_registry():
+    from dlcore.registry import Registry
+
+    reg = Registry("pretrained weights", normalize=str.lower, listing="dlcore.weights.PRETRAINED.names()")
+    # torchvision's IMAGENET1K_V1 files (torchvision/models/*.py, the Weights enums); the hex digits at the end
+    # of each name are the first digits of the file's SHA-256, which torchvision and dlcore check
+    for name, entry in {
+        "alexnet": _Published("alexnet-owt-7be5be79.pth"),
+        "vgg16": _Published("vgg16-397923af.pth"),
+        "vgg19": _Published("vgg19-dcbb9e9d.pth"),
+        "resnet18": _Published("resnet18-f37072fd.pth"),
+        "resnet34": _Published("resnet34-b627a593.pth"),
+        "resnet50": _Published("resnet50-0676ba61.pth"),
+        "resnet101": _Published("resnet101-63fe2227.pth"),
+        "densenet121": _Published("densenet121-a639ec97.pth", _densenet_keys),
+        "inception_v3": _Published("inception_v3_google-0cc3c7bd.pth"),
+        "convnext_tiny": _Published("convnext_tiny-983f1562.pth"),
+        "convnext_base": _Published("convnext_base-6075fbad.pth"),
+    }.items():
+        reg.register(name, entry)
+    return reg
+
+
+PRETRAINED = _pretrained_registry()
+
+
+def pretrained_url(name: str, *, base_url: str = TORCHVISION_URL) -> str:
+    """The URL of model `name`'s published ImageNet weights (e.g. ".../resnet101-63fe2227.pth")."""
+    return base_url.rstrip("/") + "/" + PRETRAINED.get(name).file
+
+
+def pretrained(name: str, model: nnx.Module | None = None, *, download: bool = True, progress: bool | None = None,
+               base_url: str = TORCHVISION_URL, strict: bool = True):
+    """Torchvision's published ImageNet weights for model `name`: found locally, else downloaded and checked.
+
+    The file keeps torchvision's name (`resnet101-63fe2227.pth`) and is looked for in `$DLCORE_WEIGHTS`, then in
+    dlcore's cache (`~/.cache/dlcore/weights`, or `$DLCORE_DATA/weights`); a file found there is used as is.
+    Otherwise it is downloaded from `base_url` into the cache, atomically and resumably
+    (`dlcore.data.download.fetch`), and kept only when its SHA-256 starts with the hex digits at the end of
+    its name (torchvision's own check). With downloading off (`download=False` or `$DLCORE_OFFLINE` set) or
+    the network unreachable, one line says which URL to fetch and where to put the file.
+
+    Args:
+        name: one of `PRETRAINED.names()`: alexnet, vgg16, vgg19, resnet18/34/50/101, densenet121,
+            inception_v3, convnext_tiny, convnext_base (any case).
+        model: when given, the matching dlcore model (`models.create(name)`), loaded in place; DenseNet's old
+            key names (`norm.1`) are renamed as torchvision does.
+        download: allow a download when the file is not here.
+        progress: show a download progress bar (None: only on a terminal).
+        base_url: where the files are published (a mirror, or a local server in tests).
+        strict: as `load_state_dict`, when loading into `model`.
+
+    Returns:
+        The file's Path when `model` is None; else `model` with the weights loaded.
+
+    Raises:
+        UnknownNameError: (a ValueError) `name` has no published file here.
+        WeightsNotFoundError: (a WeightsError, a ValueError) not here and not downloadable: what to fetch, where.
+        ChecksumError: (a ValueError) the download's SHA-256 does not start with the published digits; nothing
+            is left in the cache.
+        WeightsError: the file does not fit `model` (the tensor named).
+
+    Example:
+        >>> resnet = weights.pretrained("resnet101", models.create("resnet101"))  # doctest: +SKIP
+
+    References: Antiga et al., Deep Learning with PyTorch, 2nd ed., ch. 2, section 2.1.3 (`resnet101(weights=
+    ResNet101_Weights.DEFAULT)` downloads the ImageNet weights); Géron, Hands-On ML, ch. 12, Using TorchVision's
+    Pretrained Models.
+    """
+    entry = PRETRAINED.get(name)
+    check_choice(download, "download", (True, False), who="pretrained")
+    if model is not None and not isinstance(model, nnx.Module):
+        raise WeightsError(f"pretrained({name!r}, model) needs a dlcore model (models.create({name!r})), "
+                           f"got {type(model).__name__}")
+    path = find_file(entry.file)
+    if path is None:
+        path = _download_pretrained(name, entry, download=download, progress=progress, base_url=base_url)
+    if model is None:
+        return path
+    sd = _read(path)
+    if entry.fix_keys is not None:
+        sd = entry.fix_keys(sd)
+    return load_state_dict(model, sd, strict=strict)
+
+
+def _download_pretrained(name, entry, *, download, progress, base_url) -> Path:
+    from dlcore.data import download as dl
+    from dlcore.data.sources import cache_dir, offline
+
+    url = base_url.rstrip("/") + "/" + entry.file
+    folder = cache_dir() / "weights"
+    where = f"into {folder}/ (or a folder named by $DLCORE_WEIGHTS)"
+    if not download or offline():
+        why = "downloading is off (DLCORE_OFFLINE is set)" if offline() else "download=False"
+        raise WeightsNotFoundError(f"{name} weights {entry.file} are not on this machine and {why}: fetch {url} "
+                                   f"{where}")
+    try:
+        return dl.fetch(url, folder / entry.file, sha256_prefix=entry.sha256_prefix, progress=progress)
+    except dl.DownloadError as e:
+        why = _one_line(str(e).split(": ", 1)[-1], 100)
+        raise WeightsNotFoundError(f"{name} weights {entry.file} could not be downloaded ({why}): fetch {url} "
+                                   f"{where}") from None
 
 
 def load(model: nnx.Module, path: str | os.PathLike, *, strict: bool = True) -> nnx.Module:

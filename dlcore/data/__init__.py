@@ -12,11 +12,13 @@
 - `text`: vocabularies, BPE/WordPiece tokenizers, padding and masks, word vectors.
 - `timeseries`: forecasting windows, covariates, chronological splits, baselines.
 - `tabular`: CSV to arrays, one-hot and standardisation fitted on train.
+- `imagenet_classes`, `imagenet_normalize`: ImageNet's 1,000 class names (shipped) and channel statistics.
 """
 
 from dlcore.data import protocol, tabular, text, timeseries, transforms
 from dlcore.data.download import ChecksumError, DownloadError
 from dlcore.data.idx import read_idx
+from dlcore.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_classes, imagenet_normalize
 from dlcore.data.loader import ArraySource, Loader, batches, num_batches, source_batches, validate_split
 from dlcore.data.registry import (
     DatasetInfo,
@@ -35,9 +37,13 @@ __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
     "DownloadError",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "Loader",
     "batches",
     "cache_dir",
+    "imagenet_classes",
+    "imagenet_normalize",
     "info",
     "load",
     "load_or_standin",

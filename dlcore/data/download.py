@@ -7,6 +7,11 @@ the next call resumes (HTTP ``Range``) or, when the server cannot resume,
 restarts from zero. A wrong checksum deletes the partial file and raises
 `ChecksumError`; nothing is left in the cache.
 
+Where only the first hex digits of the SHA-256 are published (torchvision's
+weight files end their names with them: ``resnet18-f37072fd.pth``), pass them
+as ``sha256_prefix``: the download must start with them and nothing is
+recorded.
+
 Where a file's published SHA-256 is not known (``sha256=None``), the hash is
 *trusted on first use*: it is computed while downloading and recorded next to
 the file as ``<dest>.sha256`` (``sha256sum`` format); a later download of the
@@ -67,6 +72,7 @@ def fetch(
     dest: str | os.PathLike,
     *,
     sha256: str | None = None,
+    sha256_prefix: str | None = None,
     size: int | None = None,
     progress: bool | None = None,
     timeout: float = 60.0,
@@ -82,6 +88,9 @@ def fetch(
         sha256: The published hex SHA-256, or None to trust on first use (the
             hash is then recorded in ``<dest>.sha256``; a recorded hash is
             enforced like a published one).
+        sha256_prefix: Instead of ``sha256``, the first 8 to 64 hex digits
+            of the published hash (as torchvision's file names carry them);
+            checked like a published hash, and no hash is recorded.
         size: The expected size in bytes, if known (checked before hashing).
         progress: Show a tqdm bar on stderr; None shows it only on a terminal.
         timeout: Seconds to wait for a server before trying the next URL.
@@ -102,13 +111,19 @@ def fetch(
         raise ValueError(f"no URL given for {dest.name}; pass at least one")
     if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"sha256 for {dest.name} must be 64 lowercase hex digits, got {sha256!r}")
+    if sha256_prefix is not None:
+        if sha256 is not None:
+            raise ValueError(f"give {dest.name} a sha256 or a sha256_prefix, not both")
+        if not isinstance(sha256_prefix, str) or not re.fullmatch(r"[0-9a-f]{8,64}", sha256_prefix):
+            raise ValueError(f"sha256_prefix for {dest.name} must be 8 to 64 lowercase hex digits, "
+                             f"got {sha256_prefix!r}")
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _lock(dest):
         if dest.exists():  # another process finished it while we waited
             return dest
-        expected = sha256 or recorded_sha256(dest)
+        expected = sha256 or sha256_prefix or recorded_sha256(dest)
         errors = []
         for url in urls:
             try:
@@ -117,9 +132,10 @@ def fetch(
                 errors.append(f"{url}: {_describe(err)}")
                 continue
             part = _part(dest)
-            if expected is not None and digest != expected:
+            if expected is not None and not digest.startswith(expected):
                 part.unlink(missing_ok=True)
-                kind = "published" if sha256 else "recorded on first use"
+                kind = ("published" if sha256 else "published prefix of the" if sha256_prefix
+                        else "recorded on first use")
                 raise ChecksumError(
                     f"{dest.name} from {url} has SHA-256 {digest}, but the {kind} hash is "
                     f"{expected}; the download was deleted. The file may have changed upstream "
