@@ -3,9 +3,12 @@ figures (Géron, ch. 8, Gaussian Mixtures), sampling and density anomalies, and 
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sklearn.exceptions
 import sklearn.mixture
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
@@ -131,3 +134,93 @@ def test_bayesian_lower_bound_never_decreases(X, covariance_type, prior):
             bgm.fit(X)
         bounds.append(bgm.lower_bound_)
     assert np.all(np.diff(bounds) >= -1e-9 * abs(bounds[0])), bounds
+
+
+# --------------------------------------------------------------------------------------------------
+# scikit-learn's estimator API and its behaviour (issue 18)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type, prior", [("tied", "dirichlet_process"), ("diag", "dirichlet_process"),
+                                                    ("spherical", "dirichlet_distribution")])
+def test_bayesian_mixture_is_scikit_learns_model_from_the_same_start(X, covariance_type, prior):
+    """dlcore's initial parameters (max_iter=0) set into scikit-learn's estimator, then six of its own steps."""
+    kw = dict(n_components=4, covariance_type=covariance_type, weight_concentration_prior_type=prior, tol=0.0)
+    start = cluster.BayesianGaussianMixture(max_iter=0, random_state=0, **kw).fit(X)
+    with pytest.warns(ConvergenceWarning):
+        ours = cluster.BayesianGaussianMixture(max_iter=6, random_state=0, **kw).fit(X)
+    theirs = sklearn.mixture.BayesianGaussianMixture(**kw)
+    theirs._check_parameters(X)
+    theirs._set_parameters((start.weight_concentration_, start.mean_precision_, start.means_,
+                            start.degrees_of_freedom_, start.covariances_, start.precisions_cholesky_))
+    bounds = []
+    for _ in range(6):
+        log_prob_norm, log_resp = theirs._e_step(X)
+        theirs._m_step(X, log_resp)
+        bounds.append(float(np.squeeze(theirs._compute_lower_bound(log_resp, log_prob_norm))))
+    np.testing.assert_allclose(ours.lower_bounds_, bounds, rtol=1e-12)
+    assert ours.lower_bound_ == pytest.approx(ours.lower_bounds_[-1], rel=1e-14) and ours.n_iter_ == 6
+    assert not ours.converged_
+    for name in ("mean_precision_", "means_", "degrees_of_freedom_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-10, err_msg=name)
+    np.testing.assert_allclose(ours.weight_concentration_, theirs.weight_concentration_, rtol=1e-10)
+    if covariance_type == "tied":  # one Wishart with the components' average count: nu0 + N / K
+        assert ours.degrees_of_freedom_ == pytest.approx(X.shape[1] + len(X) / 4, rel=1e-12)
+
+
+def test_mixtures_are_scikit_learn_estimators(X):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    gm = cluster.GaussianMixture(2, random_state=np.random.RandomState(0))
+    assert clone(gm).set_params(n_components=3).get_params()["n_components"] == 3
+    Xs = X[np.random.default_rng(0).permutation(len(X))[:1248]]  # folds of one size: one compilation
+    search = GridSearchCV(cluster.GaussianMixture(random_state=0), {"n_components": [1, 3]}, cv=3, refit=False).fit(Xs)
+    assert search.best_params_ == {"n_components": 3}  # the held-out log-likelihood picks the book's k
+    pipe = make_pipeline(StandardScaler(), cluster.GaussianMixture(n_components=3, random_state=0)).fit(Xs[:832])
+    labels = pipe.predict(Xs)
+    assert labels.dtype == np.intp and labels.shape == (len(Xs),) and len(set(labels)) == 3
+    with pytest.raises(sklearn.exceptions.NotFittedError, match="This GaussianMixture instance is not fitted yet"):
+        cluster.GaussianMixture().predict(X)
+
+
+def test_mixture_dtype_follows_the_input(X):
+    f32 = cluster.GaussianMixture(3, n_init=2, random_state=0).fit(X.astype(np.float32))
+    f64 = cluster.GaussianMixture(3, n_init=2, random_state=0).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(f32, name).dtype == np.float32 and getattr(f64, name).dtype == np.float64, name
+    assert f32.score_samples(X).dtype == np.float32
+    np.testing.assert_allclose(f32.means_, f64.means_, rtol=1e-4)  # the same seed starts alike in both
+
+
+def test_warm_start_max_iter_zero_and_convergence_warning(X):
+    one = cluster.GaussianMixture(3, max_iter=1, warm_start=True, random_state=0, reg_covar=0)
+    with pytest.warns(ConvergenceWarning, match="Best performing initialization did not converge"):
+        one.fit(X)
+    with pytest.warns(ConvergenceWarning):
+        one.fit(X)  # continues from the fitted parameters: two iterations in all
+    with pytest.warns(ConvergenceWarning):
+        two = cluster.GaussianMixture(3, max_iter=2, random_state=0, reg_covar=0).fit(X)
+    np.testing.assert_allclose(one.means_, two.means_, rtol=1e-12)
+    assert one.lower_bound_ == pytest.approx(two.lower_bound_, rel=1e-12) and len(two.lower_bounds_) == 2
+    means_init = np.array([[0.0, 0.0], [3.0, 1.0], [-1.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # max_iter=0: the initial parameters, no warning
+        zero = cluster.GaussianMixture(3, means_init=means_init, max_iter=0).fit(X)
+    np.testing.assert_array_equal(zero.means_, means_init)
+    assert zero.n_iter_ == 0 and zero.lower_bound_ == -np.inf and zero.lower_bounds_ == [] and not zero.converged_
+
+
+def test_verbose_and_the_priors(X, capsys):
+    bgm = cluster.BayesianGaussianMixture(3, covariance_type="diag", verbose=2, verbose_interval=1, max_iter=500,
+                                          random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert out.startswith("Initialization 0\n  Iteration 1\t time lapse") and "Initialization converged." in out
+    assert out.count("  Iteration ") == bgm.n_iter_ == len(bgm.lower_bounds_)
+    np.testing.assert_allclose(bgm.mean_prior_, X.mean(axis=0))
+    np.testing.assert_allclose(bgm.covariance_prior_, np.var(X, axis=0, ddof=1))
+    assert bgm.degrees_of_freedom_prior_ == 2 and bgm.weight_concentration_prior_ == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="'degrees_of_freedom_prior' should be greater than 1, but got 1.000"):
+        cluster.BayesianGaussianMixture(degrees_of_freedom_prior=1).fit(X)

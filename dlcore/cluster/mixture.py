@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from jax.scipy.special import digamma, gammaln, logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 
@@ -403,8 +404,10 @@ def _slice(p: dict, K: int, cov_type: str) -> dict:
 def _precisions_from_cov(cov: np.ndarray, cov_type: str) -> tuple[np.ndarray, np.ndarray]:
     """(precisions, precision Cholesky factors P, with precision = P P^T), on the host, in cov's dtype."""
     if cov_type in ("full", "tied"):
-        chol = np.linalg.cholesky(cov.astype(np.float64))
-        P = np.swapaxes(np.linalg.inv(chol), -1, -2)
+        chol = np.linalg.cholesky(cov.astype(np.float64)).reshape((-1,) + cov.shape[-2:])
+        eye = np.eye(cov.shape[-1])
+        # the transposed inverse of each Cholesky factor: exactly upper triangular, as scikit-learn's
+        P = np.stack([scipy.linalg.solve_triangular(c, eye, lower=True).T for c in chol]).reshape(cov.shape)
         return (P @ np.swapaxes(P, -1, -2)).astype(cov.dtype), P.astype(cov.dtype)
     return (1 / cov).astype(cov.dtype), (1 / np.sqrt(cov)).astype(cov.dtype)
 
