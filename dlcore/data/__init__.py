@@ -12,11 +12,14 @@
 - `text`: vocabularies, BPE/WordPiece tokenizers, padding and masks, word vectors.
 - `timeseries`: forecasting windows, covariates, chronological splits, baselines.
 - `tabular`: CSV to arrays, one-hot and standardisation fitted on train.
+- `ImageFolder`: a class-per-subfolder tree of images, decoded once (cached on disk), random access;
+  `read_image`: one image resized and center-cropped.
 - `imagenet_classes`, `imagenet_normalize`: ImageNet's 1,000 class names (shipped) and channel statistics.
 """
 
 from dlcore.data import protocol, tabular, text, timeseries, transforms
 from dlcore.data.download import ChecksumError, DownloadError
+from dlcore.data.folder import ImageFolder, read_image
 from dlcore.data.idx import read_idx
 from dlcore.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_classes, imagenet_normalize
 from dlcore.data.loader import ArraySource, Loader, batches, num_batches, source_batches, validate_split
@@ -39,6 +42,7 @@ __all__ = [
     "DownloadError",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "ImageFolder",
     "Loader",
     "batches",
     "cache_dir",
@@ -52,6 +56,7 @@ __all__ = [
     "prepare",
     "protocol",
     "read_idx",
+    "read_image",
     "source_batches",
     "tabular",
     "text",
