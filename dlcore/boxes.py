@@ -94,7 +94,7 @@ def _check_boxes(boxes: Any, who: str, name: str = "boxes", fmt: str = "xyxy", *
     """``boxes`` as an array after checking its shape ``(N, 4)`` (or ``(..., 4)`` with ``ndim=None``) and,
     when it is concrete, that every coordinate is finite and every box well formed in ``fmt``."""
     try:
-        shape = tuple(jnp.shape(boxes))
+        shape = tuple(np.shape(boxes))
     except TypeError:
         raise ValueError(f"{who}: {name} must be an array of boxes, got {type(boxes).__name__}") from None
     if not shape or shape[-1] != 4 or (ndim is not None and len(shape) != ndim):

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlcore.boxes import sigmoid_focal_loss  # RetinaNet's loss lives with the boxes
 from dlcore.checks import check_choice, check_float
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "mse",
     "nll",
     "reduce",
+    "sigmoid_focal_loss",
     "style_loss",
 ]
 
