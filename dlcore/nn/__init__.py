@@ -23,7 +23,7 @@ from dlcore.nn.padding import (ConstantPad1d, ConstantPad2d, ReflectionPad1d, Re
 from dlcore.nn.resample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d, interpolate
 from dlcore.nn.attention import AdditiveScore, GeneralScore, MultiheadAttention
 from dlcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LayerNormRNNCell, LSTMCell, Recurrence, RNNCell
-from dlcore.nn.regularization import AlphaDropout, MCDropout, mc_predict
+from dlcore.nn.regularization import AlphaDropout, MCDropout, StochasticDepth, mc_predict
 
 __all__ = [
     "BasicBlock", "BasicConv2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Bottleneck", "ConvBNAct",
@@ -37,7 +37,7 @@ __all__ = [
     "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d", "avg_pool2d",
     "avg_pool3d", "depth_max_pool", "flatten", "global_avg_pool2d", "global_max_pool2d", "init",
     "local_response_norm", "max_pool1d", "max_pool2d", "max_pool3d", "torch_uniform",
-    "AlphaDropout", "GLU", "MCDropout", "PReLU", "RReLU", "SwiGLU", "Swish", "mc_predict",
+    "AlphaDropout", "GLU", "MCDropout", "PReLU", "RReLU", "StochasticDepth", "SwiGLU", "Swish", "mc_predict",
     "Embedding", "Frozen", "GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormRNNCell", "RNN", "RNNCell",
     "Recurrence", "embedding", "recurrent",
     "AdditiveScore", "GeneralScore", "MultiheadAttention", "attention",

@@ -2,6 +2,7 @@
 
 * ``AlphaDropout``: PyTorch's dropout for SELU networks, keeping mean and variance.
 * ``MCDropout`` and ``mc_predict``: dropout left on at prediction time, averaged over samples.
+* ``StochasticDepth``: torchvision's stochastic depth, dropping a residual branch for whole samples.
 * ``l1_penalty`` / ``l2_penalty``: the book's manual penalties, for a custom loss (the optimizer-side
   forms are ``dlcore.optim.add_l1`` / ``add_l2``; the max-norm constraint is ``dlcore.optim.max_norm``).
 * ``l1_unstructured`` / ``ln_structured``: ``torch.nn.utils.prune``'s magnitude pruning on parameter
@@ -22,11 +23,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dlcore.checks import check_float, check_int, is_int
+from dlcore.checks import check_choice, check_float, check_int, is_int
 from dlcore.nn.activations import SELU_ALPHA, SELU_SCALE
 
-__all__ = ["AlphaDropout", "MCDropout", "l1_penalty", "l1_unstructured", "l2_penalty", "ln_structured",
-           "mc_predict", "sparsity"]
+__all__ = ["AlphaDropout", "MCDropout", "StochasticDepth", "l1_penalty", "l1_unstructured", "l2_penalty",
+           "ln_structured", "mc_predict", "sparsity"]
 
 
 class AlphaDropout(nnx.Module):
@@ -77,6 +78,60 @@ class MCDropout(nnx.Dropout):
     def __call__(self, inputs, *, deterministic: bool | None = None, rngs=None):
         del deterministic
         return super().__call__(inputs, deterministic=False, rngs=rngs)
+
+
+class StochasticDepth(nnx.Dropout):
+    """``torchvision.ops.StochasticDepth(p, mode)``: drop a residual branch, for whole samples or the batch.
+
+    In training, ``"row"`` mode zeroes the input of each sample with probability ``p`` (one draw per sample,
+    shared by all its other axes) and divides the kept ones by ``1 - p``; ``"batch"`` mode makes one draw
+    for the whole batch. In eval mode (``deterministic``, set by ``model.eval()``) it is the identity. Put it
+    on a residual branch, ``x + StochasticDepth(p)(f(x))``: a dropped sample then skips the block (Huang et
+    al., "Deep Networks with Stochastic Depth", 2016; ConvNeXt's blocks, Liu et al., "A ConvNet for the
+    2020s", 2022, which Géron, ch. 12, ConvNeXt, describes).
+
+    A ``flax.nnx.Dropout`` (its ``rate`` is ``p``), so it draws from the ``dropout`` stream and whatever
+    reseeds or switches dropout layers treats it as one.
+
+    Args:
+        p: Probability of dropping, in ``[0, 1]``.
+        mode: ``"row"`` (per sample) or ``"batch"`` (the whole batch at once).
+        deterministic: Start in eval mode.
+        rng_collection: The stream the masks are drawn from.
+        rngs: ``nnx.Rngs`` or one of its streams (``rngs.dropout``); needed in training when ``p > 0``.
+
+    Shapes: (N, ...) -> (N, ...).
+    """
+
+    def __init__(self, p: float, mode: str = "row", *, deterministic: bool = False,
+                 rng_collection: str = "dropout", rngs: nnx.Rngs | nnx.RngStream | None = None):
+        p = check_float(p, "p", low=0, high=1, who="StochasticDepth")
+        check_choice(mode, "mode", ("row", "batch"), who="StochasticDepth")
+        super().__init__(p, deterministic=deterministic, rng_collection=rng_collection, rngs=rngs)
+        self.p, self.mode = p, mode
+
+    def __call__(self, x: jax.Array, *, deterministic: bool | None = None, rngs=None) -> jax.Array:
+        det = self.deterministic if deterministic is None else deterministic
+        if det or self.p == 0.0:
+            return x
+        if x.ndim < 1:
+            raise ValueError(f"StochasticDepth needs a batch (N, ...), got a scalar of shape {tuple(x.shape)}")
+        if self.p == 1.0:
+            return jnp.zeros_like(x)
+        if rngs is None:
+            rngs = self.rngs
+        if rngs is None:
+            raise ValueError("StochasticDepth in training mode needs rngs: StochasticDepth(p, rngs=nnx.Rngs(0)), "
+                             "or call model.eval()")
+        if isinstance(rngs, nnx.Rngs):
+            key = rngs[self.rng_collection]()
+        elif isinstance(rngs, nnx.RngStream):
+            key = rngs()
+        else:
+            key = rngs
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1) if self.mode == "row" else (1,) * x.ndim
+        keep = jax.random.bernoulli(key, 1.0 - self.p, shape)   # (N, 1, ..., 1) or (1, ..., 1)
+        return jnp.where(keep, x / (1.0 - self.p), jnp.zeros((), x.dtype))
 
 
 def mc_predict(model: nnx.Module, x: jax.Array, n_samples: int = 100, *, seed: int = 0,
