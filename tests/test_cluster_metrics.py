@@ -120,6 +120,9 @@ def test_silhouette_precomputed_sparse_callable_and_subsets(iris):
     assert cluster.silhouette_score(D, y, metric="precomputed") == pytest.approx(expected, rel=1e-12)
     assert cluster.silhouette_score(sp.csr_matrix(D), y, metric="precomputed") == pytest.approx(expected, rel=1e-12)
     assert cluster.silhouette_score(sp.csc_matrix(X), y) == pytest.approx(expected, rel=1e-12)
+    # a data-dependent metric parameter (seuclidean's V) comes from all of X, not from each block of rows
+    np.testing.assert_allclose(cluster.silhouette_samples(X, y, metric="seuclidean", chunk_size=40),
+                               sklearn.metrics.silhouette_samples(X, y, metric="seuclidean"), rtol=1e-12)
     manhattan = cluster.silhouette_score(X, y, metric=lambda u, v: float(np.abs(u - v).sum()))
     assert manhattan == pytest.approx(sklearn.metrics.silhouette_score(X, y, metric="manhattan"), rel=1e-12)
     # the same subset for the matrix and the points (same seed, RandomState or int)

@@ -210,6 +210,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         m = self._metric(is_sparse(X), who)
         X = check_precomputed(X, dtype, who) if m.kind == "precomputed" else \
             check_array(X, dtype, who=who, accept_sparse=True)
+        m.prepare(X)
         n, d = X.shape
         w = _check_sample_weight(sample_weight, n, who)
         rows, cols, counts = [], [], np.zeros(n, np.float64)

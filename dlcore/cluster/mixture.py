@@ -480,8 +480,10 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         who = type(self).__name__
         X, K = self._check_common(X, who)
         n, d = X.shape
+        signature = (K, d, self.covariance_type, self._process)
+        # warm start: only where the fitted parameters fit this call (else a fresh fit, as a first one)
         warm = bool(self.warm_start) and getattr(self, "converged_", None) is not None \
-            and getattr(self, "_params", None) is not None and self.n_features_in_ == d
+            and getattr(self, "_signature", None) == signature
         Xc, shift = _centred(X)
         dtype = self._dtype
         t0 = time.perf_counter()
@@ -527,6 +529,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = float(lb[best])
         self.lower_bounds_ = [float(v) for v in hist[best][: self.n_iter_]]
         self.n_features_in_ = d
+        self._signature = signature
         self._set_fitted(p, shift)
         if warn and max_iter > 0 and not self.converged_:
             warnings.warn(f"{who}: Best performing initialization did not converge. Try different init parameters, "

@@ -83,6 +83,16 @@ class Metric:
         else:
             self.kind, self.name, self.params, self.p = "host", metric, params, None
 
+    def prepare(self, X) -> Metric:
+        """Fix the data-dependent parameters of 'seuclidean' (V) and 'mahalanobis' (VI) from all of dense X
+        once, as scikit-learn's chunked distances do, so every block uses the same ones."""
+        if self.kind == "host" and not is_sparse(X):
+            if self.name == "seuclidean" and "V" not in self.params:
+                self.params["V"] = np.var(X, axis=0, ddof=1)
+            elif self.name == "mahalanobis" and "VI" not in self.params:
+                self.params["VI"] = np.linalg.inv(np.cov(X.T)).T
+        return self
+
     def host_block(self, rows, X) -> np.ndarray:
         """Distances `(len(rows), n)` from `rows` to every row of `X`, on the host."""
         from sklearn.metrics import pairwise_distances
@@ -217,6 +227,7 @@ def _check_input(X, metric, dtype, kwds, who):
                              f"diagonal. Use np.fill_diagonal(X, 0).")
     else:
         X = check_array(X, dtype, who=who, accept_sparse=True)
+        m.prepare(X)
     return X, dtype, m
 
 
