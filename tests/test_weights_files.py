@@ -466,7 +466,7 @@ PARAMETER_FREE = {
     "Activation": lambda: dnn.Activation("relu"), "Dropout2d": lambda: dnn.Dropout2d(0.5),
     "Flatten": lambda: dnn.Flatten(), "Identity": lambda: dnn.Identity(),
     "GLU": lambda: dnn.GLU(), "RReLU": lambda: dnn.RReLU(), "AlphaDropout": lambda: dnn.AlphaDropout(0.5),
-    "MCDropout": lambda: dnn.MCDropout(0.5),
+    "MCDropout": lambda: dnn.MCDropout(0.5), "StochasticDepth": lambda: dnn.StochasticDepth(0.5),
     **{name: (lambda name=name: getattr(dnn, name)(1)) for name in [
         "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "ZeroPad1d", "ZeroPad2d"]},
     "ConstantPad1d": lambda: dnn.ConstantPad1d(1, 0.5), "ConstantPad2d": lambda: dnn.ConstantPad2d(1, 0.5),
