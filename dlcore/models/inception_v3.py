@@ -8,8 +8,9 @@ dropout 0.5 and a linear layer; an auxiliary classifier on the 17x17 map adds a 
 Every convolution is conv -> batch norm (eps 0.001) -> ReLU (`dlcore.nn.BasicConv2d`).
 
 References: Szegedy et al. (2016), Figures 5-7 and Table 1; Subramanian, Deep Learning with PyTorch, ch. 8,
-Modern Network Architectures (Inception: features of a pretrained Inception-v3 for transfer learning, its
-299 x 299 inputs, `aux_logits`); Géron, Hands-On ML ch. 12, CNN Architectures (GoogLeNet and its successors).
+Modern Network Architectures, Inception (Creating an Inception model: a pretrained Inception-v3 with
+`aux_logits=False` as a feature extractor, 299 x 299 inputs); Géron, Hands-On ML ch. 12, CNN Architectures
+(GoogLeNet, whose successor this is).
 """
 
 from __future__ import annotations
@@ -301,8 +302,8 @@ def inception_v3_loss(loss_fn, aux_weight: float = 0.4):
 
     Args:
         loss_fn: `(logits, targets) -> (B,)`.
-        aux_weight: weight of the auxiliary loss (0.4, the weight torchvision's and the usual fine-tuning
-            recipes use for Inception-v3).
+        aux_weight: weight of the auxiliary loss (0.4, as PyTorch's "Finetuning Torchvision Models" tutorial
+            trains Inception-v3: `loss1 + 0.4 * loss2`).
 
     Returns:
         `(outputs, targets) -> (B,)`: loss(logits) + aux_weight * loss(aux_logits) for training-mode
