@@ -20,7 +20,7 @@ the convolutions. A last forward pass of the whole model on the validation image
 sits in VGG-16 and gives the same accuracy.
 
 Data: dogs vs cats (`cats_vs_dogs`) at 64x64 when it is here, else `photo_patches` (temple vs flower crops
-of scikit-learn's photos, 420 train / 90 valid) at 32x32; ImageNet's normalisation. Under --quick: 64 train /
+of scikit-learn's photos, 420 train / 90 valid) at 32x32; ImageNet's normalisation. Under --quick: 32 train /
 32 validation images, one epoch. Without the ImageNet weights the backbone is random and the accuracy says
 little; the parameter counts are the figures to compare.
 
@@ -67,7 +67,7 @@ def _prep(split: dict, n: int | None) -> dict:
 
 def run(ctx: Context) -> dict[str, float]:
     splits = ctx.load(image_size=64, standin_options={"image_size": 32})
-    n_train, n_val = (64, 32) if ctx.quick else (None, None)
+    n_train, n_val = (32, 32) if ctx.quick else (None, None)
     train, val = _prep(splits["train"], n_train), _prep(splits.get("valid", splits.get("test")), n_val)
     size = train["x"].shape[1]
     ctx.print(f"{len(train['y'])} train / {len(val['y'])} validation images at {size}x{size}")

@@ -99,6 +99,12 @@ def test_the_cache_is_reused_and_a_changed_file_is_decoded_again(tree, tmp_path,
     assert opened                                               # decoded again
     np.testing.assert_array_equal(changed[2]["x"], new[:, 1:5])
     assert len(list(next(cache.iterdir()).iterdir())) == 1      # the stale copy is gone
+    # a damaged cache is decoded again, not trusted
+    npy = next(next(cache.iterdir()).iterdir()) / "images.npy"
+    npy.write_bytes(b"garbage")
+    np.testing.assert_array_equal(ImageFolder(root, size=4, dtype="uint8", cache=cache)[2]["x"], new[:, 1:5])
+    arrays = changed.as_arrays()
+    arrays["x"][0] = 0                                          # as_arrays is a writable copy in memory
 
 
 def test_unreadable_files_are_skipped_with_one_warning_or_raise(tree, tmp_path):
@@ -141,6 +147,19 @@ def test_bad_trees_and_arguments_are_one_line(tmp_path):
                                         transform=lambda img: np.zeros((2, 2), np.float32)), "uint8")
     raises_one_line(lambda: read_image(tmp_path / "missing.png"), "does not exist")
     raises_one_line(lambda: read_image(np.zeros((4, 4, 3), np.float32)), "uint8 array")
+
+
+def test_imagenet_normalize_by_hand():
+    from dlcore.data import imagenet_normalize
+
+    x = imagenet_normalize(np.array([[[255, 0, 51]]], np.uint8))
+    np.testing.assert_allclose(x[0, 0], [(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0.2 - 0.406) / 0.225],
+                               rtol=1e-6)
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(imagenet_normalize(np.full((1, 2, 2, 3), 0.5)), imagenet_normalize(
+        np.full((1, 2, 2, 3), 0.5, np.float32)))
+    raises_one_line(lambda: imagenet_normalize(np.zeros((2, 2, 4), np.uint8)), "(..., H, W, 3)")
+    raises_one_line(lambda: imagenet_normalize(np.full((2, 2, 3), np.nan)), "NaN")
 
 
 def test_random_access_through_grain_batches(tree, tmp_path):

@@ -198,6 +198,8 @@ class ImageFolder:
         elif self.size is not None:
             resize = min(self.size)
         self.resize, self.transform, self.mode, self.dtype, self.on_error = resize, transform, mode, dtype, on_error
+        if not isinstance(root, (str, os.PathLike)):
+            raise ValueError(f"ImageFolder: root must be a folder path, got {type(root).__name__}")
         self.root = Path(root).expanduser()
         if not self.root.exists():
             raise ValueError(f"image folder {self.root} does not exist")
@@ -262,9 +264,13 @@ class ImageFolder:
             del x
             (tmp / "meta.json").write_text(json.dumps({"kept": kept, "skipped": skipped, "root": str(self.root)}))
             for old in tree.iterdir():                         # an earlier state of this tree is stale now
-                if old != tmp and old.is_dir():
+                if old != tmp and old.is_dir() and not old.name.startswith(".decoding-"):
                     shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, where)
+            try:
+                os.replace(tmp, where)
+            except OSError:                                    # another process finished the same tree first
+                if not (where / "meta.json").is_file():
+                    raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -340,7 +346,7 @@ class ImageFolder:
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         """The whole tree as one split: `{"x": (N, H, W, C) images of `dtype`, "y": (N,) int32 labels}`."""
-        return {"x": self._pixels(self._x), "y": self.targets.copy()}
+        return {"x": self._pixels(np.array(self._x)), "y": self.targets.copy()}      # in memory, writable
 
     def __repr__(self) -> str:
         shape = tuple(self._x.shape[1:])
