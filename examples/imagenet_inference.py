@@ -51,7 +51,7 @@ def _photo(ctx: Context) -> tuple[np.ndarray | str, str]:
     """The book's photo when present, else the first sample photo (uint8 HWC)."""
     path = data.cache_dir() / BOOK_PHOTO
     if path.is_file() and ctx.data != EXAMPLE.standin:
-        ctx.dataset = "bobby.jpg"
+        ctx.dataset = f"inline: {path} (the book's photo)"
         ctx.print(f"data: {path} (the book's photo)")
         return str(path), "bobby.jpg"
     photos = ctx.load()["train"]["x"]                         # (2, 427, 640, 3) in [0, 1]: temple, flower
