@@ -48,14 +48,20 @@ def test_densenet_files_old_key_names_are_renamed():
                                           "features.norm5.weight": 3, "classifier.bias": 4}
 
 
-@pytest.fixture
-def lenet_file(monkeypatch):
-    """A small torch-format file published as torchvision names its files: lenet5-<first 8 hex of its SHA-256>."""
+@pytest.fixture(scope="module")
+def lenet_bytes():
+    """A small torch-format state dict (LeNet-5's), made once for the module: (source model, file bytes)."""
     torch = pytest.importorskip("torch")
     source = models.create("lenet5", seed=1)
     buf = io.BytesIO()
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in weights.state_dict(source).items()}, buf)
-    body = buf.getvalue()
+    return source, buf.getvalue()
+
+
+@pytest.fixture
+def lenet_file(monkeypatch, lenet_bytes):
+    """The file published as torchvision names its files: lenet5-<first 8 hex digits of its SHA-256>.pth."""
+    source, body = lenet_bytes
     prefix = hashlib.sha256(body).hexdigest()[:8]
     table = weights._pretrained_registry()
     table.register("lenet5", weights._Published(f"lenet5-{prefix}.pth"))
