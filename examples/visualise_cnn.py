@@ -18,7 +18,7 @@ forward hooks); `inspect.image_grid` and `inspect.filter_grid` tile them, and ea
 `vgg16-397923af.pth` in `$DLCORE_WEIGHTS` or `~/.cache/dlcore/weights` (or downloadable) the network is the
 book's; without it the convolutions keep their random He initialisation (and the classifier, which no figure
 uses, is left small), which the run says: the filters are then noise and the maps mere blurred copies of the
-image. Data: the first validation image of `cats_vs_dogs` when it is here, else scikit-learn's temple photo.
+image. Data: the first test image of `cats_vs_dogs` when it is here, else scikit-learn's temple photo.
 The metrics are the activation shapes (NHWC): (1, 224, 224, 64) for conv1_1, (1, 112, 112, 128) for conv2_1,
 (1, 14, 14, 512) for conv5_3, and the filters' (3, 3, 3, 64). Under --quick the image is 64 x 64, so the maps
 are 64, 32 and 4 pixels wide.
@@ -62,10 +62,9 @@ def _model(ctx: Context) -> tuple[nnx.Module, bool]:
 
 def _image(ctx: Context, size: int) -> np.ndarray:
     splits = ctx.load(image_size=size) if ctx.data != EXAMPLE.standin else ctx.load()
-    if "valid" in splits:                                      # cats_vs_dogs: the first validation image
-        img = np.asarray(splits["valid"]["x"][0])
-    else:                                                      # sample_photos: the temple
-        img = np.asarray(splits["train"]["x"][0])
+    # cats_vs_dogs: the first held-out image (the book's is from its validation folder); sample_photos: the temple
+    held_out = splits.get("valid") or splits.get("test") or splits["train"]
+    img = np.asarray(held_out["x"][0])
     pixels = img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
     return data.read_image(pixels, size=size, resize=size, dtype="uint8")
 
