@@ -26,7 +26,7 @@ def test_the_table_holds_torchvisions_file_names():
     assert weights.pretrained_url("convnext_base") == base + "convnext_base-6075fbad.pth"
     for name in ("alexnet", "vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "densenet121",
                  "inception_v3", "convnext_tiny", "convnext_base"):
-        assert name in weights.PRETRAINED
+        assert name in weights.PRETRAINED and name in models.names()      # a file for a model dlcore has
         assert re.fullmatch(r"[0-9a-f]{8}", weights.PRETRAINED.get(name).sha256_prefix)
     raises_one_line(lambda: weights.pretrained("resnet11"), "resnet11", "resnet101")
 
