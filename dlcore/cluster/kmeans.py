@@ -61,14 +61,21 @@ def _is_sparse(X) -> bool:
     return isinstance(X, jsparse.BCOO)
 
 
-def _device(X: np.ndarray | sp.csr_matrix):
+def _device(X: np.ndarray | sp.csr_matrix, nse: int | None = None):
     """X on the device: a dense array, or a BCOO matrix from a SciPy one (no dense copy). Call under
-    `precision(dtype)`."""
+    `precision(dtype)`.
+
+    Args:
+        nse: sparse X's stored entries are padded with zeros at (0, 0) (they add nothing to any sum) to
+            this many, by default the next power of two, so data of other sizes reuses a compiled function.
+    """
     if sp.issparse(X):
         coo = X.tocoo()
-        indices = np.stack([coo.row, coo.col], axis=1).astype(np.int32)
-        return jsparse.BCOO((jnp.asarray(coo.data), jnp.asarray(indices)), shape=X.shape,
-                            indices_sorted=True, unique_indices=True)
+        nse = max(nse or 1, 1 << max(coo.nnz - 1, 0).bit_length())
+        data = np.zeros((nse,), X.dtype)
+        indices = np.zeros((nse, 2), np.int32)
+        data[:coo.nnz], indices[:coo.nnz, 0], indices[:coo.nnz, 1] = coo.data, coo.row, coo.col
+        return jsparse.BCOO((jnp.asarray(data), jnp.asarray(indices)), shape=X.shape)
     return to_device(X)
 
 
@@ -185,8 +192,12 @@ def _pick(p, u, block: int = 1024):
     """Indices `(m,)` drawn with probability proportional to `p (n,)` >= 0, one per uniform `u (m,)` in
     [0, 1): the first i with p_0 + ... + p_i > u * sum(p) (inverse CDF). Two levels: the cumulative sums
     of blocks of `block` points, then of the one block each draw falls in; XLA's cumsum over all n
-    points costs several times more on CPU."""
+    points costs several times more on CPU. Up to 32 blocks, one level (cheaper to compile)."""
     n = p.shape[0]
+    if n <= 32 * block:
+        cum = jnp.cumsum(p)
+        return jnp.clip(jnp.searchsorted(cum, u * cum[-1], side="right", method="compare_all"), 0,
+                        n - 1).astype(jnp.int32)
     block = min(block, n)
     nb = -(-n // block)
     blocks = jnp.pad(p, (0, nb * block - n)).reshape(nb, block)
@@ -399,6 +410,14 @@ def _centred(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X - mean, mean
 
 
+@jax.jit
+def _mb_prep(X, w, tol):
+    """MiniBatchKMeans' absolute tolerance and the cumulative weights (None: unweighted) the batches
+    are drawn with."""
+    tol = jnp.where(tol > 0, tol * _mean_variance(X, _row_sq(X)), 0.0)
+    return tol, None if w is None else jnp.cumsum(w)
+
+
 def _mean_variance(X, x_sq):
     """Mean over features of the per-feature variance (unweighted, as scikit-learn's `_tolerance`)."""
     n, d = X.shape
@@ -415,7 +434,9 @@ def _lloyd_step_jit(X, x_sq, w, c, labels_old, valid):
 
 
 @jax.jit
-def _final_assign(X, x_sq, w, c):
+def _final_assign(X, w, c):
+    """Labels `(n,)` of X under the centres `c` and the (weighted) inertia."""
+    x_sq = _row_sq(X)
     labels, _ = _assign(X, x_sq, c)
     return labels, _inertia(X, x_sq, c, labels, w)
 
@@ -441,7 +462,7 @@ def _lloyd_verbose(X, w, centers, max_iter, tol):
         if float(shift) <= tol:
             print(f"Converged at iteration {i}: center shift {float(shift)} within tolerance {tol}.")
             break
-    labels, inertia = _final_assign(X, x_sq, w, centers)
+    labels, inertia = _final_assign(X, w, centers)
     return centers, labels, inertia, i + 1
 
 
@@ -923,32 +944,50 @@ def _mb_convergence(i, batch_inertia, ewa, ewa_min, no_improvement, shift, tol, 
     return ewa, ewa_min, no_improvement, why > 0, why
 
 
+def _mb_update(Xb, kr, s, tol, alpha, max_no_improvement, ratio, reassign_every, batch_size: int):
+    """One step of `MiniBatchKMeans.fit` on the batch `Xb`: scikit-learn's reassignment schedule (when a
+    centre is empty, or every `reassign_every` points), the step, and the early-stopping bookkeeping.
+
+    Args:
+        s: the loop state (step, centres, counts, ewa, ewa_min, steps without improvement, points since
+            the last reassignment, stop).
+
+    Returns:
+        the next state, the batch inertia, and why it stops (0: it does not).
+    """
+    step, c, counts, ewa, ewa_min, stale, since, _ = s
+    since = since + batch_size
+    reassign = jnp.any(counts == 0) | (since >= reassign_every)
+    since = jnp.where(reassign, 0, since)
+    new, counts, inertia = _minibatch_step(Xb, None, c, counts, kr, reassign, ratio)
+    shift = jnp.sum((new - c) ** 2)
+    ewa, ewa_min, stale, stop, why = _mb_convergence(step, inertia / batch_size, ewa, ewa_min, stale, shift, tol,
+                                                     alpha, max_no_improvement)
+    return (step + 1, new, counts, ewa, ewa_min, stale, since, stop), inertia, why
+
+
+_mb_update_jit = jax.jit(_mb_update, static_argnames=("batch_size",))
+
+
+def _mb_state(centers):
+    k, dtype = centers.shape[0], centers.dtype
+    inf = jnp.asarray(jnp.inf, dtype)
+    return (jnp.int32(0), centers, jnp.zeros((k,), dtype), inf, inf, jnp.int32(0), jnp.int32(0), jnp.bool_(False))
+
+
 @functools.partial(jax.jit, static_argnames=("batch_size",))
 def _minibatch_fit(key, X, cw, centers, n_steps, tol, alpha, max_no_improvement, ratio, reassign_every, *,
                    batch_size):
     """The mini-batch steps of `MiniBatchKMeans.fit` on dense X, in one `lax.while_loop`."""
     n = X.shape[0]
-    k = centers.shape[0]
-
-    def cond(s):
-        return (s[0] < n_steps) & ~s[-1]
 
     def body(s):
-        step, c, counts, ewa, ewa_min, stale, since, _ = s
-        kb, kr = jax.random.split(jax.random.fold_in(key, step))
+        kb, kr = jax.random.split(jax.random.fold_in(key, s[0]))
         Xb = X[_batch_indices(kb, n, batch_size, cw)]
-        since = since + batch_size
-        reassign = jnp.any(counts == 0) | (since >= reassign_every)
-        since = jnp.where(reassign, 0, since)
-        new, counts, inertia = _minibatch_step(Xb, None, c, counts, kr, reassign, ratio)
-        shift = jnp.sum((new - c) ** 2)
-        ewa, ewa_min, stale, stop, _ = _mb_convergence(step, inertia / batch_size, ewa, ewa_min, stale, shift, tol,
-                                                       alpha, max_no_improvement)
-        return step + 1, new, counts, ewa, ewa_min, stale, since, stop
+        return _mb_update(Xb, kr, s, tol, alpha, max_no_improvement, ratio, reassign_every, batch_size)[0]
 
-    inf = jnp.asarray(jnp.inf, X.dtype)
-    s = (jnp.int32(0), centers, jnp.zeros((k,), X.dtype), inf, inf, jnp.int32(0), jnp.int32(0), jnp.bool_(False))
-    step, centers, counts, ewa, *_ = jax.lax.while_loop(cond, body, s)
+    step, centers, counts, ewa, *_ = jax.lax.while_loop(lambda s: (s[0] < n_steps) & ~s[-1], body,
+                                                        _mb_state(centers))
     return centers, counts, step, ewa
 
 
@@ -956,6 +995,19 @@ def _minibatch_fit(key, X, cw, centers, n_steps, tol, alpha, max_no_improvement,
 def _draw_batch(key, step, n, cw, *, batch_size):
     kb, kr = jax.random.split(jax.random.fold_in(key, step))
     return _batch_indices(kb, n, batch_size, cw), kr
+
+
+@functools.partial(jax.jit, static_argnames=("n", "size", "n_init", "subsample"))
+def _init_samples(key, *, n, size, n_init, subsample):
+    """Keys `(n_init, 2)` for the initialisations, the validation rows `(size,)` and each initialisation's
+    rows `(n_init, size)` (drawn with replacement when `subsample` and size < n, else all rows)."""
+    k_val, k_init = jax.random.split(key)
+    keys = jax.random.split(k_init, 2 * n_init)
+    every = jnp.arange(n, dtype=jnp.int32)
+    val = _subsample(k_val, n=n, size=size) if subsample else every
+    subs = jnp.stack([_subsample(keys[n_init + i], n=n, size=size) if subsample and size < n else every
+                      for i in range(n_init)])
+    return keys[:n_init], val, subs
 
 
 @functools.partial(jax.jit, static_argnames=("n", "size"))
@@ -1058,12 +1110,9 @@ class MiniBatchKMeans(_BaseKMeans):
         validation sample (one initialisation on all of X when `subsample` is False, as partial_fit)."""
         n, d = X.shape
         trials = check_int(_local_trials(k, self.n_local_trials), "n_local_trials", low=1, who=who)
-        k_val, k_init = jax.random.split(key)
-        keys = jax.random.split(k_init, 2 * n_init)
         size = self._init_size if subsample else n
-        val = _subsample(k_val, n=n, size=size) if subsample else jnp.arange(n)
-        subs = jnp.stack([_subsample(keys[n_init + i], n=n, size=size) if subsample and size < n
-                          else jnp.arange(n) for i in range(n_init)])
+        keys, val, subs = jax.device_get(_init_samples(key, n=n, size=size, n_init=n_init,
+                                                       subsample=subsample))
         init_arrays = np.zeros((n_init, k, d), X.dtype)
         if kind == "array":
             init_arrays[:] = init_array - self._shift
@@ -1076,12 +1125,11 @@ class MiniBatchKMeans(_BaseKMeans):
         if self.verbose:
             print(f"Init 1/{n_init} with method {self.init if isinstance(self.init, str) else run_kind}")
         if sp.issparse(X):  # initialise on dense copies of the samples (init_size rows each, not all of X)
-            rows = np.asarray(jnp.concatenate([val, subs.reshape(-1)]))
+            rows = np.concatenate([val, subs.reshape(-1)])
             Xd = jnp.asarray(X[rows].toarray())
             wd = None if wd is None else wd[rows]
-            val, subs = jnp.arange(size), size + jnp.arange(n_init * size).reshape(n_init, size)
-        return _best_init(keys[:n_init], Xd, wd, val, subs, jnp.asarray(init_arrays), init=run_kind, k=k,
-                          n_local_trials=trials)
+            val, subs = np.arange(size), size + np.arange(n_init * size).reshape(n_init, size)
+        return _best_init(keys, Xd, wd, val, subs, init_arrays, init=run_kind, k=k, n_local_trials=trials)
 
     def fit(self, X, y=None, sample_weight=None) -> MiniBatchKMeans:
         """Cluster `X (n_samples, n_features)` (dense or SciPy sparse) by mini-batches; returns self."""
@@ -1109,9 +1157,7 @@ class MiniBatchKMeans(_BaseKMeans):
             k_init, k_steps = jax.random.split(key)
             centers = self._initial_centers(k_init, X, None if sparse else Xd, wd, kind, init_array, k,
                                             self._n_init, True, who)
-            x_sq = _row_sq(Xd)
-            tol = float(tol * _mean_variance(Xd, x_sq)) if tol > 0 else 0.0
-            cw = None if wd is None else jnp.cumsum(wd)
+            tol, cw = _mb_prep(Xd, wd, tol)
             if sparse or self.verbose:
                 centers, counts, steps, ewa = self._host_steps(X, Xd, k_steps, cw, centers, n_steps, tol, alpha,
                                                                stale, k)
@@ -1120,7 +1166,7 @@ class MiniBatchKMeans(_BaseKMeans):
                                                              self._ratio, 10 * k, batch_size=b)
             centers, counts, steps, ewa = jax.device_get((centers, counts, steps, ewa))
             if self.compute_labels:
-                labels, inertia = jax.device_get(_final_assign(Xd, x_sq, wd, jnp.asarray(centers)))
+                labels, inertia = jax.device_get(_final_assign(Xd, wd, jnp.asarray(centers)))
                 self.labels_ = np.asarray(labels, np.int32)
                 self.inertia_ = float(inertia)
             else:
@@ -1136,34 +1182,25 @@ class MiniBatchKMeans(_BaseKMeans):
     def _host_steps(self, X, Xd, key, cw, centers, n_steps, tol, alpha, max_no_improvement, k):
         """The same steps as `_minibatch_fit`, one jitted step per batch from the host: for sparse X (a
         batch of rows is gathered from the CSR matrix) and for `verbose` (prints as scikit-learn)."""
-        n = X.shape[0]
-        b = self._batch_size
-        dtype = X.dtype
-        counts = jnp.zeros((k,), dtype)
-        ewa = ewa_min = jnp.asarray(np.inf, dtype)
-        stale, since, step = jnp.int32(0), 0, 0
+        n, b = X.shape[0], self._batch_size
+        state = _mb_state(centers)
+        if sp.issparse(X):  # one entry count for every batch (the most a batch can hold): one compilation
+            nse = b * min(int(np.diff(X.indptr).max()), X.shape[1])
         for step in range(n_steps):
             idx, kr = _draw_batch(key, step, n, cw, batch_size=b)
-            Xb = _device(X[np.asarray(idx)]) if sp.issparse(X) else Xd[idx]
-            since += b
-            reassign = bool(np.any(np.asarray(counts) == 0)) or since >= 10 * k
-            if reassign:
-                since = 0
-            new, counts, inertia = _minibatch_step_jit(Xb, None, centers, counts, kr, reassign, self._ratio)
-            shift = jnp.sum((new - centers) ** 2)
-            centers = new
-            ewa, ewa_min, stale, stop, why = _mb_convergence(step, inertia / b, ewa, ewa_min, stale, shift, tol,
-                                                             alpha, max_no_improvement)
+            Xb = _device(X[np.asarray(idx)], nse) if sp.issparse(X) else Xd[idx]
+            state, inertia, why = _mb_update_jit(Xb, kr, state, tol, alpha, max_no_improvement, self._ratio,
+                                                 10 * k, batch_size=b)
             if self.verbose:
                 msg = f"Minibatch step {step + 1}/{n_steps}: mean batch inertia: {float(inertia) / b}"
-                print(msg if step == 0 else f"{msg}, ewa inertia: {float(ewa)}")
+                print(msg if step == 0 else f"{msg}, ewa inertia: {float(state[3])}")
                 if int(why) == 1:
                     print(f"Converged (small centers change) at step {step + 1}/{n_steps}")
                 elif int(why) == 2:
                     print(f"Converged (lack of improvement in inertia) at step {step + 1}/{n_steps}")
-            if bool(stop):
+            if bool(state[-1]):
                 break
-        return centers, counts, step + 1, ewa
+        return state[1], state[2], state[0], state[3]
 
     def partial_fit(self, X, y=None, sample_weight=None) -> MiniBatchKMeans:
         """One mini-batch step on `X (batch, n_features)` weighted by `sample_weight`, initialising the
@@ -1206,7 +1243,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 self._since = 0
             centers, counts, _ = _minibatch_step_jit(Xd, wd, centers, counts, k_step, reassign, self._ratio)
             if self.compute_labels:
-                labels, inertia = jax.device_get(_final_assign(Xd, _row_sq(Xd), wd, centers))
+                labels, inertia = jax.device_get(_final_assign(Xd, wd, centers))
                 self.labels_ = np.asarray(labels, np.int32)
                 self.inertia_ = float(inertia)
             centers, counts = jax.device_get((centers, counts))
