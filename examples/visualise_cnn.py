@@ -69,10 +69,11 @@ def _image(ctx: Context, size: int) -> np.ndarray:
     return data.read_image(pixels, size=size, resize=size, dtype="uint8")
 
 
-def _save(ctx: Context, name: str, grid: np.ndarray) -> None:
+def _save(ctx: Context, name: str, grid: np.ndarray, zoom: int = 1) -> None:
     from PIL import Image
 
     a = np.round(np.clip(grid, 0, 1) * 255).astype(np.uint8)
+    a = a.repeat(zoom, axis=0).repeat(zoom, axis=1)            # nearest-neighbour zoom: 3 x 3 filters become visible
     path = ctx.plot_dir() / f"{name}.png"
     try:
         Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(path)
@@ -99,7 +100,7 @@ def run(ctx: Context) -> dict[str, float]:
         metrics[f"{key}_height"], metrics[f"{key}_channels"] = a.shape[1], a.shape[3]
     kernel = np.asarray(model.features[0].kernel[...])          # (3, 3, 3, 64): torch's features.0.weight (64, 3, 3, 3)
     ctx.print(f"features.0 filters: kernel {kernel.shape} (kh, kw, in, out){'' if real else ', random'}")
-    _save(ctx, "visualise_cnn_filters", inspect.filter_grid(kernel, ncols=8))
+    _save(ctx, "visualise_cnn_filters", inspect.filter_grid(kernel, ncols=8), zoom=16)
     metrics["filters"] = kernel.shape[-1]
     metrics["filter_size"] = kernel.shape[0]
     return metrics

@@ -53,7 +53,7 @@ def test_visualise_cnn_shapes_and_grids(quick_run):
     saved = dict(re.findall(r"^plot: (.*/(visualise_cnn_\w+)\.png)$", text, re.M)[i][::-1] for i in range(5))
     assert sorted(saved) == ["visualise_cnn_features_0", "visualise_cnn_features_1", "visualise_cnn_features_28",
                              "visualise_cnn_features_5", "visualise_cnn_filters"]
-    # 64 maps in 8 columns of (side + 1 pixel of padding); 64 filters of 3 x 3 in colour
+    # 64 maps in 8 columns of (side + 1 pixel of padding); 64 filters of 3 x 3 in colour, zoomed 16 times
     assert Image.open(Path(saved["visualise_cnn_features_5"])).size == (8 * 33, 8 * 33)
-    assert Image.open(Path(saved["visualise_cnn_filters"])).size == (8 * 4, 8 * 4)
+    assert Image.open(Path(saved["visualise_cnn_filters"])).size == (8 * 4 * 16, 8 * 4 * 16)
     assert Image.open(Path(saved["visualise_cnn_filters"])).mode == "RGB"
