@@ -4,9 +4,11 @@ The data is `make_blobs` (8 centres, float32) with 1e5 and 1e6 points of 2 and 1
 cases per size:
 
 * k-means, k = 8, from the same 8 initial centres (one run, max 300 iterations, tol 1e-4): both do the
-  same Lloyd iterations, so the ratio is the cost of an iteration;
+  same Lloyd iterations (the note says how many), so the ratio is the cost of an iteration and of the
+  fit's fixed work (input checks, the device copy, the tolerance);
 * k-means, k = 8, k-means++ with n_init = 4: end to end, seeding included; dlcore runs the four
-  initialisations in one call, scikit-learn one after the other (the iteration counts can differ);
+  initialisations in one jitted call (vmapped on small data, one after the other on large data),
+  scikit-learn one after the other (the seeds differ: each library has its own random stream);
 * Gaussian mixture, 4 full-covariance components, 20 EM iterations (tol 0) from the same initial
   weights, means and precisions: the same work on both sides.
 

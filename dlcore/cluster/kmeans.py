@@ -1141,7 +1141,7 @@ class MiniBatchKMeans(_BaseKMeans):
         max_iter = check_int(self.max_iter, "max_iter", low=1, who=who)
         tol = check_float(self.tol, "tol", low=0, who=who)
         stale = (1 << 30) if self.max_no_improvement is None else check_int(
-            self.max_no_improvement, "max_no_improvement", low=1, who=who)
+            self.max_no_improvement, "max_no_improvement", low=0, who=who)
         w = _check_weight(sample_weight, n, dtype, who)
         key = as_key(self.random_state, who)
         sparse = sp.issparse(X)
