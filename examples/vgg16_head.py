@@ -22,7 +22,9 @@ sits in VGG-16 and gives the same accuracy.
 Data: dogs vs cats (`cats_vs_dogs`) at 64x64 when it is here, else `photo_patches` (temple vs flower crops
 of scikit-learn's photos, 420 train / 90 valid) at 32x32; ImageNet's normalisation. Under --quick: 32 train /
 32 validation images, one epoch. Without the ImageNet weights the backbone is random and the accuracy says
-little; the parameter counts are the figures to compare.
+little; the parameter counts are the figures to compare. Measured offline (random backbone, photo_patches,
+10 epochs, 132 s on two busy CPU cores): validation accuracy 94.4% after the tenth epoch (it wanders between
+51% and 97% on the way: 90 validation crops), the whole network in eval mode the same 94.4%.
 
 Run: `dlcore run vgg16_head` or `python examples/vgg16_head.py`.
 """
