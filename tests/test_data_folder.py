@@ -92,6 +92,12 @@ def test_the_cache_is_reused_and_a_changed_file_is_decoded_again(tree, tmp_path,
     assert opened == []                                         # nothing decoded: read from the cache
     np.testing.assert_array_equal(again.as_arrays()["x"], first)
     assert isinstance(again._x, np.memmap)                      # random access from disk
+    import pickle
+
+    blob = pickle.dumps(again)                                  # as grain's worker processes get it
+    back = pickle.loads(blob)
+    assert isinstance(back._x, np.memmap) and back._x.filename == again._x.filename       # reopened, not copied
+    np.testing.assert_array_equal(back[4]["x"], again[4]["x"])
     new = pattern(4, 6, 99)
     write(root / "a" / "1.png", new)
     os.utime(root / "a" / "1.png", ns=(1, 1))                   # a different mtime even on a coarse clock

@@ -329,6 +329,19 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def __getstate__(self) -> dict:
+        """Pickled (for grain's worker processes) by the cache file's name, not its pixels."""
+        state = dict(self.__dict__)
+        if isinstance(self._x, np.memmap) and self._x.filename:
+            state["_x"] = ("memmap", self._x.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        x = state["_x"]
+        if isinstance(x, tuple) and x[0] == "memmap":
+            state["_x"] = np.load(x[1], mmap_mode="r")
+        self.__dict__.update(state)
+
     def _pixels(self, a):
         return np.asarray(a, np.float32) / 255.0 if self.dtype == "float32" else np.asarray(a)
 
