@@ -105,9 +105,14 @@ def test_the_cache_is_reused_and_a_changed_file_is_decoded_again(tree, tmp_path,
     assert opened                                               # decoded again
     np.testing.assert_array_equal(changed[2]["x"], new[:, 1:5])
     assert len(list(next(cache.iterdir()).iterdir())) == 1      # the stale copy is gone
+    ImageFolder(root, size=2, dtype="uint8", cache=cache)       # another size: its own copy, the first one kept
+    assert len(list(cache.iterdir())) == 2
+    opened.clear()
+    ImageFolder(root, size=4, dtype="uint8", cache=cache)
+    assert opened == []
     # a damaged cache is decoded again, not trusted
-    npy = next(next(cache.iterdir()).iterdir()) / "images.npy"
-    npy.write_bytes(b"garbage")
+    for npy in cache.glob("*/*/images.npy"):
+        npy.write_bytes(b"garbage")
     np.testing.assert_array_equal(ImageFolder(root, size=4, dtype="uint8", cache=cache)[2]["x"], new[:, 1:5])
     arrays = changed.as_arrays()
     arrays["x"][0] = 0                                          # as_arrays is a writable copy in memory

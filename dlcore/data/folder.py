@@ -246,8 +246,11 @@ class ImageFolder:
         from dlcore.data.sources import cache_dir
 
         base = (cache_dir() / "image_folder") if cache is True else Path(cache).expanduser()
-        tree = base / hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         key = self._key(found)
+        # one folder per tree and decoding settings (other sizes keep their own copies); inside it, one copy
+        # per state of the files, the earlier ones removed
+        settings = {k: v for k, v in key.items() if k != "files"}
+        tree = base / hashlib.sha256(json.dumps([str(self.root.resolve()), settings]).encode()).hexdigest()[:12]
         where = tree / hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
         if (where / "meta.json").is_file():
             try:
