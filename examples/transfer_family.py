@@ -148,7 +148,7 @@ def _trainer(ctx: Context, model, tx, tag: str, hyper: dict, *, batch_size: int,
     return dlcore.Trainer(model, tx, losses.cross_entropy, metrics=["accuracy"], batch_size=batch_size, **kw)
 
 
-def _frozen_snapshot(model: nnx.Module, prefix: str) -> dict[str, np.ndarray]:
+def _snapshot(model: nnx.Module, prefix: str) -> dict[str, np.ndarray]:
     return {p: np.array(v) for p, v in optim.named_leaves(model) if p.startswith(prefix)}
 
 
@@ -189,7 +189,7 @@ def vgg16_frozen(ctx: Context, train: dict, val: dict, n_classes: int) -> dict[s
                   "weights)")
     hidden = model.classifier[6].in_features
     transfer.replace_head(model, "classifier.6", Linear(hidden, n_classes, rngs=nnx.Rngs(ctx.seed + 2)))
-    frozen = _frozen_snapshot(model, "features.")
+    frozen, trained = _snapshot(model, "features."), _snapshot(model, "classifier.")
     lr, momentum, bs = 1e-4, 0.5, 16 if ctx.quick else 32
 
     def classifier_only():
@@ -219,8 +219,10 @@ def vgg16_frozen(ctx: Context, train: dict, val: dict, n_classes: int) -> dict[s
         h = t.fit({"x": x, "y": train["y"]}, epochs=e + 1, validation=val, resume=ctx.resume and e == 0)
     out["vgg16_augmented_val_accuracy"] = h["val_accuracy"][-1]
     out["vgg16_frozen_max_abs_change"] = _max_change(frozen, model)
+    out["vgg16_classifier_max_abs_change"] = _max_change(trained, model)
     ctx.print(f"vgg16 dropout 0.2 + augmentation, {epochs} more epoch(s): val accuracy {h['val_accuracy'][-1]:.4f}; "
-              f"largest change of the {len(frozen)} frozen feature arrays: {out['vgg16_frozen_max_abs_change']:g}")
+              f"largest change of the {len(frozen)} frozen feature arrays: {out['vgg16_frozen_max_abs_change']:g} "
+              f"(of the {len(trained)} classifier arrays: {out['vgg16_classifier_max_abs_change']:.3g})")
 
     # (c) `features` (and the pool) run once; a fresh copy of the classifier trained on the stored maps
     backbone = Sequential(model.features, model.avgpool)  # the same (frozen) layers: (N, H, W, 3) -> (N, 7, 7, 512)
