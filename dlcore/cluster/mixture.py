@@ -508,7 +508,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 overrides = {k: _pad_component_axis(v, K_pad, k, self.covariance_type) for k, v in overrides.items()}
             batch = batch_for(n_init, 4 * n * K_pad * d)
             hyper = {"reg": jnp.asarray(self.reg_covar, dtype), "valid": jnp.arange(K_pad) < K, **hyper}
-            history = max(16, 1 << max(int(max_iter) - 1, 0).bit_length())  # few distinct shapes to compile
+            history = max(128, 1 << max(int(max_iter) - 1, 0).bit_length())  # one shape for max_iter <= 128
             tol_scale = TOL32 if dtype == np.float32 and self.tol > 0 else 0.0
             params, lb, n_iter, converged, hist = _em_runs(
                 keys, labels, jnp.asarray(Xc), hyper, overrides, int(max_iter), float(self.tol), tol_scale, lb0,
