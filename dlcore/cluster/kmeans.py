@@ -125,7 +125,10 @@ def _precision():
 
 def _sq_distances_t(X, x_sq, C) -> jax.Array:
     """Squared distances `(m, n)` (transposed: each centre's distances contiguous, so reductions over the
-    points are row reductions) by |x|^2 - 2 c.x + |c|^2, clamped at 0."""
+    points are row reductions) by |x|^2 - 2 c.x + |c|^2, clamped at 0; by direct differences when
+    dense with m * d <= 16 (a matmul with so few products per point is slower on CPU)."""
+    if not _is_sparse(X) and C.shape[0] * X.shape[1] <= 16:
+        return jnp.stack([sum((X[:, f] - C[j, f]) ** 2 for f in range(X.shape[1])) for j in range(C.shape[0])])
     cross = _xdot(X, C.T).T if _is_sparse(X) else jnp.dot(C, X.T, precision=_precision())
     return jnp.maximum(x_sq[None, :] - 2 * cross + jnp.sum(C * C, axis=1)[:, None], 0)
 
@@ -801,7 +804,9 @@ class KMeans(_BaseKMeans):
                     results.append(jax.device_get(_lloyd_verbose(Xd, wd, c0, max_iter, tol)))
                 centers, labels, inertia, n_iter = (np.stack(r) for r in zip(*results))
             else:
-                big = n * d * max(k_pad, 8) > (1 << 24)
+                # on all but small data the runs go one after the other: each stops at its own
+                # convergence, and the empty-cluster relocation is a real branch (under vmap both sides run)
+                big = n * d * max(k_pad, 8) > (1 << 20)
                 batch = 1 if big else batch_for(n_init, 3 * n * (k_pad + max_trials))
                 centers, labels, inertia, n_iter = jax.device_get(_runs(
                     keys, Xd, wd, jnp.asarray(init_c), k, trials, max_iter, tol, k_pad=k_pad, init=run_kind,
