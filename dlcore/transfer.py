@@ -33,7 +33,7 @@ from flax import nnx
 
 from dlcore import optim
 
-__all__ = ["differential_lr", "ensemble_predict", "extract_features", "freeze", "frozen_paths",
+__all__ = ["dense_to_conv", "differential_lr", "ensemble_predict", "extract_features", "freeze", "frozen_paths",
            "precompute_features", "replace_head", "trainable"]
 
 
@@ -94,6 +94,50 @@ def replace_head(model: nnx.Module, attr: str, new_module: Any) -> nnx.Module:
             parent = current
     _set_child(parent, parts[-1], new_module)
     return model
+
+
+def dense_to_conv(linear: nnx.Linear, feature_shape: Sequence[int], *, flatten_order: str = "hwc",
+                  stride: int = 1) -> nnx.Module:
+    """The convolution that computes what a dense layer on flattened feature maps computes, weights copied.
+
+    Géron, ch. 12, Fully Convolutional Networks: a dense layer on top of ``H x W x C`` feature maps is a
+    convolution with as many filters as units, an ``H x W`` kernel and "valid" padding; on the same maps it
+    gives the same numbers in a ``(B, 1, 1, units)`` array, and on larger maps a grid of them, one per
+    ``H x W`` window (Long et al., 2015).
+
+    Args:
+        linear: the dense layer (``dlcore.nn.layers.Linear`` or ``nnx.Linear``), ``in_features = H * W * C``.
+        feature_shape: ``(H, W, C)`` of the feature maps the dense layer's input was flattened from.
+        flatten_order: how they were flattened: ``"hwc"`` for a channels-last reshape (dlcore's
+            ``x.reshape(B, -1)``), ``"chw"`` for PyTorch's ``nn.Flatten`` of NCHW maps (weights ported from
+            torch).
+        stride: the convolution's stride (1 slides the dense layer over every window).
+
+    Returns:
+        A ``dlcore.nn.conv.Conv2d(C, units, (H, W), stride)`` holding the dense layer's weights.
+    """
+    from dlcore.nn.conv import Conv2d
+
+    if not isinstance(linear, nnx.Linear):
+        raise ValueError(f"dense_to_conv: linear must be a Linear layer, got {type(linear).__name__}")
+    try:
+        h, w, c = (int(v) for v in feature_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"dense_to_conv: feature_shape must be (H, W, C), got {feature_shape!r}") from None
+    if min(h, w, c) < 1 or h * w * c != linear.in_features:
+        raise ValueError(f"dense_to_conv: feature_shape {(h, w, c)} holds {h * w * c} features but the layer takes "
+                         f"{linear.in_features}; give the (H, W, C) its input was flattened from")
+    if flatten_order not in ("hwc", "chw"):
+        raise ValueError(f"dense_to_conv: flatten_order must be 'hwc' or 'chw', got {flatten_order!r}")
+    out = linear.out_features
+    kernel = jnp.asarray(linear.kernel[...])
+    kernel = (kernel.reshape(h, w, c, out) if flatten_order == "hwc"
+              else kernel.reshape(c, h, w, out).transpose(1, 2, 0, 3))  # (H, W, C, out): Flax's HWIO
+    conv = Conv2d(c, out, (h, w), stride, bias=linear.bias is not None, rngs=nnx.Rngs(0))
+    conv.kernel[...] = kernel.astype(conv.kernel[...].dtype)
+    if linear.bias is not None:
+        conv.bias[...] = linear.bias[...]
+    return conv
 
 
 # -- freezing and learning rates ------------------------------------------------------------------
