@@ -173,7 +173,8 @@ def test_estimator_api_clone_pipeline_and_grid_search(small):
     km = cluster.KMeans(3, random_state=0)
     assert clone(km).get_params() == km.get_params() and clone(km).set_params(n_clusters=4).n_clusters == 4
     pipe = make_pipeline(StandardScaler(), km).fit(X)
-    assert pipe.predict(X).shape == (60,) and list(pipe[-1].get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+    assert pipe.predict(X).shape == (60,)
+    assert list(pipe[-1].get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
     search = GridSearchCV(cluster.KMeans(random_state=0), {"n_clusters": [1, 3]}, cv=2).fit(X)
     assert search.best_params_ == {"n_clusters": 3}  # the score is minus the inertia: more clusters score higher
 

@@ -624,7 +624,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         X = self._validate(X, reset=False, method=method)
         w = _check_weight(sample_weight, X.shape[0], self._dtype, type(self).__name__)
         with precision(self._dtype):
-            return np.asarray(_centroid_outputs(_device(X), None if w is None else jnp.asarray(w),
+            return np.array(_centroid_outputs(_device(X), None if w is None else jnp.asarray(w),
                                                 jnp.asarray(self.cluster_centers_), what=what))
 
     def transform(self, X) -> np.ndarray:
@@ -697,7 +697,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             return _check_centers(init, k, X.shape[1], dtype, who)
         with precision(dtype):
             trials = _local_trials(k, self.n_local_trials)
-            return np.asarray(_init_jit(key, _device(X), None if w is None else jnp.asarray(w),
+            return np.array(_init_jit(key, _device(X), None if w is None else jnp.asarray(w),
                                         jnp.zeros((k, X.shape[1]), dtype), k, trials, k_pad=k, init=kind,
                                         n_local_trials=trials))
 
@@ -816,7 +816,7 @@ class KMeans(_BaseKMeans):
             if inertia[i] < inertia[best] and not _same_clustering(labels[i], labels[best], k):
                 best = i
         self.cluster_centers_ = (centers[best, :k] + mean).astype(dtype)
-        self.labels_ = np.asarray(labels[best], np.int32)
+        self.labels_ = np.array(labels[best], np.int32)  # a writable copy, as scikit-learn's
         self.inertia_ = float(inertia[best])
         self.n_iter_ = int(n_iter[best])
         self._n_features_out = k
@@ -1172,7 +1172,7 @@ class MiniBatchKMeans(_BaseKMeans):
             centers, counts, steps, ewa = jax.device_get((centers, counts, steps, ewa))
             if self.compute_labels:
                 labels, inertia = jax.device_get(_final_assign(Xd, wd, jnp.asarray(centers)))
-                self.labels_ = np.asarray(labels, np.int32)
+                self.labels_ = np.array(labels, np.int32)
                 self.inertia_ = float(inertia)
             else:
                 self.inertia_ = float(ewa) * float(n if w is None else w.sum())
@@ -1249,7 +1249,7 @@ class MiniBatchKMeans(_BaseKMeans):
             centers, counts, _ = _minibatch_step_jit(Xd, wd, centers, counts, k_step, reassign, self._ratio)
             if self.compute_labels:
                 labels, inertia = jax.device_get(_final_assign(Xd, wd, centers))
-                self.labels_ = np.asarray(labels, np.int32)
+                self.labels_ = np.array(labels, np.int32)
                 self.inertia_ = float(inertia)
             centers, counts = jax.device_get((centers, counts))
         self.cluster_centers_ = (centers + self._shift).astype(dtype)
