@@ -115,8 +115,9 @@ def _check_boxes(boxes: Any, who: str, name: str = "boxes", fmt: str = "xyxy", *
             bad = flat[:, b] < flat[:, a]
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"{who}: {name}{_where(i, shape)} = {flat[i].tolist()} has {axis}2 < {axis}1; boxes "
-                                 f"must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2 (box_convert converts other formats)")
+                raise ValueError(f"{who}: {name}{_where(i, shape)} = {flat[i].tolist()} has {axis}2 < {axis}1; "
+                                 "boxes must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2 (box_convert converts "
+                                 "other formats)")
     else:
         bad = (flat[:, 2] < 0) | (flat[:, 3] < 0)
         if bad.any():

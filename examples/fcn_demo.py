@@ -91,7 +91,10 @@ class Classifier(nnx.Module):
 
 
 class FCN(nnx.Module):
-    """The same backbone with the dense head as a 7 x 7 valid convolution: (B, H, W, 3) -> (B, H/32 - 6, W/32 - 6, 107)."""
+    """The same backbone with the dense head as a 7 x 7 valid convolution.
+
+    Shapes: (B, H, W, 3) -> (B, H/32 - 6, W/32 - 6, 107).
+    """
 
     def __init__(self, classifier: Classifier):
         self.backbone = classifier.backbone
