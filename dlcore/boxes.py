@@ -250,7 +250,9 @@ def crop(boxes: Any, top: int, left: int, height: int, width: int, fmt: str = "x
     fmt = _check_fmt(fmt, "fmt", "crop")
     for v, name in ((top, "top"), (left, "left")):
         check_int(v, name, who="crop")
-    height, width = _check_size((height, width), "(height, width)", "crop")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (height, width)):
+        raise ValueError(f"crop: height and width must be positive ints, got {height!r} and {width!r}")
+    height, width = int(height), int(width)
     b = _to_xyxy(_as_float(_check_boxes(boxes, "crop", fmt=fmt, ndim=None)), fmt)
     b = b - jnp.asarray([left, top, left, top], b.dtype)
     if clamp:
@@ -418,6 +420,7 @@ def giou_loss(boxes1: Any, boxes2: Any, reduction: str = "none", eps: float = 1e
         The losses, shape ``(...)``, or their mean or sum.
     """
     reduction = _check_reduction(reduction, "giou_loss")
+    eps = check_float(eps, "eps", low=0, who="giou_loss")
     b1, b2 = _elementwise(boxes1, boxes2, "giou_loss")
     inter, union = _loss_inter_union(b1, b2)
     iou = inter / (union + eps)
@@ -451,6 +454,7 @@ def diou_loss(boxes1: Any, boxes2: Any, reduction: str = "none", eps: float = 1e
         The losses, shape ``(...)``, or their mean or sum.
     """
     reduction = _check_reduction(reduction, "diou_loss")
+    eps = check_float(eps, "eps", low=0, who="diou_loss")
     b1, b2 = _elementwise(boxes1, boxes2, "diou_loss")
     return _reduce(_diou_iou(b1, b2, eps)[0], reduction)
 
@@ -473,6 +477,7 @@ def ciou_loss(boxes1: Any, boxes2: Any, reduction: str = "none", eps: float = 1e
         The losses, shape ``(...)``, or their mean or sum.
     """
     reduction = _check_reduction(reduction, "ciou_loss")
+    eps = check_float(eps, "eps", low=0, who="ciou_loss")
     b1, b2 = _elementwise(boxes1, boxes2, "ciou_loss")
     diou, iou = _diou_iou(b1, b2, eps)
     w_p, h_p = b1[..., 2] - b1[..., 0], b1[..., 3] - b1[..., 1]
