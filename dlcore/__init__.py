@@ -4,7 +4,7 @@ Flax NNX modules and pure functions for the models and losses of five PyTorch bo
 training steps, Optax optimizers with PyTorch semantics, and the books' worked examples.
 """
 
-from dlcore import checkpoint, data, decode, export, inspect, losses, metrics, models, nn, optim, plot, quantize, schedules, train, transfer, tune, weights
+from dlcore import boxes, checkpoint, data, decode, export, inspect, losses, metrics, models, nn, optim, plot, quantize, schedules, train, transfer, tune, weights
 from dlcore.checkpoint import CheckpointError
 from dlcore.train import Checkpoint, CSVLogger, EarlyStopping, TensorBoard, Trainer, TrainState
 
@@ -21,5 +21,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dlcore' has no attribute {name!r}")
 
 
-__all__ = ["CSVLogger", "Checkpoint", "CheckpointError", "EarlyStopping", "TensorBoard", "TrainState", "Trainer", "checkpoint", "cluster", "data", "decode",
+__all__ = ["CSVLogger", "Checkpoint", "CheckpointError", "EarlyStopping", "TensorBoard", "TrainState", "Trainer", "boxes", "checkpoint", "cluster", "data", "decode",
            "export", "inspect", "losses", "metrics", "models", "nn", "optim", "plot", "quantize", "schedules", "train", "transfer", "tune", "weights"]
