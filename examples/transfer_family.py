@@ -36,8 +36,10 @@ All three chapters classify Dogs vs Cats with torchvision's ImageNet models:
 
 Weights and data: with torchvision's published files on this machine (`dlcore.weights.pretrained(name, model,
 download=False)`: `$DLCORE_WEIGHTS` or dlcore's cache) the backbones load them; otherwise they are randomly
-initialised and the run says so (the book's figures are then not comparable). Without the Kaggle images it runs
-on `photo_patches` (crops of two photos, temple vs flower). Sizes for a CPU: images at 32x32 (Inception-v3
+initialised and the run says so (the book's figures are then not comparable), and the features computed once
+from a random backbone are standardised with the training split's mean and std before a head sees them (their
+scale is no use: about 1e6 for Inception-v3, whose batch norms' running statistics were never fitted). Without
+the Kaggle images it runs on `photo_patches` (crops of two photos, temple vs flower). Sizes for a CPU: images at 32x32 (Inception-v3
 gets them resized to 75x75, its smallest input), 8 train / 8 validation images under --quick, 256 / 128 in the
 full run (the stand-in has 90 validation images); with random weights VGG-16's
 hidden classifier layers are 512 wide instead of 4096 (its 4096-wide 25088-input layer alone takes seconds a
@@ -154,10 +156,19 @@ def _trainer(ctx: Context, model, tx, tag: str, hyper: dict, *, batch_size: int,
     return dlcore.Trainer(model, tx, losses.cross_entropy, metrics=["accuracy"], batch_size=batch_size, **kw)
 
 
-def _features(backbone, train: dict, val: dict) -> list[dict]:
-    """`backbone`'s outputs for both splits, computed once in one pass (one compilation), as two {"x", "y"}."""
+def _features(backbone, train: dict, val: dict, *, standardise: bool = False) -> list[dict]:
+    """`backbone`'s outputs for both splits, computed once in one pass (one compilation), as two {"x", "y"}.
+
+    With `standardise`, each feature is centred and scaled by the training split's mean and standard deviation:
+    randomly initialised backbones give features of no useful scale (about 1e6 for Inception-v3, whose batch norms'
+    running statistics were never fitted; about 0.04 for VGG-16), on which the book's learning rates do nothing or
+    diverge. Pretrained features are used as they come, as in the book.
+    """
     both = {"x": np.concatenate([train["x"], val["x"]]), "y": np.concatenate([train["y"], val["y"]])}
     feats, n = transfer.precompute_features(backbone, both, batch_size=64)["x"], len(train["y"])
+    if standardise:
+        mean, std = feats[:n].mean(0), feats[:n].std(0)
+        feats = (feats - mean) / np.where(std > 0, std, 1.0)
     return [{"x": feats[:n], "y": train["y"]}, {"x": feats[n:], "y": val["y"]}]
 
 
@@ -199,7 +210,9 @@ def vgg16_frozen(ctx: Context, train: dict, val: dict, n_classes: int) -> dict[s
     else:  # random weights: a narrower classifier keeps it to seconds
         model = VGG(CFGS["vgg16"], hidden=512, rngs=nnx.Rngs(ctx.seed))
         ctx.print("vgg16: VGG-16's convolutions with 512-wide hidden classifier layers (4096 with the published "
-                  "weights)")
+                  "weights); random convolutions give features about 0.04 in size, on which the book's lr 1e-4 "
+                  "barely moves the classifier (expect chance accuracy until the precomputed features, which are "
+                  "standardised)")
     hidden = model.classifier[6].in_features
     transfer.replace_head(model, "classifier.6", Linear(hidden, n_classes, rngs=nnx.Rngs(ctx.seed + 2)))
     frozen, trained = _snapshot(model, "features."), _snapshot(model, "classifier.")
@@ -241,7 +254,7 @@ def vgg16_frozen(ctx: Context, train: dict, val: dict, n_classes: int) -> dict[s
 
     # (c) `features` (and the pool) run once; a fresh copy of the classifier trained on the stored maps
     backbone = Sequential(model.features, model.avgpool)  # the same (frozen) layers: (N, H, W, 3) -> (N, 7, 7, 512)
-    feats = _features(backbone, train, val)
+    feats = _features(backbone, train, val, standardise=hidden != 4096)
     fresh = dlcore.models.create("vgg16", seed=ctx.seed) if hidden == 4096 else \
         VGG(CFGS["vgg16"], hidden=512, rngs=nnx.Rngs(ctx.seed))
     if hidden == 4096:
@@ -275,8 +288,11 @@ def ensemble(ctx: Context, train: dict, val: dict, n_classes: int) -> dict[str, 
         size = max(train["x"].shape[1], 75 if name == "inception_v3" else 1)  # Inception-v3's smallest input
         splits = [s if s["x"].shape[1] == size else {**s, "x": np.asarray(T.resize(s["x"], (size, size)))}
                   for s in (train, val)]
-        feats[name] = _features(model, *splits)
+        feats[name] = _features(model, *splits, standardise=not pretrained)
         width = feats[name][0]["x"].shape[1]
+        if not pretrained:
+            ctx.print(f"{name}: random weights, so its features are standardised with the training split's mean and "
+                      f"std before any head sees them")
         out[f"{name}_feature_width"] = width
         epochs = ctx.n_epochs(10, quick=3)
         head = Linear(width, n_classes, rngs=nnx.Rngs(ctx.seed + 20 + i))
