@@ -39,9 +39,9 @@ download=False)`: `$DLCORE_WEIGHTS` or dlcore's cache) the backbones load them; 
 initialised and the run says so (the book's figures are then not comparable), and the features computed once
 from a random backbone are standardised with the training split's mean and std before a head sees them (their
 scale is no use: about 1e6 for Inception-v3, whose batch norms' running statistics were never fitted). Without
-the Kaggle images it runs on `photo_patches` (crops of two photos, temple vs flower). Sizes for a CPU: images at 32x32 (Inception-v3
-gets them resized to 75x75, its smallest input), 8 train / 8 validation images under --quick, 256 / 128 in the
-full run (the stand-in has 90 validation images); with random weights VGG-16's
+the Kaggle images it runs on `photo_patches` (crops of two photos, temple vs flower). Sizes for a CPU: images
+at 32x32 (Inception-v3 gets them resized to 75x75, its smallest input), 8 train / 8 validation images under
+--quick, 256 / 128 in the full run (the stand-in has 90 validation images); with random weights VGG-16's
 hidden classifier layers are 512 wide instead of 4096 (its 4096-wide 25088-input layer alone takes seconds a
 step on a CPU), with the published weights torchvision's full VGG-16.
 
