@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import struct
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -124,7 +125,9 @@ def test_killed_after_its_log_before_its_checkpoint_resumes_without_a_duplicate(
     if HAVE_TBX:
         import tensorboardX
 
-        w = tensorboardX.SummaryWriter(str(tb))
+        # named as dlcore's writer names its files (the second, the host, then nanoseconds), so that it
+        # sorts after the fit's file even when both were opened in the same second
+        w = tensorboardX.SummaryWriter(str(tb), filename_suffix=f".{time.time_ns():020d}")
         w.add_scalar("loss", 123.0, 3)
         w.add_scalar("accuracy", 0.5, 3)
         w.close()
