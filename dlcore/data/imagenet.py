@@ -16,11 +16,10 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "imagenet_classes", "imagenet_normalize"]
+# ImageNet's per-channel RGB statistics (pixels in [0, 1]): one definition, the transforms' own
+from dlcore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-# per-channel RGB statistics of ImageNet's training images, on pixels scaled to [0, 1]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "imagenet_classes", "imagenet_normalize"]
 
 
 @functools.lru_cache(maxsize=1)
