@@ -83,6 +83,13 @@ class _BatchNorm(nnx.BatchNorm):
                              f"(dlcore is channel-last), shape {x.shape}.")
         eval_mode = self.use_running_average if use_running_average is None else use_running_average
         axes = tuple(range(x.ndim - 1))
+        # Under mixed precision (dlcore.precision) x, scale and bias are bfloat16 and the statistics
+        # float32: the statistics are computed in float32 (a bfloat16 batch mean keeps 8 bits, which the
+        # running averages would keep too) and the output has the dtype of x, scale and bias, so the next
+        # layer still computes in bfloat16. float32 inputs run exactly as before.
+        out_dtype = jnp.result_type(x, *(v[...] for v in (self.scale, self.bias) if v is not None))
+        out_dtype = out_dtype if jnp.issubdtype(out_dtype, jnp.inexact) else jnp.float32  # integer inputs
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         if eval_mode and self.track_running_stats:
             mean, var = self.mean[...], self.var[...]
         else:
@@ -101,7 +108,7 @@ class _BatchNorm(nnx.BatchNorm):
             y = y * self.scale[...]
         if self.bias is not None:
             y = y + self.bias[...]
-        return y
+        return y.astype(out_dtype)
 
 
 class BatchNorm1d(_BatchNorm):
