@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dlcore import precision as precision_lib
 from dlcore.data.protocol import batch_plan, call_model, gather
 from dlcore.train.state import _REST, TrainState, fresh_rngs
 
@@ -99,19 +100,45 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: LossFn, metrics, acc):
-    """One optimizer step; also whether its loss was finite (a scalar check, free)."""
+def _policy(precision) -> precision_lib.Policy | None:
+    """The policy to apply, or None for float32 (the no-op policy leaves the traced step as it was)."""
+    policy = precision_lib.get(precision)
+    return None if policy.noop else policy
+
+
+def _run(graphdef, params, rest, rngs, x, policy):
+    """The model merged from its arrays, called on inputs ``x``; under a policy its floating parameters and
+    inputs in the compute dtype and its outputs in the output dtype."""
+    if policy is None:
+        return call_model(nnx.merge(graphdef, params, rest, rngs, copy=True), x), None
+    model = nnx.merge(graphdef, policy.cast_params(params), rest, rngs, copy=True)
+    return policy.cast_outputs(call_model(model, policy.cast_inputs(x))), model
+
+
+def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: LossFn, metrics, acc,
+                       precision=None):
+    """One optimizer step; also whether its loss was finite (a scalar check, free).
+
+    Under a mixed-precision ``precision`` (see `dlcore.precision`) the loss is differentiated with
+    respect to the stored (float32) parameters through their cast to the compute dtype, so the gradients
+    and the optimizer update are float32; the model's other variables keep their stored dtypes."""
     rngs = fresh_rngs(state.rngs, key)
     w = _weights(batch)
     targets = batch.get("y")
+    policy = _policy(precision)
 
     def objective(params):
-        model = nnx.merge(state.graphdef, params, state.rest, rngs, copy=True)
-        outputs = call_model(model, batch["x"])
+        if policy is None:
+            model = nnx.merge(state.graphdef, params, state.rest, rngs, copy=True)
+            outputs = call_model(model, batch["x"])
+        else:
+            outputs, model = _run(state.graphdef, params, state.rest, rngs, batch["x"], policy)
         losses = per_example_loss(loss_fn, outputs, targets)
         return weighted_mean(losses, w), (outputs, losses, nnx.state(model, _REST))
 
     (loss, (outputs, losses, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    if policy is not None:
+        rest = precision_lib.restore_dtypes(rest, state.rest)
     new_state = state.apply_gradients(grads).replace(rest=rest)
     acc = init_metrics(metrics) if acc is None else acc
     acc = update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses, w)
@@ -119,7 +146,7 @@ def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: 
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossFn,
-               metrics: Sequence[Any] = (), acc: dict | None = None):
+               metrics: Sequence[Any] = (), acc: dict | None = None, precision=None):
     """One optimizer step on one batch.
 
     Args:
@@ -130,6 +157,8 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossF
         loss_fn: per-example loss `(outputs, targets) -> (B,)`.
         metrics: streaming metrics (objects with init/update/compute, see `dlcore.metrics`).
         acc: accumulators to add this batch to (fresh ones when None; see `init_metrics`).
+        precision: a `dlcore.precision` policy or its name ("bfloat16": float32 parameters, gradients
+            and optimizer state, bfloat16 compute, float32 outputs and loss); None: float32 as is.
 
     Returns:
         (new state, accumulators including this batch); `compute_metrics(acc, metrics)` gives the figures.
@@ -142,19 +171,20 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, loss_fn: LossF
         ...     state, acc = step(state, batch, acc)
         >>> compute_metrics(acc)["loss"]
     """
-    new_state, acc, _ = _supervised_update(state, batch, key, loss_fn, metrics, acc)
+    new_state, acc, _ = _supervised_update(state, batch, key, loss_fn, metrics, acc, precision)
     return new_state, acc
 
 
 def eval_step(state: TrainState, batch: dict, *, loss_fn: LossFn, metrics: Sequence[Any] = (),
-              acc: dict | None = None):
+              acc: dict | None = None, precision=None):
     """Loss and metrics of one batch in eval mode (dropout off, batch-norm running averages).
+
+    ``precision``: as in `train_step` (the outputs are then in the policy's output dtype, float32).
 
     Returns:
         (model outputs (B, ...), accumulators including this batch).
     """
-    model = nnx.merge(state.eval_graphdef, state.params, state.rest, state.rngs, copy=True)
-    outputs = call_model(model, batch["x"])
+    outputs = predict_step(state, batch["x"], precision)
     targets = batch.get("y")
     losses = per_example_loss(loss_fn, outputs, targets)
     acc = init_metrics(metrics) if acc is None else acc
@@ -162,9 +192,10 @@ def eval_step(state: TrainState, batch: dict, *, loss_fn: LossFn, metrics: Seque
                                    _weights(batch))
 
 
-def predict_step(state: TrainState, x) -> jax.Array:
-    """Model outputs in eval mode for inputs `x`: (B, ...), or a tuple / dict of such for several inputs."""
-    return call_model(nnx.merge(state.eval_graphdef, state.params, state.rest, state.rngs, copy=True), x)
+def predict_step(state: TrainState, x, precision=None) -> jax.Array:
+    """Model outputs in eval mode for inputs `x`: (B, ...), or a tuple / dict of such for several inputs;
+    under a `dlcore.precision` policy computed in its compute dtype and returned in its output dtype."""
+    return _run(state.eval_graphdef, state.params, state.rest, state.rngs, x, _policy(precision))[0]
 
 
 # -- the two step shapes the Trainer runs -------------------------------------------------------------
@@ -172,10 +203,12 @@ def predict_step(state: TrainState, x) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Supervised:
-    """One model, one optimizer, one per-example loss and streaming metrics (hashable: a jit static)."""
+    """One model, one optimizer, one per-example loss and streaming metrics (hashable: a jit static);
+    ``precision`` a `dlcore.precision.Policy` for training and evaluation (None: float32)."""
 
     loss_fn: LossFn
     metrics: tuple = ()
+    precision: Any = None
 
     display = "loss"
 
@@ -183,11 +216,12 @@ class Supervised:
         return init_metrics(self.metrics)
 
     def train(self, state, batch, key, carry, acc):
-        state, acc, finite = _supervised_update(state, batch, key, self.loss_fn, self.metrics, acc)
+        state, acc, finite = _supervised_update(state, batch, key, self.loss_fn, self.metrics, acc, self.precision)
         return state, carry, acc, finite
 
     def eval(self, state, batch, carry, acc):
-        return carry, eval_step(state, batch, loss_fn=self.loss_fn, metrics=self.metrics, acc=acc)[1]
+        return carry, eval_step(state, batch, loss_fn=self.loss_fn, metrics=self.metrics, acc=acc,
+                                precision=self.precision)[1]
 
     def compute(self, acc) -> dict[str, float]:
         return compute_metrics(acc, self.metrics)
@@ -206,6 +240,12 @@ class Custom:
             (batch means); the epoch figure of each is its mean over the epoch's real rows.
         eval_step: ``(states, batch, carry) -> (logs, carry)`` for validation and `evaluate`, or None.
         names: the log names, learnt from tracing the step once (see `Trainer.check`).
+
+    Mixed precision in a custom step: the step runs its models itself, so it applies the policy itself,
+    ``policy.model(state, train, key, params)`` for the module with bfloat16 weights (differentiate with
+    respect to the float32 ``params``), ``policy.call(model, x)`` to run it (bfloat16 in, float32 out)
+    and ``policy.restore(model, state)`` before ``state.apply_gradients(grads, model)`` (see
+    `dlcore.precision`).
     """
 
     step: Callable
@@ -386,14 +426,14 @@ def eval_one(states, carry, acc, data: dict, idx, w, i, *, task):
 
 
 def train_epoch(state: TrainState, data: dict, shuffle_key: jax.Array | None, *, batch_size: int,
-                loss_fn: LossFn, metrics: Sequence[Any] = (), drop_last: bool = False):
+                loss_fn: LossFn, metrics: Sequence[Any] = (), drop_last: bool = False, precision=None):
     """One epoch of the supervised step as a single `lax.scan` over shuffled batches of `data`.
 
     Args:
         state: the training state.
         data: {"x": (N, ...), "y": (N, ...), "w": (N,)} on the device ("w" optional).
         shuffle_key: key of this epoch's permutation (None: no shuffling).
-        batch_size, loss_fn, metrics, drop_last: as in `train_step` / `batch_plan`.
+        batch_size, loss_fn, metrics, drop_last, precision: as in `train_step` / `batch_plan`.
 
     Returns:
         (state after the epoch, accumulators over the epoch).
@@ -401,16 +441,18 @@ def train_epoch(state: TrainState, data: dict, shuffle_key: jax.Array | None, *,
     data = dict(data)
     data.setdefault("w", jnp.ones((jax.tree.leaves(data["x"])[0].shape[0],), jnp.float32))
     idx, w = batch_plan(shuffle_key, data["w"].shape[0], batch_size, drop_last)
-    task = Supervised(loss_fn, tuple(metrics))
+    task = Supervised(loss_fn, tuple(metrics), precision_lib.get(precision))
     state, _, acc, _ = run_epoch(state, None, new_guard(state.step), task.init_acc(), state.key, data, idx, w,
                                  task=task, policy="off")
     return state, acc
 
 
-def eval_epoch(state: TrainState, data: dict, *, batch_size: int, loss_fn: LossFn, metrics: Sequence[Any] = ()):
-    """Loss and metrics over all of `data` in eval mode, as one `lax.scan` (no shuffling)."""
+def eval_epoch(state: TrainState, data: dict, *, batch_size: int, loss_fn: LossFn, metrics: Sequence[Any] = (),
+               precision=None):
+    """Loss and metrics over all of `data` in eval mode, as one `lax.scan` (no shuffling); ``precision`` as
+    in `train_step`."""
     data = dict(data)
     data.setdefault("w", jnp.ones((jax.tree.leaves(data["x"])[0].shape[0],), jnp.float32))
     idx, w = batch_plan(None, data["w"].shape[0], batch_size)
-    task = Supervised(loss_fn, tuple(metrics))
+    task = Supervised(loss_fn, tuple(metrics), precision_lib.get(precision))
     return eval_batches(state, None, task.init_acc(), data, idx, w, task=task)[1]
