@@ -9,11 +9,14 @@ one run, not the absolute figure.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
+import platform
 import statistics
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,12 +34,31 @@ class Benchmark:
     peer: str
 
 
+# This CPU's float32 peak, the denominator of "share of peak": 2 cores x 2 AVX-512 FMA pipes per core x 16
+# float32 lanes x 2 flops per FMA (a multiply and an add) x 2.596 GHz. The machine is an AMD EPYC of family 26
+# (Zen 5: two 512-bit FMA pipes per core) under KVM; 2.596 GHz is the clock /proc/cpuinfo and the TSC report
+# (lscpu gives no boost figure inside the VM). Were the cores boosting above it, the true peak would be higher
+# and the shares below would overstate by that factor. About 332 GFLOP/s.
+CPU_PEAK_FLOPS = 2 * 2 * 16 * 2 * 2.596e9
+
+
 @dataclasses.dataclass
 class Result:
     """One measured case: dlcore's and the peer's figure in `unit` (lower is better).
 
     `ratio` is peer / dlcore: above 1 means dlcore is faster. `peer` is None when the peer library
-    is not installed (the case then reports dlcore alone).
+    is not installed (the case then reports dlcore alone). The optional fields, None when a case does
+    not measure them, are printed under the case's line and carried by the JSON:
+
+    * `peer2`, `peer2_name`: a second peer figure in `unit` (PyTorch with `torch.compile`), `ratio2`.
+    * `compile_s`, `peer_compile_s`, `peer2_compile_s`: first call less a steady one, seconds.
+    * `cached_compile_s`: dlcore's compile time again with a warm persistent compilation cache.
+    * `examples_per_s`, `peer_examples_per_s`, `peer2_examples_per_s`: training examples a second.
+    * `flops`: floating-point operations of one training step, XLA's count of dlcore's compiled step
+      (`step_flops`), used for every side: the same network, batch and optimizer.
+    * `flops_per_s`, `peer_flops_per_s`, `peer2_flops_per_s`: `flops` times the steps a side ran over
+      its time.
+    * `peak_share`, `peer_peak_share`, `peer2_peak_share`: those over `CPU_PEAK_FLOPS` (0 to 1).
     """
 
     case: str
@@ -44,10 +66,39 @@ class Result:
     dlcore: float
     peer: float | None = None
     note: str = ""
+    peer2: float | None = None
+    peer2_name: str | None = None
+    compile_s: float | None = None
+    peer_compile_s: float | None = None
+    peer2_compile_s: float | None = None
+    cached_compile_s: float | None = None
+    examples_per_s: float | None = None
+    peer_examples_per_s: float | None = None
+    peer2_examples_per_s: float | None = None
+    flops: float | None = None
+    flops_per_s: float | None = None
+    peer_flops_per_s: float | None = None
+    peer2_flops_per_s: float | None = None
+    peak_share: float | None = None
+    peer_peak_share: float | None = None
+    peer2_peak_share: float | None = None
 
     @property
     def ratio(self) -> float | None:
         return None if self.peer is None or self.dlcore <= 0 else self.peer / self.dlcore
+
+    @property
+    def ratio2(self) -> float | None:
+        return None if self.peer2 is None or self.dlcore <= 0 else self.peer2 / self.dlcore
+
+    def extras(self) -> dict[str, Any]:
+        """The optional fields that are set, by name, with `ratio2` when `peer2` is."""
+        skip = {"case", "unit", "dlcore", "peer", "note"}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in skip and getattr(self, f.name) is not None}
+        if self.peer2 is not None:
+            out["ratio2"] = self.ratio2
+        return out
 
 
 @dataclasses.dataclass
@@ -98,6 +149,92 @@ def compare_steps(ours: Callable[[], Any], theirs: Callable[[], Any] | None, *, 
     return best, peer, max(first - best, 0.0)
 
 
+def step_flops(trainer, data) -> float:
+    """XLA's count of the floating-point operations of one training step of `trainer` on `data`'s batches.
+
+    The function counted is the Trainer's own jitted step (`dlcore.train.step.one_step`, the body of its
+    scanned epoch as well), lowered with the trainer's state and the first batch of `data` as `fit` would
+    pass them, compiled, and read from `cost_analysis()["flops"]`: what XLA will run after its rewrites,
+    multiply-adds counted as 2. Call it after one `trainer.fit(data, ...)` (the carry and the data
+    placement exist then).
+
+    Raises:
+        ValueError: XLA gave no positive count (a backend without cost analysis).
+    """
+    from dlcore.train import step as S
+
+    src = trainer._source(data, "train", train=True)
+    args = next(iter(trainer._step_args(src, 1)))
+    fn = trainer._jit("train_step", S.one_step, task=trainer.task, policy=trainer.on_nonfinite)
+    cost = fn.lower(trainer.state, trainer.carry, S.new_guard(trainer.count), trainer.task.init_acc(), trainer.key,
+                    *args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float((cost or {}).get("flops", 0.0))
+    if not flops > 0:
+        raise ValueError(f"XLA reported no floating-point operations for the step ({cost!r:.80}); "
+                         f"this backend may not support cost analysis")
+    return flops
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """Where and when a benchmark ran: host, CPU model and cores, the peak used for shares, UTC date,
+    and the versions of Python, jax, jaxlib, flax, optax, torch and scikit-learn (None: not installed)."""
+    return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+            "cpu_peak_flops": CPU_PEAK_FLOPS,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "versions": {"python": platform.python_version(), **{p: _version(p) for p in (
+                "dlcore", "jax", "jaxlib", "flax", "optax", "numpy", "torch", "scikit-learn")}}}
+
+
+def _fmt(value: float | None, spec: str = ".4g", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def _extras_line(r: Result, peer_name: str) -> str:
+    """The optional figures of `r`, one group a side: compile, examples/s, GFLOP/s and share of peak."""
+    def side(name, compile_s, eps, fps, share, value=None, ratio=None, eager=False):
+        parts = []
+        if value is not None:
+            parts.append(f"{value:.4g} {r.unit} ({_fmt(ratio, '.2f', 'x')})")
+        if compile_s is not None:  # an eager peer compiles nothing: its first call's extra time is said as such
+            parts.append(f"{'first call +' if eager else 'compile '}{compile_s:.2f} s")
+        if eps is not None:
+            parts.append(f"{eps:,.0f} ex/s")
+        if fps is not None:
+            parts.append(f"{fps / 1e9:.3g} GFLOP/s" + ("" if share is None else f" ({100 * share:.1f}% of peak)"))
+        return f"{name}: " + ", ".join(parts) if parts else ""
+
+    groups = [side("dlcore", r.compile_s, r.examples_per_s, r.flops_per_s, r.peak_share),
+              side(peer_name, r.peer_compile_s, r.peer_examples_per_s, r.peer_flops_per_s, r.peer_peak_share,
+                   eager=r.peer2_name == "torch.compile" or peer_name == "torch")]
+    if r.peer2 is not None:
+        groups.append(side(r.peer2_name or "peer2", r.peer2_compile_s, r.peer2_examples_per_s, r.peer2_flops_per_s,
+                           r.peer2_peak_share, r.peer2, r.ratio2))
+    if r.cached_compile_s is not None:
+        groups.append(f"compile with a warm cache {r.cached_compile_s:.2f} s")
+    if r.flops is not None:
+        groups.append(f"{r.flops / 1e9:.4g} GFLOP a step")
+    return " | ".join(g for g in groups if g)
+
+
 def _load_benchmarks() -> None:
     from dlcore.runner import discover
 
@@ -118,8 +255,12 @@ def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = 
         json_path: str | None = None, out=None) -> list[dict[str, Any]]:
     """Run benchmarks (all, or `names`; only those whose peer is `vs` when given) and print a table.
 
+    The JSON file holds `device`, `machine` (see `machine()`: CPU, cores, peak, date, versions) and
+    `results`, the rows returned.
+
     Returns:
-        One dict per case: benchmark, case, unit, dlcore, peer, peer_name, ratio.
+        One dict per case: benchmark, case, unit, dlcore, peer, peer_name, ratio, note, and the optional
+        fields of `Result` that the case measured (peer2, compile_s, examples_per_s, flops, peak_share, ...).
     """
     chosen = [BENCHMARKS.get(n) for n in (names or BENCHMARKS.names())]  # unknown names fail here, first
     mods = {name: BENCHMARKS.get(name) for name in BENCHMARKS.names()}
@@ -135,16 +276,20 @@ def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = 
         ctx.print(f"== {b.name}: {b.title} (vs {b.peer})")
         for r in mod.run(ctx):
             row = {"benchmark": b.name, "case": r.case, "unit": r.unit, "dlcore": r.dlcore, "peer": r.peer,
-                   "peer_name": b.peer, "ratio": r.ratio, "note": r.note}
+                   "peer_name": b.peer, "ratio": r.ratio, "note": r.note, **r.extras()}
             rows.append(row)
             peer = "-" if r.peer is None else f"{r.peer:.4g}"
             ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
             ctx.print(f"  {r.case:<32} dlcore {r.dlcore:.4g} {r.unit}  {b.peer} {peer} {r.unit}  "
                       f"ratio {ratio} {r.note}".rstrip())
+            extras = _extras_line(r, b.peer)
+            if extras:
+                ctx.print(f"      {extras}")
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"device": str(jax.devices()[0]), "results": rows}, indent=2) + "\n")
+        tmp.write_text(json.dumps({"device": str(jax.devices()[0]), "machine": machine(), "results": rows},
+                                  indent=2) + "\n")
         os.replace(tmp, path)
     return rows

@@ -5,19 +5,74 @@
     dlcore bench [NAME ...] [--vs PEER] [--quick] [--json FILE]
     dlcore data list [--json] | path [NAME] | prepare NAME ...
     dlcore export NAME --out FILE [--checkpoint DIR] [--input-shape 28,28,1] [--dtype D] [--int8] [--weights-file W.npz]
+
+The command (`entry`, the console script) keeps JAX's compiled programs in a persistent cache, so that a second
+run of the same example or benchmark skips most of its compilation; see `compilation_cache`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
+from pathlib import Path
 
 from dlcore import runner
 
+CACHE_ENV = "DLCORE_COMPILATION_CACHE"
+
+_CACHE_HELP = (f"JAX's compiled programs are kept in a persistent cache, <dlcore cache dir>/jax ($DLCORE_DATA/jax, "
+               f"else ~/.cache/dlcore/jax), so that later runs skip most compilation. {CACHE_ENV}=0 turns it off; "
+               f"{CACHE_ENV}=DIR keeps it in DIR.")
+
+
+def compilation_cache() -> Path | None:
+    """Turn on JAX's persistent compilation cache for this process, as the `dlcore` command does at its start.
+
+    Every compiled program is written to the folder and read back by later processes that compile the same
+    program (same code, shapes, JAX version and machine): `jax_compilation_cache_dir` with the minimum compile
+    time and entry size at 0, since on a CPU most of dlcore's programs compile in well under JAX's default
+    threshold of one second. The folder is `<dlcore cache dir>/jax` (`dlcore.data.sources.cache_dir()`:
+    `$DLCORE_DATA`, else ~/.cache/dlcore). `import dlcore` does not call this: a program that wants the cache
+    calls it before its first compilation.
+
+    The environment variable `DLCORE_COMPILATION_CACHE` decides: unset, "" or "1": on, in that folder; "0",
+    "off" or "false": off; anything else: the folder to use.
+
+    Returns:
+        The cache folder, or None when turned off.
+
+    Raises:
+        ValueError: the folder is an existing file, or cannot be created.
+    """
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in ("0", "off", "false", "no"):
+        return None
+    if value in ("", "1"):
+        from dlcore.data.sources import cache_dir
+
+        folder = cache_dir() / "jax"
+    else:
+        folder = Path(value).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"the compilation cache folder {folder} is a file; set {CACHE_ENV} to a folder, or to 0 "
+                         f"to turn the cache off")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the compilation cache folder {folder} ({exc.strerror}); set {CACHE_ENV} "
+                         f"to a writable folder, or to 0 to turn the cache off") from None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dlcore", description="Deep learning the JAX way: the books' worked examples.")
+    p = argparse.ArgumentParser(prog="dlcore", description="Deep learning the JAX way: the books' worked examples.",
+                                epilog=_CACHE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="examples (name, book, section, where in it, data) and models (name, "
                                      "parameters, arguments); with NAME, one of them in full",
@@ -214,14 +269,26 @@ def _show(name: str, as_json: bool) -> None:
         print(f"  run:      dlcore run {e['name']} [--quick]")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, cache: bool = False) -> int:
+    """Run the command `argv` (default: `sys.argv[1:]`) in this process; returns the exit status.
+
+    `cache` turns on the persistent compilation cache first (`compilation_cache`), as the console script
+    does; left False, this process's JAX settings are not touched (tests and programs that call `main`).
+    """
     args = _parser().parse_args(argv)
-    return runner.guarded(lambda: _command(args))
+
+    def command():
+        if cache:
+            compilation_cache()
+        _command(args)
+
+    return runner.guarded(command)
 
 
 def entry() -> None:
-    """The console script: `main`, then exit (at once after an interrupt, see `runner.exit_process`)."""
-    runner.exit_process(main())
+    """The console script: `main` with the compilation cache, then exit (at once after an interrupt, see
+    `runner.exit_process`)."""
+    runner.exit_process(main(cache=True))
 
 
 def _command(args) -> None:
