@@ -5,6 +5,7 @@ training steps, Optax optimizers with PyTorch semantics, and the books' worked e
 """
 
 from dlcore import boxes, checkpoint, data, decode, export, inspect, losses, metrics, models, nn, optim, plot, quantize, schedules, train, transfer, tune, weights
+from dlcore import precision
 from dlcore.checkpoint import CheckpointError
 from dlcore.train import Checkpoint, CSVLogger, EarlyStopping, TensorBoard, Trainer, TrainState
 
@@ -22,4 +23,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["CSVLogger", "Checkpoint", "CheckpointError", "EarlyStopping", "TensorBoard", "TrainState", "Trainer", "boxes", "checkpoint", "cluster", "data", "decode",
-           "export", "inspect", "losses", "metrics", "models", "nn", "optim", "plot", "quantize", "schedules", "train", "transfer", "tune", "weights"]
+           "export", "inspect", "losses", "metrics", "models", "nn", "optim", "plot", "precision", "quantize", "schedules", "train", "transfer", "tune", "weights"]
