@@ -62,6 +62,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from dlcore.registry import Registry
 
@@ -155,11 +156,16 @@ class Policy:
     # -- casts ---------------------------------------------------------------------------------------
 
     def cast_params(self, tree):
-        """Floating leaves of `tree` (parameters: an ``nnx.State``, a dict of arrays) in `compute_dtype`.
+        """Floating leaves of `tree` (parameters: an ``nnx.State``, a dict of arrays) in `compute_dtype`; an
+        ``nnx.Module`` gives a copy with its floating ``nnx.Param`` s cast (the module itself, and its
+        batch-norm statistics, left as they are).
 
         Inside a differentiated function the cast's gradient casts back, so the gradient of a loss with
         respect to float32 parameters is float32.
         """
+        if isinstance(tree, nnx.Module):
+            graphdef, params, rest = nnx.split(tree, nnx.Param, ...)
+            return nnx.merge(graphdef, _cast(params, self.compute_dtype), rest)
         return _cast(tree, self.compute_dtype)
 
     def cast_inputs(self, x):
@@ -189,6 +195,9 @@ class Policy:
             key: reseeds the model's RNG streams (training mode).
             params: float32 parameters to use instead of the state's (the argument of a loss).
         """
+        if not (hasattr(state, "model") and hasattr(state, "params") and hasattr(state, "graphdef")):
+            raise ValueError(f"Policy.model takes a dlcore.TrainState, got {type(state).__name__}; for a module "
+                             f"use policy.cast_params(module) (a copy with {self.compute_dtype.name} parameters)")
         return state.model(train, key, self.cast_params(state.params if params is None else params))
 
     def call(self, model, x, **kwargs):
@@ -203,8 +212,6 @@ class Policy:
         ``state.rest``: pass the result to ``state.apply_gradients(grads, model)``'s ``model`` as is,
         it is the module with its variables cast back in place. Variables that a layer wrote in
         `compute_dtype` would otherwise change the state's dtypes from step to step."""
-        from flax import nnx
-
         rest = nnx.state(model, nnx.All(nnx.Not(nnx.Param), nnx.Not(nnx.RngState)))
         nnx.update(model, restore_dtypes(rest, state.rest))
         return model
