@@ -1,0 +1,148 @@
+"""`dlcore bench speed`: rows with the new fields and one FLOP count for every side, the PyTorch networks the
+same as dlcore's, and the `dlcore` command's persistent compilation cache. No timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import jax
+import pytest
+from one_line import raises_one_line
+
+from dlcore import bench, cli, runner
+from dlcore.benchmarks import _steps
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="module")
+def speed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("speed") / "speed.json"
+    assert cli.main(["bench", "speed", "--quick", "--json", str(path)]) == 0
+    return json.loads(path.read_text())
+
+
+def test_quick_step_rows_carry_compile_throughput_and_flops(speed):
+    rows = {r["case"]: r for r in speed["results"]}
+    steps = [rows["mlp step, batch 4"], rows["mnist_cnn_001 step, batch 4"]]
+    for r in steps:
+        assert r["benchmark"] == "speed" and r["unit"] == "ms" and r["dlcore"] > 0 and r["peer_name"] == "torch"
+        assert r["flops"] > 0 and r["compile_s"] >= 0
+        seconds = r["dlcore"] / 1e3                                   # a step
+        assert r["examples_per_s"] == pytest.approx(4 / seconds)      # batch 4
+        assert r["flops_per_s"] == pytest.approx(r["flops"] / seconds)
+        assert r["peak_share"] == pytest.approx(r["flops_per_s"] / bench.CPU_PEAK_FLOPS)
+        assert "torch.compile not run (--quick)" in r["note"] and "peer2" not in r
+        if HAS_TORCH:  # the same FLOP count on both sides: each side's FLOP/s times its step time
+            assert r["peer"] > 0 and r["ratio"] == pytest.approx(r["peer"] / r["dlcore"])
+            assert r["peer_flops_per_s"] * r["peer"] / 1e3 == pytest.approx(r["flops"])
+            assert r["peer_examples_per_s"] == pytest.approx(4e3 / r["peer"])
+            assert r["peer_peak_share"] == pytest.approx(r["peer_flops_per_s"] / bench.CPU_PEAK_FLOPS)
+        else:
+            assert r["peer"] is None and "torch not installed" in r["note"]
+
+
+def test_xla_flop_count_of_the_mlp_step_matches_a_hand_count(speed):
+    r = next(r for r in speed["results"] if r["case"] == "mlp step, batch 4")
+    b, layers = 4, [(784, 300), (300, 100), (100, 10)]
+    macs = sum(i * o for i, o in layers)                              # 266,200 a forward example
+    # forward and weight gradients (2 products a layer), input gradients of all but the first layer; 2 flops a
+    # multiply-add; then SGD's p - lr * g, 2 flops a parameter
+    hand = 2 * b * (2 * macs + sum(i * o for i, o in layers[1:])) + 2 * (macs + sum(o for _, o in layers))
+    assert hand == 5_040_420
+    assert r["flops"] == pytest.approx(hand, rel=0.01)                # the rest: biases, ReLU, softmax
+
+
+def test_cache_row_reports_a_cold_and_a_warm_compile(speed):
+    row = speed["results"][-1]
+    assert row["case"] == "mlp first-epoch compile, empty vs warm cache" and row["peer"] is None
+    assert row["compile_s"] == row["dlcore"] > 0 and row["cached_compile_s"] >= 0
+    hits = int(re.search(r"found (\d+) of its compiled programs", row["note"]).group(1))
+    written = int(re.search(r"\((\d+) entries written", row["note"]).group(1))
+    assert hits > 0 and written > 0
+
+
+def test_json_says_where_and_when(speed):
+    m = speed["machine"]
+    assert m["cpu"] and m["cores"] == os.cpu_count() and m["cpu_peak_flops"] == bench.CPU_PEAK_FLOPS
+    assert re.match(r"\d{4}-\d\d-\d\dT", m["date"]) and m["versions"]["jax"] == jax.__version__
+    assert m["versions"]["jaxlib"] and (m["versions"]["torch"] is not None) == HAS_TORCH
+
+
+def test_peak_is_cores_times_fma_pipes_times_lanes_times_clock():
+    assert bench.CPU_PEAK_FLOPS == pytest.approx(332.3e9, rel=1e-3)
+
+
+# the books' parameter counts (docstrings of dlcore's models, the books' summaries) or hand counts
+PARAMETERS = {"mlp": 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10,
+              "mnist_convnet": (9 * 16 + 16) + (9 * 16 * 32 + 32) + (4608 * 64 + 64) + (64 * 10 + 10),
+              "mnist_bn_cnn": 207_018, "mnist_cnn_001": 21_840, "fashion_cnn": 1_413_834,
+              "resnet18": 11_689_512 - (512 * 1000 + 1000) + (512 * 10 + 10)}
+
+
+@pytest.mark.parametrize("name", sorted(_steps.SPECS))
+def test_torch_networks_are_dlcore_architectures(name):
+    torch = pytest.importorskip("torch")
+    spec = _steps.SPECS[name]
+    assert _steps.dlcore_parameters(spec) == PARAMETERS[name]
+    assert _steps.torch_parameters(spec) == PARAMETERS[name]
+    x = torch.zeros(2, spec.shape[2], *spec.shape[:2])               # NCHW
+    assert tuple(_steps.torch_net(spec).eval()(x).shape) == (2, spec.classes)
+
+
+_TINY = textwrap.dedent("""
+    import json, sys
+    import jax
+    from dlcore.cli import compilation_cache
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda name, **kw: hits.append(name) if name == "/jax/compilation_cache/cache_hits" else None)
+    folder = compilation_cache()
+    y = jax.jit(lambda x: x * 2.0 + 1.0)(jax.numpy.arange(3.0))
+    print(json.dumps({"folder": str(folder), "hits": len(hits), "y": y.tolist()}))
+""")
+
+
+def _tiny(env) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _TINY], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cache_in_the_dlcore_cache_dir_is_written_then_hit(tmp_path):
+    env = {**os.environ, "DLCORE_DATA": str(tmp_path)}
+    env.pop(cli.CACHE_ENV, None)
+    first = _tiny(env)
+    folder = tmp_path / "jax"
+    entries = sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache"))
+    assert first["folder"] == str(folder) and first["hits"] == 0 and entries and first["y"] == [1.0, 3.0, 5.0]
+    second = _tiny(env)
+    assert second["hits"] >= 1 and second["y"] == [1.0, 3.0, 5.0]
+    assert sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache")) == entries  # nothing new
+
+
+def test_cache_off_or_misplaced(tmp_path, monkeypatch):
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv(cli.CACHE_ENV, "0")
+    assert cli.compilation_cache() is None
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv(cli.CACHE_ENV, str(tmp_path / "file"))
+    raises_one_line(cli.compilation_cache, "is a file", cli.CACHE_ENV, "0 to turn the cache off")
+    assert jax.config.jax_compilation_cache_dir == before
+    assert cli.CACHE_ENV in cli._parser().epilog
+
+
+def test_the_console_script_turns_the_cache_on_and_main_does_not(monkeypatch):
+    calls, codes = [], []
+    monkeypatch.setattr(cli, "compilation_cache", lambda: calls.append(1))
+    monkeypatch.setattr(runner, "exit_process", codes.append)
+    monkeypatch.setattr(sys, "argv", ["dlcore", "bench", "nope"])
+    cli.entry()
+    assert calls == [1] and codes == [2]                              # unknown benchmark: one line, exit 2
+    assert cli.main(["bench", "nope"]) == 2 and calls == [1]
