@@ -105,7 +105,7 @@ def dlcore_side(spec: Spec, arrays: dict, batch: int) -> tuple[Callable[[], int]
 
 def dlcore_parameters(spec: Spec) -> int:
     """Trainable parameters of dlcore's network (`nnx.Param` leaves; batch-norm statistics excluded)."""
-    model = dlcore_model(spec)
+    model = nnx.eval_shape(lambda: dlcore_model(spec))                 # shapes only: nothing is initialised
     return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
@@ -316,20 +316,22 @@ def result(case: str, timings: dict[str, Timing], *, flops: float, examples: int
 
 
 def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool, case: str, unit: str,
-            why_not: str = "", loader: bool = False) -> Result:
+            why_not: str = "", loader: bool = False, warmup: int = 1) -> Result:
     """One case: dlcore's Trainer, eager PyTorch and (when `torch_compile`) `torch.compile` each train epochs
     of the same `n` random examples at `batch`, timed by `measure`; FLOPs from dlcore's compiled step.
-    `why_not` says in the note why `torch.compile` was not run; `loader`: PyTorch's batches from a `DataLoader`."""
+    `why_not` says in the note why `torch.compile` was not run; `loader`: PyTorch's batches from a `DataLoader`;
+    `warmup`: untimed calls after the first (0 in smoke runs)."""
     arrays = data(spec, n)
     ours, trainer = dlcore_side(spec, arrays, batch)
     sides = {"dlcore": ours, "torch": torch_side(spec, arrays, batch, loader=loader)}
     failed: dict[str, str] = {}
     if torch_compile and sides["torch"] is not None:
         sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
-    timings = measure(sides, repeats=repeats, failed=failed)
+    timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed)
     flops = step_flops(trainer, arrays)
     steps = timings["dlcore"].steps
-    parts = [f"{spec.recipe()} ({spec.source})", f"median of {repeats} alternated epochs of {steps} steps"
+    parts = [f"{spec.recipe()} ({spec.source})", f"median of {repeats} alternated epochs of {steps} steps after "
+             f"{1 + warmup} untimed"
              + (", torch's batches from a shuffling DataLoader" if loader else ""),
              "FLOPs: XLA's count of dlcore's step, used for every side"]
     if sides["torch"] is None:

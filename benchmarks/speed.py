@@ -115,7 +115,7 @@ def run(ctx: BenchContext) -> list[Result]:
             batch, steps = 4, 2
         case = f"{name} step, batch {batch}" + (" (32x32)" if name == "resnet18" else "")
         r = compare(spec, batch=batch, n=batch * steps, repeats=1 if ctx.quick else 5, torch_compile=not ctx.quick,
-                    case=case, unit="ms", why_not="--quick" if ctx.quick else "")
+                    case=case, unit="ms", why_not="--quick" if ctx.quick else "", warmup=0 if ctx.quick else 1)
         ctx.print(f"  ... {case}: {r.dlcore:.4g} ms" + ("" if r.peer is None else f", torch {r.peer:.4g} ms"))
         results.append(r)
     results.append(cache_row(ctx.quick))

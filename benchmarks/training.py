@@ -31,5 +31,5 @@ def run(ctx: BenchContext) -> list[Result]:
     for name, label in (("mnist_convnet", "mnist_convnet epoch"), ("mlp", "784-300-100-10 MLP epoch")):
         results.append(compare(SPECS[name], batch=32, n=n, repeats=2 if ctx.quick else 3, torch_compile=not ctx.quick,
                                case=f"{label}, {n} images", unit="s", why_not="--quick" if ctx.quick else "",
-                               loader=True))
+                               warmup=0 if ctx.quick else 1, loader=True))
     return results
