@@ -304,6 +304,7 @@ class ArraySplit(BatchSource):
                                       else math.ceil(self.n / self.batch_size))
             self.examples_per_epoch = self.batches_per_epoch * self.batch_size if self.drop_last else self.n
         self.device = None
+        self._put = None
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in jax.tree.leaves(self.split))
@@ -316,9 +317,11 @@ class ArraySplit(BatchSource):
         key = jax.random.fold_in(self.key, epoch) if self.shuffle else None
         return batch_plan(key, self.n, self.batch_size, self.drop_last, self.steps)
 
-    def on_device(self) -> dict:
-        if self.device is None:
-            self.device = jax.device_put(self.split)
+    def on_device(self, put: Callable[[dict], dict] | None = None) -> dict:
+        """The split on the device, placed once: by ``put(split)`` when given (the Trainer's mesh replicates it),
+        else on the default device."""
+        if self.device is None or self._put is not put:
+            self.device, self._put = (put or jax.device_put)(self.split), put
         return self.device
 
     def epoch(self, epoch: int) -> Iterator[dict]:

@@ -34,8 +34,10 @@ import optax
 from flax import nnx
 
 from dlcore import metrics as metrics_lib
+from dlcore import precision as precision_lib
 from dlcore.checks import check_choice, check_int
 from dlcore.data import protocol as P
+from dlcore.train import parallel as par
 from dlcore.train import step as S
 from dlcore.train.callbacks import Callback, Checkpoint, ProgressBar
 from dlcore.train.state import TrainState
@@ -108,6 +110,19 @@ class Trainer:
         nonfinite_rows: data rows whose inputs or targets hold NaN or inf: "raise" a one-line error
             before anything trains, or "drop" them (each epoch's logs count them as "dropped_rows").
             Only host (NumPy) arrays are looked at; device arrays are left to `on_nonfinite`.
+        precision: a mixed-precision policy (`dlcore.precision`): "float32" (None, the default: nothing
+            is cast) or "bfloat16" (also "mixed_bfloat16"): parameters, gradients and optimizer state
+            float32, the model run in bfloat16 (floating parameters and inputs cast inside the step),
+            its outputs cast to float32 before the loss and metrics; `evaluate` and `predict` run under
+            the same policy (float32 outputs). No loss scaling is needed for bfloat16; float16 is
+            refused. A model built with bfloat16 parameters is stored (and written back) in float32.
+            Supervised step only: a custom `step=` applies a policy itself (`Policy.model`, `Policy.call`).
+        mesh: train data-parallel over a device mesh (None: one device, the default): a
+            `jax.sharding.Mesh` with a data axis (e.g. `dlcore.train.parallel.data_mesh()`) splits each
+            batch over its devices and replicates the states; `parallel.DataParallel(mesh, fsdp=True)`
+            also shards the parameters and optimizer state (see `dlcore.train.parallel`). The training
+            batch size must be divisible by the devices of the data axis (one line otherwise). Figures
+            equal a one-device run's up to float32 summation order.
 
     Example:
         >>> trainer = Trainer(model, optim.adadelta(0.5), losses.nll, metrics=["accuracy"], batch_size=32)
@@ -128,10 +143,15 @@ class Trainer:
                  eval_batch_size: int | None = None, shuffle: bool = True, drop_last: bool = False,
                  seed: int = 0, callbacks: Sequence[Callback] = (), progress: bool | None = None,
                  max_device_bytes: int = 2 << 30, epoch_mode: str = "auto", on_nonfinite: str = "stop",
-                 nonfinite_rows: str = "raise"):
+                 nonfinite_rows: str = "raise", mesh: Any = None, precision: Any = None):
         modules, self._treedef = jax.tree.flatten(model, is_leaf=_is_module)
         if not modules or not all(_is_module(m) for m in modules):
             raise ValueError(f"model must be a flax.nnx.Module or a dict/tuple of them, got {type(model).__name__}")
+        self.precision = precision_lib.get(precision)
+        if step is not None and not self.precision.noop:
+            raise ValueError(f"precision={self.precision.name!r} applies to the supervised step; a custom step= "
+                             f"applies it itself: policy.model(state, train, key, params) and policy.call(model, x) "
+                             f"(see dlcore.precision)")
         if _is_tx(optimizer):
             txs = [optimizer] * len(modules)
         else:
@@ -146,7 +166,8 @@ class Trainer:
                 raise ValueError("several models need a custom step= that says how each is updated")
             if eval_step is not None or carry is not None:
                 raise ValueError("eval_step= and carry= belong to a custom step=; pass step= too")
-            self.task = S.Supervised(loss, tuple(metrics_lib.get(m) for m in metrics))
+            self.task = S.Supervised(loss, tuple(metrics_lib.get(m) for m in metrics),
+                                     None if self.precision.noop else self.precision)
         else:
             if loss is not None or metrics:
                 raise ValueError("a custom step= computes its own loss and logs: pass no loss or metrics")
@@ -158,6 +179,7 @@ class Trainer:
         check_choice(epoch_mode, "epoch_mode", ("auto", "scan", "step"), who="Trainer")
         check_choice(on_nonfinite, "on_nonfinite", ("stop", "skip", "off"), who="Trainer")
         self.nonfinite_rows = check_choice(nonfinite_rows, "nonfinite_rows", ("raise", "drop"), who="Trainer")
+        self.parallel = par.DataParallel.of(mesh)
         self.model = model
         self.modules = modules
         self.loss_fn = loss
@@ -183,9 +205,12 @@ class Trainer:
         root = jax.random.PRNGKey(seed)
         self.key = jax.random.fold_in(root, 0)  # step c draws fold_in(key, c)
         self._shuffle_key = jax.random.fold_in(root, 1)
+        if not self.precision.noop:  # parameters are stored, and updated, in the policy's param_dtype
+            for m in modules:
+                nnx.update(m, self.precision.cast_to_param(nnx.state(m, nnx.Param)))
         states = [TrainState.create(m, tx, key=self.key if len(modules) == 1 else jax.random.fold_in(self.key, i))
                   for i, (m, tx) in enumerate(zip(modules, txs))]
-        self.state = jax.tree.unflatten(self._treedef, states)
+        self.state = self._placed(jax.tree.unflatten(self._treedef, states))
         self.carry = None
         self.count = 0  # steps run, over every fit of this trainer
         self.history: dict[str, list[float]] = {}
@@ -211,8 +236,12 @@ class Trainer:
         return jax.tree.map(lambda s: {"params": s.params, "rest": s.rest}, self.state, is_leaf=S.is_state)
 
     def load_weights(self, tree) -> None:
-        self.state = jax.tree.map(lambda s, t: s.replace(**t), self.state, tree,
-                                  is_leaf=lambda x: S.is_state(x))
+        self.state = self._placed(jax.tree.map(lambda s, t: s.replace(**t), self.state, tree,
+                                               is_leaf=lambda x: S.is_state(x)))
+
+    def _placed(self, states):
+        """``states`` on the mesh with their shardings (replicated, or FSDP's); as they are without a mesh."""
+        return states if self.parallel is None else self.parallel.place(states)
 
     def checkpoint_tree(self) -> dict:
         """The arrays a checkpoint needs: every state's weights, optimizer state, step and key; the
@@ -225,8 +254,8 @@ class Trainer:
 
     def load_checkpoint_tree(self, tree: dict) -> None:
         tree = jax.tree.map(jnp.asarray, tree)
-        self.state = jax.tree.map(lambda s, t: s.replace_from_checkpoint(t), self.state, tree["state"],
-                                  is_leaf=S.is_state)
+        self.state = self._placed(jax.tree.map(lambda s, t: s.replace_from_checkpoint(t), self.state, tree["state"],
+                                               is_leaf=S.is_state))
         self.count = int(tree["loop"]["count"])
         self.key = tree["loop"]["key"]
         if "carry" in tree["loop"]:
@@ -249,6 +278,8 @@ class Trainer:
         """`fn` jitted with `static` bound: one entry per (name, static values); jit itself keys the
         traced arguments by shape and dtype."""
         key = (name, fn, tuple(sorted(static.items())))
+        if self.parallel is not None and "task" in static:  # batches split over the mesh, states kept placed
+            static = {**static, "task": par.ShardedTask(static["task"], self.parallel)}
         if key not in self._compiled:
             def traced(*args):
                 self._count(name)
@@ -287,7 +318,7 @@ class Trainer:
             return
         abstract = _abstract(batch)
         try:
-            out = jax.eval_shape(lambda v: S.predict_step(self.state, v), abstract["x"])
+            out = jax.eval_shape(lambda v: S.predict_step(self.state, v, self.task.precision), abstract["x"])
         except Exception as exc:
             raise ValueError(f"{name}: inputs of shape {shapes['x']} per example do not fit "
                              f"{type(self.model).__name__}: {_first_line(exc)}") from None
@@ -325,7 +356,8 @@ class Trainer:
             return False
         rows = np.flatnonzero(outside)[first]
         x = P.take_rows(split["x"], rows)
-        values = S.per_example_loss(self.loss_fn, S.predict_step(self.state, x), split["y"][rows])
+        values = S.per_example_loss(self.loss_fn, S.predict_step(self.state, x, self.task.precision),
+                                    split["y"][rows])
         return bool(np.all(np.asarray(values) == 0))
 
     def _check_custom(self, batch, src, name: str, train: bool) -> None:
@@ -387,6 +419,9 @@ class Trainer:
         val = self._source(validation, "validation", train=False) if validation is not None else None
         start = self.epoch if initial_epoch is None else initial_epoch
         self.check(src, "train", first_epoch=start + 1)
+        if self.parallel is not None:
+            self.parallel.check_batch(src.batch_size, "train (Trainer(mesh=...))",
+                                      local=not isinstance(src, P.ArraySplit))
         if val is not None:
             self.check(val, "validation", train=False)
         if self.carry is None:
@@ -447,10 +482,23 @@ class Trainer:
         """The arguments `(data, idx, w, i)` of each step of `epoch`, for the jitted one-step functions:
         batch `i` of the device-resident split and its plan, or a host batch with `idx = arange(B)`."""
         if self._on_device(src):
-            data, (idx, w) = src.on_device(), src.plan(epoch)
+            data, (idx, w) = self._device_data(src), src.plan(epoch)
             return ((data, idx, w, np.int32(i)) for i in range(len(idx)))
-        local, ones = np.arange(src.batch_size, dtype=np.int32)[None], np.ones((1, src.batch_size), np.float32)
-        return ((b, local, ones, np.int32(0)) for b in src.epoch(epoch))
+        return self._host_batches(src.epoch(epoch), local=not isinstance(src, P.ArraySplit))
+
+    def _device_data(self, src: P.ArraySplit) -> dict:
+        """The split on the device (replicated over the mesh, if any), placed once."""
+        return src.on_device(None if self.parallel is None else self.parallel.put_split)
+
+    def _host_batches(self, batches, local: bool = True):
+        """Host batches as step arguments ``(batch, arange(B)[None], ones, 0)``; under a mesh each batch is
+        first made a global array split over the data axis (B: the global rows). ``local``: each host's
+        batches are its own rows (a Loader, a generator); else every host has the whole batch (a split)."""
+        for b in batches:
+            if self.parallel is not None:
+                b = self.parallel.put_batch(b, local=local)
+            n = P.num_rows(b)
+            yield b, np.arange(n, dtype=np.int32)[None], np.ones((1, n), np.float32), np.int32(0)
 
     def _train_epoch(self, src: P.BatchSource, epoch: int):
         task, policy = self.task, self.on_nonfinite
@@ -461,11 +509,16 @@ class Trainer:
         self._epoch_start = (epoch, self.count)
         every = 1 if self._listeners else self._bar_every  # per-step logging asks for every step
         hook = self._on_batch if every else None
-        if self._on_device(src) and self.epoch_mode == "scan":
+        scan = self._on_device(src) and self.epoch_mode == "scan"
+        if scan and self.parallel is not None and hook is not None:
+            # JAX runs no ordered host callback on several devices: under a mesh a scanned epoch moves the
+            # progress bar at its end only, and per-step logging (every_n_steps) runs one step per batch.
+            scan, hook = not self._listeners, None
+        if scan:
             fn = self._jit("train_epoch", S.run_epoch, task=task, policy=policy, on_batch=hook)
             idx, w = src.plan(epoch)
-            self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key, src.on_device(),
-                                                    idx, w, np.int32(every))
+            self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key,
+                                                    self._device_data(src), idx, w, np.int32(every))
         else:
             fn = self._jit("train_step", S.one_step, task=task, policy=policy)
             before = task.running(acc)
@@ -537,7 +590,7 @@ class Trainer:
         carry = self._init_carry(src.batch_size)
         acc = task.init_acc(eval=True)
         if isinstance(src, P.ArraySplit):
-            data, (idx, w) = src.on_device(), src.plan(1)
+            data, (idx, w) = self._device_data(src), src.plan(1)
             if self.epoch_mode == "scan":
                 carry, acc = self._jit("eval_epoch", S.eval_batches, task=task)(self.state, carry, acc, data, idx, w)
             else:  # one jitted step per batch, for the reason in the module docstring
@@ -546,10 +599,8 @@ class Trainer:
                     carry, acc = fn(self.state, carry, acc, data, idx, w, np.int32(i))
         else:
             fn = self._jit("eval_step", S.eval_one, task=task)
-            local = np.arange(src.batch_size, dtype=np.int32)[None]
-            ones = np.ones((1, src.batch_size), np.float32)
-            for batch in src.epoch(1):
-                carry, acc = fn(self.state, carry, acc, batch, local, ones, np.int32(0))
+            for batch, local, ones, i in self._host_batches(src.epoch(1), local=not isinstance(src, P.ArraySplit)):
+                carry, acc = fn(self.state, carry, acc, batch, local, ones, i)
         return task.compute(acc)
 
     def predict(self, x: Any, batch_size: int | None = None, *, which: Any = None) -> np.ndarray:
@@ -566,7 +617,8 @@ class Trainer:
             if which is None:
                 raise ValueError("this trainer holds several models: pass which= (the key of the one to run)")
             state = state[which]
-        fn = self._jit("predict", S.predict_step)
+        policy = getattr(self.task, "precision", None)
+        fn = self._jit("predict", S.predict_step, precision=policy)
         if isinstance(x, dict) and "x" in x:  # a split: predict its inputs
             x = x["x"]
         if isinstance(x, (np.ndarray, jax.Array, tuple, dict, list)) and not (
@@ -583,7 +635,7 @@ class Trainer:
         for leaf in jax.tree.leaves(chunks[0]):
             P.check_numeric(leaf, "predict: the inputs")
         try:
-            jax.eval_shape(lambda v: S.predict_step(state, v), _abstract(chunks[0]))
+            jax.eval_shape(lambda v: S.predict_step(state, v, policy), _abstract(chunks[0]))
         except Exception as exc:
             shapes = jax.tree.map(lambda a: tuple(np.shape(a)[1:]), chunks[0])
             raise ValueError(f"predict: inputs of shape {shapes} per example do not fit the model: "
@@ -593,5 +645,6 @@ class Trainer:
             m = P.num_rows(chunk)
             if m < bs:  # keep one shape, so one compilation
                 chunk = P.take_rows(chunk, np.arange(bs) % m)
-            out.append(jax.tree.map(lambda a, m=m: np.asarray(a)[:m], fn(state, chunk)))
+            to_host = np.asarray if self.parallel is None else self.parallel.to_host
+            out.append(jax.tree.map(lambda a, m=m: to_host(a)[:m], fn(state, chunk)))
         return jax.tree.map(lambda *a: np.concatenate(a), *out)
