@@ -262,6 +262,12 @@ def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = 
         One dict per case: benchmark, case, unit, dlcore, peer, peer_name, ratio, note, and the optional
         fields of `Result` that the case measured (peer2, compile_s, examples_per_s, flops, peak_share, ...).
     """
+    if json_path:  # a file that cannot be written fails now, not after minutes of benchmarks
+        target = Path(json_path).expanduser()
+        if target.is_dir():
+            raise ValueError(f"--json {json_path}: is a directory; give a file name")
+        if any(p.exists() and not p.is_dir() for p in target.parents):
+            raise ValueError(f"--json {json_path}: a folder on its path is a file")
     chosen = [BENCHMARKS.get(n) for n in (names or BENCHMARKS.names())]  # unknown names fail here, first
     mods = {name: BENCHMARKS.get(name) for name in BENCHMARKS.names()}
     if vs is not None:
@@ -278,15 +284,15 @@ def run(names: list[str] | None = None, *, vs: str | None = None, quick: bool = 
             row = {"benchmark": b.name, "case": r.case, "unit": r.unit, "dlcore": r.dlcore, "peer": r.peer,
                    "peer_name": b.peer, "ratio": r.ratio, "note": r.note, **r.extras()}
             rows.append(row)
-            peer = "-" if r.peer is None else f"{r.peer:.4g}"
+            peer = "-" if r.peer is None else f"{r.peer:.4g} {r.unit}"
             ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-            ctx.print(f"  {r.case:<32} dlcore {r.dlcore:.4g} {r.unit}  {b.peer} {peer} {r.unit}  "
+            ctx.print(f"  {r.case:<32} dlcore {r.dlcore:.4g} {r.unit}  {b.peer} {peer}  "
                       f"ratio {ratio} {r.note}".rstrip())
             extras = _extras_line(r, b.peer)
             if extras:
                 ctx.print(f"      {extras}")
     if json_path:
-        path = Path(json_path)
+        path = Path(json_path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps({"device": str(jax.devices()[0]), "machine": machine(), "results": rows},

@@ -146,3 +146,14 @@ def test_the_console_script_turns_the_cache_on_and_main_does_not(monkeypatch):
     cli.entry()
     assert calls == [1] and codes == [2]                              # unknown benchmark: one line, exit 2
     assert cli.main(["bench", "nope"]) == 2 and calls == [1]
+
+
+def test_vs_torch_takes_the_step_epoch_and_sequence_benchmarks():
+    torch_peered = {b.name for b in bench.benchmarks() if b.peer == "torch"}
+    assert {"speed", "training", "sequence", "seq2seq"} <= torch_peered
+
+
+def test_json_path_that_cannot_be_written_fails_before_any_benchmark(tmp_path):
+    raises_one_line(lambda: bench.run(["speed"], json_path=str(tmp_path)), "is a directory")
+    (tmp_path / "f").write_text("x")
+    raises_one_line(lambda: bench.run(["speed"], json_path=str(tmp_path / "f" / "out.json")), "is a file")
