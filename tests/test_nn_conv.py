@@ -168,6 +168,15 @@ def test_pool2d_matches_torch(cls, kw):
     _check_layer(getattr(dnn, cls)(**kw), getattr(torch.nn, cls)(**kw), _x(2, 3, 9, 8))
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=1, dilation=2)])
+def test_max_pool_gradient_of_tied_windows_goes_to_the_first_maximum_as_torch(kw):
+    # Whole windows of equal values (ReLU's zeros, small integers): torch sends each window's gradient to
+    # its first maximum; splitting it, or sending it to another, would differ here.
+    x = np.maximum(np.random.default_rng(1).integers(-2, 3, (2, 3, 9, 8)), 0).astype(np.float32)
+    _check_layer(dnn.MaxPool2d(**kw), torch.nn.MaxPool2d(**kw), x)
+
+
 def test_pool1d_and_3d_match_torch():
     _check_layer(dnn.MaxPool1d(3, 2, 1), torch.nn.MaxPool1d(3, 2, 1), _x(2, 3, 10))
     _check_layer(dnn.AvgPool1d(3, 2, 1, ceil_mode=True), torch.nn.AvgPool1d(3, 2, 1, ceil_mode=True), _x(2, 3, 10))

@@ -17,6 +17,7 @@ arithmetic for deep learning" (2016) for transposed convolutions; Krizhevsky et 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -436,6 +437,54 @@ def _pool_geometry(x, nd, kernel_size, stride, padding, dilation, ceil_mode, lay
     return k, s, d, pads, full, outs
 
 
+def _window_views(xp, k, s, d, outs):
+    """The prod(k) strided views of `xp` (N, *spatial, C), one per window offset in row-major order:
+    view[o][n, *i, c] = xp[n, *(i * s + o * d), c]."""
+    views = []
+    for offs in np.ndindex(*k):
+        start = (0, *(o * dd for o, dd in zip(offs, d)), 0)
+        limit = (xp.shape[0], *(st + (n - 1) * ss + 1 for st, n, ss in zip(start[1:-1], outs, s)), xp.shape[-1])
+        views.append(lax.slice(xp, start, limit, (1, *s, 1)))
+    return views
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _max_windows(xp, k, s, d, outs):
+    """Max pooling of `xp` (N, *spatial, C), already padded with -inf: the elementwise max of the window
+    views. Its gradient goes to the first maximum of each window (row-major window order), as PyTorch's
+    max pooling sends it. Both directions are strided slices, pads and selects, which XLA:CPU fuses:
+    several times faster than `reduce_window` and its select-and-scatter gradient (on this project's
+    2-core CPU: 0.3 ms vs 9 ms for a 2x2 pool of (32, 24, 24, 32) forward and backward)."""
+    views = _window_views(xp, k, s, d, outs)
+    y = views[0]
+    for v in views[1:]:
+        y = jnp.maximum(y, v)
+    return y
+
+
+def _max_windows_fwd(xp, k, s, d, outs):
+    y = _max_windows(xp, k, s, d, outs)
+    return y, (xp, y)
+
+
+def _max_windows_bwd(k, s, d, outs, res, dy):
+    xp, y = res
+    taken = jnp.zeros(y.shape, bool)
+    dx = jnp.zeros(xp.shape, dy.dtype)
+    zero = np.zeros((), dy.dtype)
+    for offs, v in zip(np.ndindex(*k), _window_views(xp, k, s, d, outs)):
+        hit = (v == y) & ~taken
+        taken = taken | hit
+        cfg = [(0, 0, 0)]
+        for L, o, dd, n, ss in zip(xp.shape[1:-1], offs, d, outs, s):
+            cfg.append((o * dd, L - o * dd - (n - 1) * ss - 1, ss - 1))
+        dx = dx + lax.pad(jnp.where(hit, dy, zero), zero, cfg + [(0, 0, 0)])
+    return (dx,)
+
+
+_max_windows.defvjp(_max_windows_fwd, _max_windows_bwd)
+
+
 def _pool(x, nd, kernel_size, stride, padding, dilation, ceil_mode, kind, count_include_pad=True,
           divisor_override=None, name=None):
     layer = name or f"{kind}_pool{nd}d(kernel_size={kernel_size}, stride={stride})"
@@ -446,16 +495,8 @@ def _pool(x, nd, kernel_size, stride, padding, dilation, ceil_mode, kind, count_
     padcfg = [(0, 0), *full, (0, 0)]
     if kind == "max":
         init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
-        if any(dd != 1 for dd in d):
-            # JAX has no gradient for dilated reduce_window max: take the max of strided slices
-            xp = jnp.pad(x, padcfg, constant_values=init)
-            y = None
-            for offs in np.ndindex(*k):
-                idx = (slice(None),) + tuple(slice(o * dd, o * dd + (n - 1) * ss + 1, ss)
-                                             for o, dd, n, ss in zip(offs, d, outs, s))
-                y = xp[idx] if y is None else jnp.maximum(y, xp[idx])
-        else:
-            y = lax.reduce_window(x, np.array(init, x.dtype), lax.max, window, strides, padcfg)
+        xp = jnp.pad(x, padcfg, constant_values=init) if any(p != (0, 0) for p in full) else x
+        y = _max_windows(xp, k, s, d, tuple(outs))
     else:
         y = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, strides, padcfg)
         if divisor_override is not None:
