@@ -488,7 +488,7 @@ class Trainer:
 
     def _device_data(self, src: P.ArraySplit) -> dict:
         """The split on the device (replicated over the mesh, if any), placed once."""
-        return src.on_device(None if self.parallel is None else self.parallel.put_split)
+        return src.on_device(None if self.parallel is None else self.parallel.replicate)
 
     def _host_batches(self, batches, local: bool = True):
         """Host batches as step arguments ``(batch, arange(B)[None], ones, 0)``; under a mesh each batch is
@@ -503,6 +503,8 @@ class Trainer:
     def _train_epoch(self, src: P.BatchSource, epoch: int):
         task, policy = self.task, self.on_nonfinite
         acc, guard = task.init_acc(), S.new_guard(self.count)
+        if self.parallel is not None:
+            acc, guard, self.carry = self.parallel.replicate((acc, guard, self.carry))
         bar = self.progress
         self._listeners = [cb for cb in self.callbacks if getattr(cb, "every_n_steps", 0)]
         self._bar_every = max(1, (src.batches_per_epoch or 1) // bar.updates_per_epoch) if bar else 0
@@ -589,6 +591,8 @@ class Trainer:
         task = self.task
         carry = self._init_carry(src.batch_size)
         acc = task.init_acc(eval=True)
+        if self.parallel is not None:
+            acc, carry = self.parallel.replicate((acc, carry))
         if isinstance(src, P.ArraySplit):
             data, (idx, w) = self._device_data(src), src.plan(1)
             if self.epoch_mode == "scan":

@@ -309,10 +309,11 @@ class DataParallel:
             return jax.tree.map(lambda a: _put(a, self.batch), batch)
         return jax.tree.map(lambda a: jax.make_array_from_process_local_data(self.batch, np.asarray(a)), batch)
 
-    def put_split(self, split: Any) -> Any:
-        """A whole in-memory split (the same on every host) replicated over the mesh, for batches gathered on
-        the devices."""
-        return jax.tree.map(lambda a: _put(a, self.replicated), split)
+    def replicate(self, tree: Any) -> Any:
+        """The arrays of ``tree`` (the same on every host) replicated over the mesh: a whole in-memory split,
+        for batches gathered on the devices, or a step's accumulators (placed as the step returns them, so
+        its second call does not compile again)."""
+        return jax.tree.map(lambda a: _put(a, self.replicated), tree)
 
     def to_host(self, a: Any) -> np.ndarray:
         """``a`` as one NumPy array on this host, gathered from the other hosts when it is spread over them."""
