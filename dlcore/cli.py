@@ -34,7 +34,10 @@ def compilation_cache() -> Path | None:
     time and entry size at 0, since on a CPU most of dlcore's programs compile in well under JAX's default
     threshold of one second. The folder is `<dlcore cache dir>/jax` (`dlcore.data.sources.cache_dir()`:
     `$DLCORE_DATA`, else ~/.cache/dlcore). `import dlcore` does not call this: a program that wants the cache
-    calls it before its first compilation.
+    calls it before its first compilation. The folder is not bounded (JAX's default): delete it to reclaim the
+    space. XLA:CPU checks that a cached program was compiled for this CPU's features before it loads it, and
+    recompiles otherwise; on CPUs where that check rejects every entry (jax-ml/jax#38445) the cache only costs
+    a log line a program: turn it off there.
 
     The environment variable `DLCORE_COMPILATION_CACHE` decides: unset, "" or "1": on, in that folder; "0",
     "off" or "false": off; anything else: the folder to use.
