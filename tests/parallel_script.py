@@ -117,6 +117,7 @@ def compare(make, data, val, **kw):
             "spec_by_path": {jax.tree_util.keystr(p): str(a.sharding.spec)
                              for p, a in jax.tree_util.tree_flatten_with_path(tr.state.params)[0]},
             "model_diff": max_diff(nnx.state(one.model, nnx.Param), nnx.state(tr.model, nnx.Param)),
+            "trace_counts": tr.trace_counts,
         }
     return out, runs
 
@@ -182,6 +183,32 @@ def nonfinite_case():
             "weights_diff": max_diff(out["one"]["params"], out["replicated"]["params"])}
 
 
+def gathered_batch_sharding():
+    """The sharding a step sees for a batch gathered from the replicated device-resident split: split over
+    "data" when its rows divide by 4, left to XLA (here: whole) otherwise."""
+    from dlcore.data.protocol import gather
+
+    seen = {}
+
+    class Probe:  # a step shape that records the sharding of the batch it is given
+        def train(self, states, batch, key, carry, acc):
+            jax.debug.inspect_array_sharding(batch["x"], callback=lambda s: seen.__setitem__("train", s))
+            return states, carry, acc, True
+
+        def eval(self, states, batch, carry, acc):
+            jax.debug.inspect_array_sharding(batch["x"], callback=lambda s: seen.__setitem__("eval", s))
+            return carry, acc
+
+    plan = parallel.DataParallel(MESH)
+    task = parallel.ShardedTask(Probe(), plan)
+    split = plan.replicate({"x": TABLE["x"], "y": TABLE["y"]})
+    jax.jit(lambda d, i: task.train({}, gather(d, i, np.ones(16, np.float32)), None, None, {})[3])(split, np.arange(16))
+    jax.jit(lambda d, i: task.eval({}, gather(d, i, np.ones(30, np.float32)), None, {}))(split, np.arange(30))
+    seen["host"] = plan.put_batch({"x": TABLE["x"][:16]})["x"].sharding  # a Loader's or generator's batch
+    seen["host_odd"] = plan.put_batch({"x": TABLE["x"][:10]})["x"].sharding
+    return {k: {"spec": str(getattr(v, "spec", None)), "replicated": v.is_fully_replicated} for k, v in seen.items()}
+
+
 def main():
     with tempfile.TemporaryDirectory() as cache:
         # Trainers of the same configuration compile the same programs: compile each once.
@@ -191,6 +218,7 @@ def main():
         report = {"devices": len(jax.devices())}
         report["mlp"], runs = compare(MLP, TABLE, TABLE_VAL, epoch_mode="scan", steps=False)
         report["cnn"], _ = compare(CNN, IMAGES, IMAGES_VAL, epoch_mode="step", batch_size=12, epochs=2)
+        report["gathered"] = gathered_batch_sharding()
         report["odd_batch"] = error_line(lambda: fit(MLP, TABLE, None, MESH, batch_size=10, epochs=1))
         report["odd_host_batch"] = error_line(lambda: fit(MLP, batches(TABLE, 6), None, MESH, epochs=1))
         report["checkpoint"] = checkpoint_case(runs["one"][:2])

@@ -40,6 +40,7 @@ def _close(run):
                 "model_diff"):
         assert run[key] <= TOL, (key, run[key])
     assert run["history_keys_equal"]
+    assert set(run["trace_counts"].values()) == {1}, run["trace_counts"]  # every function compiled once
 
 
 def test_the_subprocess_has_four_devices(report):
@@ -82,6 +83,15 @@ def test_fsdp_shards_params_and_optimizer_state(report):
     for model in ("mlp", "cnn"):
         assert report[model]["replicated"]["param_specs"] == ["P()"]
         assert report[model]["replicated"]["opt_specs"] == ["P()"]
+
+
+def test_batches_are_split_over_the_data_axis(report):
+    """What the step sees: a batch gathered from the replicated device-resident split is constrained to the
+    data axis (16 rows: 4 a device), a host batch is put there; 30 or 10 rows (evaluation) stay whole."""
+    seen = report["gathered"]
+    assert seen["train"] == {"spec": "P('data',)", "replicated": False}
+    assert seen["host"] == {"spec": "P('data',)", "replicated": False}
+    assert seen["eval"]["replicated"] and seen["host_odd"]["replicated"]
 
 
 def test_batch_not_divisible_by_devices_is_one_line(report):

@@ -23,6 +23,9 @@ no new step: the Trainer places the arrays and ``jax.jit`` (GSPMD) partitions th
   devices on the data axis is refused with one line before anything compiles (nothing is padded
   silently: padding rows would change batch-norm statistics). Evaluation batches that do not divide
   run replicated (same figures, no split).
+- JAX runs no ordered host callback on several devices, so under a mesh an epoch run as one
+  `lax.scan` moves the progress bar at its end only, and a callback that logs every step
+  (``every_n_steps``) makes the epoch run one jitted step per batch instead.
 
 A user's mesh may have other axes (a model axis): the batch and the FSDP shards use the data axis
 (``"data"``, or the mesh's only axis) and are replicated over the rest. The Trainer uses the mesh's
