@@ -269,3 +269,27 @@ def test_pooling_gradients_under_jit():
         g = jax.jit(jax.grad(lambda x: jnp.sum(layer(x) ** 2)))(x)
         g_eager = jax.grad(lambda x: jnp.sum(layer(x) ** 2))(x)
         np.testing.assert_allclose(np.asarray(g), np.asarray(g_eager), rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_cut_into_several_convolution_calls_gives_the_plain_results(monkeypatch):
+    # On a CPU a large batch is convolved in calls of conv_rows rows; here 7 rows in calls of 3, 3, 1.
+    from dlcore.nn import conv as dconv
+
+    layer = dnn.Conv2d(4, 6, 3, padding=1, rngs=nnx.Rngs(0))
+    x = jnp.asarray(_x(7, 9, 9, 4))
+
+    def run(x):  # traced afresh for each setting: the cut is decided at trace time
+        return jax.value_and_grad(lambda k, x: jnp.sum(jnp.sin(dconv.conv_general_dilated(
+            x, k, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")))), (0, 1))(
+            layer.kernel[...], x)
+
+    monkeypatch.setattr(dconv, "CHUNK_BYTES", None)
+    plain = jax.jit(lambda x: run(x))(x)
+    per_row = (9 * 9 * 4 + 9 * 9 * 6) * 4
+    monkeypatch.setattr(dconv, "CHUNK_BYTES", 3 * per_row + 5)
+    assert dconv.conv_rows((7, 9, 9, 4), (7, 9, 9, 6)) == 3
+    hlo = jax.jit(lambda x: run(x)).lower(x).as_text()
+    assert hlo.count("stablehlo.convolution") == 3 * 3  # forward, input and kernel gradients, each in 3 calls
+    cut = jax.jit(lambda x: run(x))(x)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(cut)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
