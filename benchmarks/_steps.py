@@ -267,17 +267,18 @@ class Timing:
 
 
 def measure(sides: dict[str, Callable[[], int] | None], *, repeats: int, warmup: int = 1,
-            failed: dict[str, str] | None = None) -> dict[str, Timing]:
+            failed: dict[str, str] | None = None, may_fail: tuple[str, ...] = ()) -> dict[str, Timing]:
     """Time each side's calls: a first call (it compiles), `warmup` untimed calls, then `repeats` rounds in
     which every side runs one timed call, the sides alternated so that a change of load touches all of them.
-    A side whose first call raises is dropped, its reason (the error's first line) put in `failed`."""
+    A side of `may_fail` whose first call raises is dropped, its reason (the error's first line) put in
+    `failed`; any other side's error propagates."""
     out, live = {}, {k: f for k, f in sides.items() if f is not None}
     for name, fn in list(live.items()):
         t0 = time.perf_counter()
         try:
             steps = fn()
         except Exception as exc:  # noqa: BLE001 - a peer that cannot run here is reported, not fatal
-            if failed is None:
+            if failed is None or name not in may_fail:
                 raise
             failed[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             del live[name]
@@ -327,7 +328,7 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     failed: dict[str, str] = {}
     if torch_compile and sides["torch"] is not None:
         sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
-    timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed)
+    timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
     flops = step_flops(trainer, arrays)
     steps = timings["dlcore"].steps
     parts = [f"{spec.recipe()} ({spec.source})", f"median of {repeats} alternated epochs of {steps} steps after "
@@ -336,8 +337,14 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
              "FLOPs: XLA's count of dlcore's step, used for every side"]
     if sides["torch"] is None:
         parts.append("torch not installed")
-    elif not torch_compile:
-        parts.append("torch.compile not run" + (f" ({why_not})" if why_not else ""))
-    elif "torch.compile" in failed:
-        parts.append(f"torch.compile failed here: {failed['torch.compile'][:160]}")
+    else:
+        import torch
+
+        parts.append(f"torch {torch.get_num_threads()} threads")
+        if not torch_compile:
+            parts.append("torch.compile not run" + (f" ({why_not})" if why_not else ""))
+        elif "torch.compile" in failed:
+            parts.append(f"torch.compile failed here: {failed['torch.compile'][:160]}")
+        else:
+            parts.append("torch.compile: the network's forward and backward (Inductor), the optimizer step eager")
     return result(case, timings, flops=flops, examples=n, unit=unit, note="; ".join(parts))
