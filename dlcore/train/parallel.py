@@ -37,15 +37,21 @@ host with simulated CPU devices exists). The script calls `jax.distributed.initi
 else touches JAX, then builds the mesh over every device of every host::
 
     # train.py
-    import sys, jax
+    import sys
+    import jax
+    import numpy as np
     jax.distributed.initialize(coordinator_address="host0:1234", num_processes=2,
                                process_id=int(sys.argv[1]))
     from dlcore import Trainer
     from dlcore.train import parallel
-    mesh = parallel.data_mesh()                       # all devices of both hosts, axis "data"
-    def batches(epoch):                               # this host's half of every global batch
-        for batch in my_loader(epoch, shard=jax.process_index(), num_shards=jax.process_count()):
-            yield batch                               # B / 2 rows on each host
+    mesh = parallel.data_mesh()                       # every device of both hosts, axis "data"
+    x, y = load_my_data()                             # the same arrays on every host
+    me, hosts = jax.process_index(), jax.process_count()
+    def batches(epoch):                               # this host's rows of each global batch of 256
+        order = np.random.default_rng(epoch).permutation(len(x))  # the same order on every host
+        for start in range(0, len(x) - 255, 256):
+            rows = order[start:start + 256][me::hosts]            # 128 rows here, 128 on the other host
+            yield x[rows], y[rows]
     Trainer(model, optimizer, loss, mesh=mesh).fit(batches, epochs=10)
 
 and the user types, on host 0 and on host 1::
@@ -74,7 +80,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from dlcore.checks import check_int, is_int
 
-__all__ = ["DataParallel", "batch_sharding", "data_mesh", "fsdp_shardings", "replicated"]
+__all__ = ["DataParallel", "batch_sharding", "data_mesh", "fsdp_shardings", "fsdp_spec", "replicated"]
 
 DATA = "data"
 
