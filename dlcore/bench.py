@@ -194,10 +194,11 @@ def _cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-    """Where and when a benchmark ran: host, CPU model and cores, the peak used for shares, UTC date,
+    """Where and when a benchmark ran: host, CPU model and cores, the peak used for shares, UTC date, the
+    persistent compilation cache folder (None: off; when on, a second run's compile times are cache reads),
     and the versions of Python, jax, jaxlib, flax, optax, torch and scikit-learn (None: not installed)."""
     return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-            "cpu_peak_flops": CPU_PEAK_FLOPS,
+            "cpu_peak_flops": CPU_PEAK_FLOPS, "compilation_cache": jax.config.jax_compilation_cache_dir,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in (

@@ -73,6 +73,7 @@ def test_json_says_where_and_when(speed):
     assert m["cpu"] and m["cores"] == os.cpu_count() and m["cpu_peak_flops"] == bench.CPU_PEAK_FLOPS
     assert re.match(r"\d{4}-\d\d-\d\dT", m["date"]) and m["versions"]["jax"] == jax.__version__
     assert m["versions"]["jaxlib"] and (m["versions"]["torch"] is not None) == HAS_TORCH
+    assert m["compilation_cache"] == jax.config.jax_compilation_cache_dir   # None: cli.main leaves it off
 
 
 def test_peak_is_cores_times_fma_pipes_times_lanes_times_clock():
