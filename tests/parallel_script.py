@@ -176,8 +176,8 @@ def nonfinite_case():
     bad["x"][40:48] = 3e38
     out = {}
     for plan in ("one", "replicated"):
-        trainer = Trainer(MLP(nnx.Rngs(0)), optim.adam(0.05), losses.cross_entropy, batch_size=16,
-                          epoch_mode="scan", mesh=PLANS[plan], seed=3, shuffle=False, progress=False)
+        trainer = Trainer(MLP(nnx.Rngs(0)), optim.adam(0.05), losses.cross_entropy, metrics=["accuracy"],
+                          batch_size=16, epoch_mode="scan", mesh=PLANS[plan], seed=3, shuffle=False, progress=False)
         out[plan] = {"error": error_line(lambda: trainer.fit(bad, epochs=2)), "params": trainer.state.params}
     return {"one": out["one"]["error"], "replicated": out["replicated"]["error"],
             "weights_diff": max_diff(out["one"]["params"], out["replicated"]["params"])}
