@@ -5,6 +5,11 @@ import os
 # Examples and data tests must use what is on the machine (or the embedded stand-ins); the download
 # path is tested against a local HTTP server with its own settings.
 os.environ.setdefault("DLCORE_OFFLINE", "1")
+# On a CPU dlcore times each large convolution's lowerings once and keeps the fastest (dlcore.nn.conv_tuning):
+# timings differ from run to run, and so could a figure's last float32 digits. The suite runs the plain XLA
+# call, for repeatable figures and a shorter run; tests/test_nn_conv.py turns measuring on and checks
+# that every lowering gives the plain call's results.
+os.environ.setdefault("DLCORE_CONV_TUNING", "off")
 
 
 import functools  # noqa: E402

@@ -1,5 +1,8 @@
 """dlcore.nn.conv against torch: convolutions, transposed convolutions, pooling, LRN (forward and gradients)."""
 
+import functools
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -271,25 +274,87 @@ def test_pooling_gradients_under_jit():
         np.testing.assert_allclose(np.asarray(g), np.asarray(g_eager), rtol=1e-5, atol=1e-6)
 
 
-def test_a_batch_cut_into_several_convolution_calls_gives_the_plain_results(monkeypatch):
-    # On a CPU a large batch is convolved in calls of conv_rows rows; here 7 rows in calls of 3, 3, 1.
-    from dlcore.nn import conv as dconv
+@pytest.mark.parametrize("nd,kw", [
+    (2, dict(stride=(2, 1), pads=[(1, 2), (0, 1)], dilation=(1, 2))),
+    (1, dict(stride=(1,), pads=[(2, 0)], dilation=(2,))),
+])
+def test_every_cpu_lowering_of_a_convolution_gives_the_plain_results(nd, kw):
+    # Whichever lowering the CPU tuner picks (XLA in calls of fewer rows, im2col whole or in calls), the
+    # forward pass and both gradients are the plain whole-batch convolution's, here on 19 rows.
+    from dlcore.nn import conv_tuning as ct
 
-    layer = dnn.Conv2d(4, 6, 3, padding=1, rngs=nnx.Rngs(0))
-    x = jnp.asarray(_x(7, 9, 9, 4))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((19, *(9,) * nd, 4)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((*(3,) * nd, 4, 6)), jnp.float32)
+    specs = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}[nd]
+    xla = functools.partial(jax.lax.conv_general_dilated, window_strides=kw["stride"], padding=kw["pads"],
+                            rhs_dilation=kw["dilation"], dimension_numbers=specs)
 
-    def run(x):  # traced afresh for each setting: the cut is decided at trace time
-        return jax.value_and_grad(lambda k, x: jnp.sum(jnp.sin(dconv.conv_general_dilated(
-            x, k, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")))), (0, 1))(
-            layer.kernel[...], x)
+    def lowered(opt):
+        f = lambda x, k: ct._run(opt, x, lambda p: xla(p, k),  # noqa: E731
+                                 lambda p: ct.im2col_conv(p, k, kw["stride"], kw["pads"], kw["dilation"]))
+        return jax.jit(jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), (0, 1)))(x, k)
 
-    monkeypatch.setattr(dconv, "CHUNK_BYTES", None)
-    plain = jax.jit(lambda x: run(x))(x)
-    per_row = (9 * 9 * 4 + 9 * 9 * 6) * 4
-    monkeypatch.setattr(dconv, "CHUNK_BYTES", 3 * per_row + 5)
-    assert dconv.conv_rows((7, 9, 9, 4), (7, 9, 9, 6)) == 3
-    hlo = jax.jit(lambda x: run(x)).lower(x).as_text()
-    assert hlo.count("stablehlo.convolution") == 3 * 3  # forward, input and kernel gradients, each in 3 calls
-    cut = jax.jit(lambda x: run(x))(x)
-    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(cut)):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+    options = ct.candidates(19, 1)
+    assert options[0] == ("xla", 19) and ("im2col", 19) in options and ("xla", 4) in options
+    plain = lowered(options[0])
+    for opt in options[1:]:
+        for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(lowered(opt))):
+            a, b = np.asarray(a), np.asarray(b)  # float32 sums in another order: to 1e-5 of the largest value
+            assert a.shape == b.shape and np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(a)), opt
+
+
+@pytest.fixture
+def tuner(monkeypatch, tmp_path):
+    """conv_tuning with an empty memory, its cache file under tmp_path, and measuring on."""
+    from dlcore.nn import conv_tuning as ct
+
+    monkeypatch.setenv("DLCORE_DATA", str(tmp_path))
+    monkeypatch.setattr(ct, "MODE", "auto")
+    monkeypatch.setattr(ct, "_CHOICES", {})
+    monkeypatch.setattr(ct, "_LOADED", False)
+    return ct
+
+
+def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner, monkeypatch):
+    ct = tuner
+    asked = []
+
+    def fake_measure(options, x_shape, k_shape, dtype, lower):
+        asked.append((x_shape, options))
+        return ("im2col", 16)
+
+    monkeypatch.setattr(ct, "_measure", fake_measure)
+    layer = dnn.Conv2d(16, 32, 3, rngs=nnx.Rngs(0))
+    big = jnp.ones((64, 26, 26, 16))  # 2 x 64*24*24*32 outputs x 3*3*16 products = 340 MFLOP: over MIN_FLOPS
+    hlo = jax.jit(lambda x: layer(x)).lower(big).as_text()
+    assert "stablehlo.convolution" not in hlo and hlo.count("stablehlo.dot_general") == 4  # im2col, 4 calls
+    jax.jit(lambda x: layer(x) * 2).lower(big)  # the same signature: not measured again
+    assert len(asked) == 1 and asked[0][0] == (64, 26, 26, 16)
+    small = jnp.ones((2, 26, 26, 16))  # 10.6 MFLOP, under MIN_FLOPS: one XLA call, nothing measured
+    assert "stablehlo.convolution" in jax.jit(lambda x: layer(x)).lower(small).as_text() and len(asked) == 1
+    saved = json.loads(ct.choices_path().read_text())
+    assert list(saved[ct._machine()].values()) == [["im2col", 16]]
+    monkeypatch.setattr(ct, "_CHOICES", {})  # a later process: reads the file, measures nothing
+    monkeypatch.setattr(ct, "_LOADED", False)
+    assert "stablehlo.convolution" not in jax.jit(lambda x: layer(x) + 1).lower(big).as_text() and len(asked) == 1
+    monkeypatch.setattr(ct, "MODE", "off")
+    assert "stablehlo.convolution" in jax.jit(lambda x: layer(x) - 1).lower(big).as_text()
+    monkeypatch.setattr(ct, "MODE", "fast")
+    with pytest.raises(ValueError, match="DLCORE_CONV_TUNING .* must be 'auto' or 'off', got 'fast'"):
+        layer(big)
+
+
+def test_the_tuner_picks_a_measured_candidate_and_survives_a_corrupt_cache_file(tuner, monkeypatch):
+    ct = tuner
+    ct.choices_path().parent.mkdir(parents=True, exist_ok=True)
+    ct.choices_path().write_text("{not json")
+    monkeypatch.setattr(ct, "MIN_FLOPS", 0)
+    layer = dnn.Conv2d(4, 8, 3, rngs=nnx.Rngs(0))
+    x = jnp.asarray(_x(8, 10, 10, 4))
+    y = jax.jit(lambda x: layer(x))(x)
+    (opt,) = ct._CHOICES.values()
+    assert opt in ct.candidates(8, 1)
+    monkeypatch.setattr(ct, "MODE", "off")
+    np.testing.assert_allclose(np.asarray(y), np.asarray(jax.jit(lambda x: layer(x) + 0)(x)), rtol=1e-5, atol=1e-5)
+    assert json.loads(ct.choices_path().read_text())[ct._machine()]  # rewritten whole

@@ -17,6 +17,8 @@ arithmetic for deep learning" (2016) for transposed convolutions; Krizhevsky et 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 
@@ -27,6 +29,7 @@ from flax import nnx
 from jax import lax
 
 from dlcore.checks import check_choice, check_int
+from dlcore.nn import conv_tuning
 from dlcore.nn.init import torch_uniform
 
 _SPECS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
@@ -111,43 +114,19 @@ def _parse_padding(padding, nd: int, layer: str):
 # --------------------------------------------------------------------------------------------------
 
 
-# Bytes of input plus output per convolution call on a CPU (see `conv_rows`); None: whole batches.
-CHUNK_BYTES = 1 << 20
+# True while a step whose batch is split over a device mesh is traced: slices of a split batch would
+# move rows between devices, so each device convolves its rows in one call.
+_WHOLE_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("dlcore_conv_whole_batch", default=False)
 
 
-def conv_rows(x_shape, y_shape, itemsize: int = 4) -> int:
-    """How many rows of the batch one convolution call takes on a CPU (all of them elsewhere).
-
-    XLA:CPU's convolutions (forward and both gradients) slow down far more than linearly once a call's
-    input and output outgrow the core's cache: on this project's 2-core CPU a 16 -> 32 channel 3 x 3
-    convolution of 26 x 26 images takes 3 ms forward and backward at batch 32 and 280 ms at batch 256,
-    but 90 ms as eight calls of 32. So a batch is cut into calls of about `CHUNK_BYTES` of input plus
-    output; the results are the same numbers (each row's convolution is its own).
-    """
-    per_row = (math.prod(x_shape[1:]) + math.prod(y_shape[1:])) * itemsize
-    return max(1, min(x_shape[0], CHUNK_BYTES // max(per_row, 1)))
-
-
-def conv_general_dilated(x, kernel, stride, padding, *, rhs_dilation=None, dimension_numbers,
-                         feature_group_count: int = 1):
-    """`lax.conv_general_dilated` on a channels-last batch, cut into calls of `conv_rows` rows on a CPU.
-
-    The cut is decided when the calling function is traced, from the shapes, the default backend and
-    `CHUNK_BYTES` (None: never cut); a function already compiled keeps the cut it was traced with.
-    """
-    def call(part):
-        return lax.conv_general_dilated(part, kernel, stride, padding, rhs_dilation=rhs_dilation,
-                                        dimension_numbers=dimension_numbers,
-                                        feature_group_count=feature_group_count)
-
-    n = x.shape[0]
-    if jax.default_backend() != "cpu" or CHUNK_BYTES is None:
-        return call(x)
-    y_shape = jax.eval_shape(call, jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)).shape
-    rows = conv_rows(x.shape, (n, *y_shape[1:]), x.dtype.itemsize)
-    if rows >= n:
-        return call(x)
-    return jnp.concatenate([call(x[i:i + rows]) for i in range(0, n, rows)], axis=0)
+@contextlib.contextmanager
+def whole_batches():
+    """Within it, traced convolutions take the whole batch in one XLA call (see `conv_tuning`)."""
+    token = _WHOLE_BATCH.set(True)
+    try:
+        yield
+    finally:
+        _WHOLE_BATCH.reset(token)
 
 
 class _ConvNd(nnx.Conv):
@@ -221,8 +200,8 @@ class _ConvNd(nnx.Conv):
         kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        y = conv_general_dilated(x, kernel, self.stride, pads, rhs_dilation=self.dilation,
-                                 dimension_numbers=_SPECS[self.nd], feature_group_count=self.groups)
+        y = conv_tuning.conv(x, kernel, self.stride, pads, self.dilation, self.groups, _SPECS[self.nd],
+                             whole_batch=_WHOLE_BATCH.get())
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y[0] if added else y

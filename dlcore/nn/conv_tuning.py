@@ -1,0 +1,218 @@
+"""How a convolution runs on a CPU: chosen per shape by measuring, as cuDNN's benchmark mode chooses on a GPU.
+
+Why. XLA:CPU's convolution kernels are fast for some shapes and several times slower for others, and
+their cost grows far faster than the batch once a call's arrays outgrow the core's cache. Measured on
+this project's 2-core CPU (forward and both gradients, float32):
+
+- Mastering PyTorch's ConvNet, its 16 -> 32 channel 3 x 3 convolution of 26 x 26 images: 122 ms for a
+  batch of 256 in one call, 41 ms as 16 calls of 16 rows; at batch 32, 4.4 ms in one call, 2.7 ms as
+  patches times a matrix (im2col);
+- ResNet-18 on 32 x 32 images, a 256 -> 256 channel 3 x 3 convolution of 2 x 2 maps (batch 64): 92 ms
+  in one call, 2.4 ms as im2col (at 1 x 1, 512 channels: 26 ms and 2.3 ms);
+- Géron's Fashion-MNIST CNN, 128 -> 128 channels at 14 x 14: one call is best at batch 32, 16-row
+  calls at batch 256 (150 vs 255 ms), im2col twice as slow.
+
+No single rule fits, so dlcore measures. The first time a convolution of a given signature (input and
+kernel shapes, dtype, stride, padding, dilation, groups) is traced on a CPU, each candidate lowering
+runs its forward pass and both gradients on random arrays of those shapes a few times, and the fastest
+is kept (the plain call unless another is at least `MARGIN` faster). Candidates: XLA's convolution of
+the whole batch, of calls of 32, 16, 8 or 4 rows, and im2col (the kernel-window patches of the input,
+gathered by strided slices, times the kernel as a matrix; whole batch or 16-row calls). Every
+candidate computes the same convolution: results agree to float32 rounding (tests/test_nn_conv.py).
+
+The choices are kept for the process and written to ``<dlcore cache>/conv_choices.json`` (see
+`dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count and jaxlib's
+version, so a later run reuses them without measuring. Convolutions of fewer than `MIN_FLOPS`
+floating-point operations (forward) are not measured: they run as one XLA call. Measuring a signature costs
+about a second once; ``DLCORE_CONV_TUNING=off`` (or ``conv_tuning.MODE = "off"``) runs every
+convolution as one XLA call. Nothing changes on a GPU or TPU, where XLA calls cuDNN or its own kernels.
+
+A choice is made when the calling function is traced (shapes are static), so a compiled function
+keeps the lowering it was traced with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+from jax import lax
+
+__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path", "conv", "im2col_conv"]
+
+MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
+MIN_FLOPS = 20e6  # multiply-adds x 2 of the forward call below which nothing is measured
+MARGIN = 0.9  # another lowering replaces the plain call only when it takes at most 90% of its time
+_REPEATS = 3
+
+Choice = tuple[str, int]  # ("xla" or "im2col", rows per call)
+_CHOICES: dict[str, Choice] = {}
+_LOADED = False
+
+
+def candidates(n: int, groups: int) -> list[Choice]:
+    """The lowerings measured for a batch of `n` rows; the plain whole-batch XLA call first."""
+    out = [("xla", n)] + [("xla", r) for r in (32, 16, 8, 4) if r < n]
+    if groups == 1:
+        out += [("im2col", n)] + ([("im2col", 16)] if 16 < n else [])
+    return out
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> jax.Array:
+    """A channels-last convolution (groups 1) as patches times a matrix.
+
+    Args:
+        x: (N, *spatial, C_in).
+        kernel: (*k, C_in, C_out).
+        stride, dilation: one int per spatial axis; padding: one (lo, hi) pair per spatial axis.
+
+    Returns:
+        (N, *spatial', C_out), spatial' as `lax.conv_general_dilated` gives.
+    """
+    nd = x.ndim - 2
+    k, cin, cout = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    xp = jnp.pad(x, [(0, 0), *padding, (0, 0)]) if any(p != (0, 0) for p in padding) else x
+    outs = [(L - d * (kk - 1) - 1) // s + 1 for L, kk, s, d in zip(xp.shape[1:-1], k, stride, dilation)]
+    cols = []
+    for offs in np.ndindex(*k):
+        start = (0, *(o * d for o, d in zip(offs, dilation)), 0)
+        limit = (xp.shape[0], *(st + (n - 1) * s + 1 for st, n, s in zip(start[1:-1], outs, stride)), cin)
+        cols.append(lax.slice(xp, start, limit, (1, *stride, 1)))
+    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)  # (N, *outs, prod(k) * C_in)
+    y = patches.reshape(-1, math.prod(k) * cin) @ kernel.reshape(-1, cout)
+    return y.reshape(x.shape[0], *outs, cout)
+
+
+def _run(choice: Choice, x: jax.Array, xla: Callable, im2col: Callable) -> jax.Array:
+    algo, rows = choice
+    fn = xla if algo == "xla" else im2col
+    n = x.shape[0]
+    if rows >= n:
+        return fn(x)
+    return jnp.concatenate([fn(x[i:i + rows]) for i in range(0, n, rows)], axis=0)
+
+
+def choices_path() -> Path:
+    """Where measured choices are kept between runs."""
+    from dlcore.data.sources import cache_dir
+
+    return cache_dir() / "conv_choices.json"
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}"
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    try:
+        saved = json.loads(choices_path().read_text()).get(_machine(), {})
+        _CHOICES.update({k: (str(v[0]), int(v[1])) for k, v in saved.items()
+                         if isinstance(v, list) and len(v) == 2 and v[0] in ("xla", "im2col")})
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # no file, or an unreadable one: measure again
+
+
+def _save() -> None:
+    path = choices_path()
+    try:
+        try:
+            whole = json.loads(path.read_text())
+            whole = whole if isinstance(whole, dict) else {}
+        except (OSError, ValueError):
+            whole = {}
+        mine = whole.get(_machine(), {})
+        mine = mine if isinstance(mine, dict) else {}
+        mine.update({k: list(v) for k, v in _CHOICES.items()})
+        whole[_machine()] = mine
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(whole, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: the choices last for this process
+
+
+def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) -> Choice:
+    """The fastest of `options` for forward plus both gradients (seconds: best of `_REPEATS` calls)."""
+    with jax.ensure_compile_time_eval():
+        kx, kk, kd = jax.random.split(jax.random.PRNGKey(0), 3)
+        x = jax.random.normal(kx, x_shape, jnp.float32).astype(dtype)
+        k = (0.1 * jax.random.normal(kk, k_shape, jnp.float32)).astype(dtype)
+        y_shape = jax.eval_shape(lambda x, k: lower(options[0], x, k), x, k).shape
+        dy = jax.random.normal(kd, y_shape, jnp.float32).astype(dtype)  # an argument: nothing to fold
+        times = {}
+        for opt in options:
+            fn = jax.jit(lambda x, k, dy, opt=opt: jax.vjp(lambda x, k: lower(opt, x, k), x, k)[1](dy))
+            jax.block_until_ready(fn(x, k, dy))  # compiles
+            best = math.inf
+            for _ in range(_REPEATS):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(x, k, dy))
+                best = min(best, time.perf_counter() - t0)
+                if best > 3 * min(times.values(), default=math.inf):
+                    break  # far behind the best so far
+            times[opt] = best
+    plain, fastest = options[0], min(times, key=times.get)
+    return fastest if times[fastest] <= MARGIN * times[plain] else plain
+
+
+def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lower: Callable) -> Choice:
+    """The lowering of one convolution signature: remembered, read from the cache file, or measured."""
+    n = x_shape[0]
+    key = f"{tuple(x_shape)}|{tuple(kernel_shape)}|{jnp.dtype(dtype).name}|{tuple(stride)}|" \
+          f"{tuple(map(tuple, padding))}|{tuple(dilation)}|{groups}"
+    _load()
+    if key not in _CHOICES:
+        _CHOICES[key] = _measure(candidates(n, groups), x_shape, kernel_shape, dtype, lower)
+        _save()
+    return _CHOICES[key]
+
+
+def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int, dimension_numbers,
+         whole_batch: bool = False) -> jax.Array:
+    """A channels-last convolution, lowered as measured on a CPU (see the module docstring).
+
+    Args:
+        x: (N, *spatial, C_in); kernel: (*k, C_in / groups, C_out).
+        stride, dilation: per spatial axis; padding: (lo, hi) per spatial axis.
+        groups: feature groups (im2col is a candidate for groups 1 only).
+        dimension_numbers: channels-last specs for `lax.conv_general_dilated`.
+        whole_batch: one call over the whole batch (a batch split over a device mesh).
+    """
+    def xla(part, k=kernel):
+        return lax.conv_general_dilated(part, k, stride, padding, rhs_dilation=dilation,
+                                        dimension_numbers=dimension_numbers, feature_group_count=groups)
+
+    def lower(opt, x, k):
+        return _run(opt, x, lambda p: xla(p, k), lambda p: im2col_conv(p, k, stride, padding, dilation))
+
+    if MODE not in ("auto", "off"):
+        raise ValueError(f"DLCORE_CONV_TUNING (dlcore.nn.conv_tuning.MODE) must be 'auto' or 'off', got {MODE!r}")
+    if MODE == "off" or whole_batch or jax.default_backend() != "cpu" or x.shape[0] < 2:
+        return xla(x)
+    y_shape = jax.eval_shape(xla, jax.ShapeDtypeStruct(x.shape, x.dtype)).shape
+    if 2 * math.prod(y_shape) * math.prod(kernel.shape[:-1]) < MIN_FLOPS:
+        return xla(x)
+    opt = choice(x.shape, kernel.shape, x.dtype, stride, padding, dilation, groups, lower)
+    return lower(opt, x, kernel)
