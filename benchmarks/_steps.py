@@ -88,12 +88,12 @@ def dlcore_model(spec: Spec, seed: int = 0):
     return dlcore.models.create(spec.model, seed=seed, **dict(spec.kwargs))
 
 
-def dlcore_side(spec: Spec, arrays: dict, batch: int) -> tuple[Callable[[], int], Any]:
+def dlcore_side(spec: Spec, arrays: dict, batch: int, precision: str | None = None) -> tuple[Callable[[], int], Any]:
     """`(epoch, trainer)`: `epoch()` trains one more epoch of `arrays` through `Trainer.fit` (the epochs count
     on) and returns the optimizer steps it ran; its first call compiles."""
     make, _ = _OPTIMIZERS[spec.optimizer]
     trainer = dlcore.Trainer(dlcore_model(spec), make(**dict(spec.opt_kwargs)), _LOSSES[spec.loss], batch_size=batch,
-                             progress=False)
+                             progress=False, precision=precision)
 
     def epoch() -> int:
         before = int(trainer.state.step)
@@ -317,14 +317,17 @@ def result(case: str, timings: dict[str, Timing], *, flops: float, examples: int
 
 
 def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool, case: str, unit: str,
-            why_not: str = "", loader: bool = False, warmup: int = 1) -> Result:
+            why_not: str = "", loader: bool = False, warmup: int = 1, bfloat16: bool = False) -> Result:
     """One case: dlcore's Trainer, eager PyTorch and (when `torch_compile`) `torch.compile` each train epochs
     of the same `n` random examples at `batch`, timed by `measure`; FLOPs from dlcore's compiled step.
     `why_not` says in the note why `torch.compile` was not run; `loader`: PyTorch's batches from a `DataLoader`;
-    `warmup`: untimed calls after the first (0 in smoke runs)."""
+    `warmup`: untimed calls after the first (0 in smoke runs); `bfloat16`: dlcore again under
+    `precision="bfloat16"` (the `bfloat16` field)."""
     arrays = data(spec, n)
     ours, trainer = dlcore_side(spec, arrays, batch)
     sides = {"dlcore": ours, "torch": torch_side(spec, arrays, batch, loader=loader)}
+    if bfloat16:
+        sides["dlcore bfloat16"] = dlcore_side(spec, arrays, batch, precision="bfloat16")[0]
     failed: dict[str, str] = {}
     if torch_compile and sides["torch"] is not None:
         sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
@@ -347,4 +350,10 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
             parts.append(f"torch.compile failed here: {failed['torch.compile'][:160]}")
         else:
             parts.append("torch.compile: the network's forward and backward (Inductor), the optimizer step eager")
-    return result(case, timings, flops=flops, examples=n, unit=unit, note="; ".join(parts))
+    out = result(case, timings, flops=flops, examples=n, unit=unit, note="; ".join(parts))
+    if "dlcore bfloat16" in timings:
+        t = timings["dlcore bfloat16"]
+        out.bfloat16 = 1e3 * t.median / t.steps if unit == "ms" else t.median
+        out.note += (f"; dlcore under precision='bfloat16': {out.bfloat16:.4g} {unit} "
+                     f"(float32 / bfloat16 = {out.dlcore / out.bfloat16:.2f}x)")
+    return out

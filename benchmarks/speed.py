@@ -51,6 +51,7 @@ CASES = (("mlp", 32, 1000), ("mlp", 256, 200),
          ("mnist_cnn_001", 32, 200), ("mnist_cnn_001", 256, 30),
          ("fashion_cnn", 32, 10), ("fashion_cnn", 256, 3),
          ("resnet18", 64, 5))
+BFLOAT16 = {("mlp", 32), ("mlp", 256), ("mnist_convnet", 32), ("resnet18", 64)}  # also timed under bfloat16
 QUICK = ("mlp", "mnist_cnn_001")  # --quick: the two cheapest to compile, batch 4, 2 steps (a smoke run)
 
 _CACHE_SCRIPT = textwrap.dedent("""
@@ -115,7 +116,8 @@ def run(ctx: BenchContext) -> list[Result]:
             batch, steps = 4, 2
         case = f"{name} step, batch {batch}" + (" (32x32)" if name == "resnet18" else "")
         r = compare(spec, batch=batch, n=batch * steps, repeats=1 if ctx.quick else 5, torch_compile=not ctx.quick,
-                    case=case, unit="ms", why_not="--quick" if ctx.quick else "", warmup=0 if ctx.quick else 1)
+                    case=case, unit="ms", why_not="--quick" if ctx.quick else "", warmup=0 if ctx.quick else 1,
+                    bfloat16=(name, batch) in BFLOAT16 or (ctx.quick and name == "mlp"))
         ctx.print(f"  ... {case}: {r.dlcore:.4g} ms" + ("" if r.peer is None else f", torch {r.peer:.4g} ms"))
         results.append(r)
     results.append(cache_row(ctx.quick))

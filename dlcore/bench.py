@@ -59,6 +59,7 @@ class Result:
     * `flops_per_s`, `peer_flops_per_s`, `peer2_flops_per_s`: `flops` times the steps a side ran over
       its time.
     * `peak_share`, `peer_peak_share`, `peer2_peak_share`: those over `CPU_PEAK_FLOPS` (0 to 1).
+    * `bfloat16`: dlcore's figure under the mixed-precision policy (`dlcore.precision`).
     """
 
     case: str
@@ -82,6 +83,7 @@ class Result:
     peak_share: float | None = None
     peer_peak_share: float | None = None
     peer2_peak_share: float | None = None
+    bfloat16: float | None = None  # dlcore's figure again under Trainer(precision="bfloat16")
 
     @property
     def ratio(self) -> float | None:
@@ -193,12 +195,29 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def matmul_flops(n: int = 2048, repeat: int = 5) -> float:
+    """What XLA reaches here on a large float32 matrix product (n x n by n x n, best of `repeat`), FLOP/s: the
+    practical peak beside the nominal `CPU_PEAK_FLOPS` (on this project's machine it is higher, about 488
+    GFLOP/s: the cores run above the clock the VM reports)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jax.numpy.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    best = min(_elapsed(lambda: jax.block_until_ready(f(a))) for _ in range(repeat))
+    return 2 * n ** 3 / best
+
+
+def _elapsed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def machine() -> dict[str, Any]:
     """Where and when a benchmark ran: host, CPU model and cores, the peak used for shares, UTC date, the
     persistent compilation cache folder (None: off; when on, a second run's compile times are cache reads),
     and the versions of Python, jax, jaxlib, flax, optax, torch and scikit-learn (None: not installed)."""
     return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-            "cpu_peak_flops": CPU_PEAK_FLOPS, "compilation_cache": jax.config.jax_compilation_cache_dir,
+            "cpu_peak_flops": CPU_PEAK_FLOPS, "matmul_flops": matmul_flops(), "compilation_cache": jax.config.jax_compilation_cache_dir,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in (

@@ -48,6 +48,13 @@ def test_quick_step_rows_carry_compile_throughput_and_flops(speed):
             assert r["peer"] is None and "torch not installed" in r["note"]
 
 
+def test_the_mlp_row_also_times_dlcore_under_the_bfloat16_policy(speed):
+    rows = {r["case"]: r for r in speed["results"]}
+    mlp, cnn = rows["mlp step, batch 4"], rows["mnist_cnn_001 step, batch 4"]
+    assert mlp["bfloat16"] > 0 and f"{mlp['bfloat16']:.4g} ms" in mlp["note"] and "bfloat16" not in cnn
+    assert speed["machine"]["matmul_flops"] > 1e9
+
+
 def test_xla_flop_count_of_the_mlp_step_matches_a_hand_count(speed):
     r = next(r for r in speed["results"] if r["case"] == "mlp step, batch 4")
     b, layers = 4, [(784, 300), (300, 100), (100, 10)]
