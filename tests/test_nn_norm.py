@@ -125,3 +125,38 @@ def test_layernorm_matches_torch_book_example(normalized_shape, kwargs):
         with torch.no_grad():
             theirs.weight.copy_(torch.tensor(w))
     np.testing.assert_allclose(ours(jnp.asarray(x)), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_training_gradients_match_torch(affine):
+    # The training-mode gradient is written out by hand (two passes); torch's autograd is the reference
+    # for x, weight and bias, and the running statistics after the step.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5, 4, 3)).astype(np.float32) * 3 + 1  # NHWC
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    tb = torch.nn.BatchNorm2d(3, affine=affine)
+    if affine:
+        with torch.no_grad():
+            tb.weight.copy_(torch.tensor([0.5, -2.0, 1.5]))
+            tb.bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+    xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
+    (tb(xt) * torch.tensor(np.moveaxis(g, -1, 1))).sum().backward()
+
+    jb = norm.BatchNorm2d(3, affine=affine)
+    if affine:
+        jb.scale[...] = jnp.array([0.5, -2.0, 1.5])
+        jb.bias[...] = jnp.array([0.1, 0.2, -0.3])
+    graphdef, params, rest = nnx.split(jb, nnx.Param, ...)
+
+    def loss(p, x):
+        m = nnx.merge(graphdef, p, rest, copy=True)
+        return jnp.sum(m(x) * g), nnx.state(m, nnx.BatchStat)
+
+    (_, stats), (gp, gx) = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(params, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(gx), np.moveaxis(xt.grad.numpy(), 1, -1), rtol=1e-4, atol=1e-5)
+    if affine:
+        np.testing.assert_allclose(np.asarray(gp["scale"][...]), tb.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(gp["bias"][...]), tb.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(stats["mean"][...]), tb.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(stats["var"][...]), tb.running_var.numpy(), rtol=1e-5, atol=1e-6)

@@ -26,6 +26,7 @@ under PyTorch's names (``weight``, ``bias`` when affine; ``running_mean``, ``run
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -43,6 +44,43 @@ class _NoKeys:
 
     def params(self):
         return None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _batch_norm(x, scale, bias, eps):
+    """Batch normalisation with the batch's statistics over every axis but the last (channels).
+
+    Returns (y, mean, biased var), y = (x - mean) / sqrt(var + eps) * scale + bias; x (..., C), the rest (C,).
+    Its gradient is written out (Ioffe & Szegedy, 2015, section 3): two passes over the batch (the sums of
+    dy and dy * x_hat, then dx), where differentiating the forward pass takes several.
+    """
+    return _batch_norm_fwd(x, scale, bias, eps)[0]
+
+
+def _batch_norm_fwd(x, scale, bias, eps):
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axis=axes)
+    centred = x - mean
+    var = jnp.mean(jnp.square(centred), axis=axes)  # biased: what normalises the batch
+    rstd = jax.lax.rsqrt(var + eps)
+    y = centred * (rstd * scale) + bias
+    return (y, mean, var), (x, mean, rstd, scale)
+
+
+def _batch_norm_bwd(eps, res, cot):
+    x, mean, rstd, scale = res
+    dy, dmean, dvar = cot
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    centred = x - mean
+    dbias = jnp.sum(dy, axis=axes)
+    dscale = jnp.sum(dy * centred, axis=axes) * rstd  # sum(dy * x_hat)
+    dx = (rstd * scale) * (dy - dbias / n - centred * (rstd * dscale / n))
+    dx = dx + dmean / n + centred * (2 * dvar / n)  # the statistics' own outputs (zero when unused)
+    return dx, dscale, dbias
+
+
+_batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
 
 
 class _BatchNorm(nnx.BatchNorm):
@@ -82,7 +120,6 @@ class _BatchNorm(nnx.BatchNorm):
             raise ValueError(f"{name}({self.num_features}) got {x.shape[-1]} channels on the last axis "
                              f"(dlcore is channel-last), shape {x.shape}.")
         eval_mode = self.use_running_average if use_running_average is None else use_running_average
-        axes = tuple(range(x.ndim - 1))
         # Under mixed precision (dlcore.precision) x, scale and bias are bfloat16 and the statistics
         # float32: the statistics are computed in float32 (a bfloat16 batch mean keeps 8 bits, which the
         # running averages would keep too) and the output has the dtype of x, scale and bias, so the next
@@ -90,11 +127,11 @@ class _BatchNorm(nnx.BatchNorm):
         out_dtype = jnp.result_type(x, *(v[...] for v in (self.scale, self.bias) if v is not None))
         out_dtype = out_dtype if jnp.issubdtype(out_dtype, jnp.inexact) else jnp.float32  # integer inputs
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        if eval_mode and self.track_running_stats:
-            mean, var = self.mean[...], self.var[...]
-        else:
-            mean = jnp.mean(x, axis=axes)
-            var = jnp.mean(jnp.square(x - mean), axis=axes)  # biased: what normalises the batch
+        if not (eval_mode and self.track_running_stats):  # the batch's statistics
+            ones = jnp.ones((x.shape[-1],), x.dtype)
+            scale = ones if self.scale is None else self.scale[...].astype(x.dtype)
+            bias = ones * 0 if self.bias is None else self.bias[...].astype(x.dtype)
+            y, mean, var = _batch_norm(x, scale, bias, self.eps)
             if not eval_mode and self.track_running_stats:
                 n = x.size // x.shape[-1]
                 count = self.num_batches_tracked[...] + 1
@@ -103,6 +140,8 @@ class _BatchNorm(nnx.BatchNorm):
                 unbiased = var * (n / max(n - 1, 1))
                 self.mean[...] = (1 - m) * self.mean[...] + m * mean
                 self.var[...] = (1 - m) * self.var[...] + m * unbiased
+            return y.astype(out_dtype)
+        mean, var = self.mean[...], self.var[...]  # eval mode: the running statistics
         y = (x - mean) * jax.lax.rsqrt(var + self.eps)
         if self.scale is not None:
             y = y * self.scale[...]
