@@ -17,8 +17,6 @@ arithmetic for deep learning" (2016) for transposed convolutions; Krizhevsky et 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import math
 
@@ -114,21 +112,6 @@ def _parse_padding(padding, nd: int, layer: str):
 # --------------------------------------------------------------------------------------------------
 
 
-# True while a step whose batch is split over a device mesh is traced: slices of a split batch would
-# move rows between devices, so each device convolves its rows in one call.
-_WHOLE_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("dlcore_conv_whole_batch", default=False)
-
-
-@contextlib.contextmanager
-def whole_batches():
-    """Within it, traced convolutions take the whole batch in one XLA call (see `conv_tuning`)."""
-    token = _WHOLE_BATCH.set(True)
-    try:
-        yield
-    finally:
-        _WHOLE_BATCH.reset(token)
-
-
 class _ConvNd(nnx.Conv):
     """Shared body of Conv1d/2d/3d: a kernel (*k, in/groups, out), a bias, and torch's arithmetic.
 
@@ -200,8 +183,7 @@ class _ConvNd(nnx.Conv):
         kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        y = conv_tuning.conv(x, kernel, self.stride, pads, self.dilation, self.groups, _SPECS[self.nd],
-                             whole_batch=_WHOLE_BATCH.get())
+        y = conv_tuning.conv(x, kernel, self.stride, pads, self.dilation, self.groups, _SPECS[self.nd])
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y[0] if added else y

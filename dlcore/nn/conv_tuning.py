@@ -33,6 +33,8 @@ keeps the lowering it was traced with.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import os
@@ -47,7 +49,8 @@ import jaxlib
 import numpy as np
 from jax import lax
 
-__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path", "conv", "im2col_conv"]
+__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path", "conv", "im2col_conv",
+           "whole_batches"]
 
 MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
 MIN_FLOPS = 20e6  # multiply-adds x 2 of the forward call below which nothing is measured
@@ -57,6 +60,21 @@ _REPEATS = 3
 Choice = tuple[str, int]  # ("xla" or "im2col", rows per call)
 _CHOICES: dict[str, Choice] = {}
 _LOADED = False
+
+
+# True while a step whose batch is split over a device mesh is traced: slices of a split batch would
+# move rows between devices, so each device convolves its rows in one call.
+_WHOLE_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("dlcore_conv_whole_batch", default=False)
+
+
+@contextlib.contextmanager
+def whole_batches():
+    """Within it, traced convolutions take the whole batch in one XLA call (a batch split over a mesh)."""
+    token = _WHOLE_BATCH.set(True)
+    try:
+        yield
+    finally:
+        _WHOLE_BATCH.reset(token)
 
 
 def candidates(n: int, groups: int) -> list[Choice]:
@@ -189,8 +207,7 @@ def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lowe
     return _CHOICES[key]
 
 
-def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int, dimension_numbers,
-         whole_batch: bool = False) -> jax.Array:
+def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int, dimension_numbers) -> jax.Array:
     """A channels-last convolution, lowered as measured on a CPU (see the module docstring).
 
     Args:
@@ -198,7 +215,8 @@ def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int
         stride, dilation: per spatial axis; padding: (lo, hi) per spatial axis.
         groups: feature groups (im2col is a candidate for groups 1 only).
         dimension_numbers: channels-last specs for `lax.conv_general_dilated`.
-        whole_batch: one call over the whole batch (a batch split over a device mesh).
+
+    Inside `whole_batches()` (a batch split over a device mesh) it is one XLA call.
     """
     def xla(part, k=kernel):
         return lax.conv_general_dilated(part, k, stride, padding, rhs_dilation=dilation,
@@ -209,7 +227,7 @@ def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int
 
     if MODE not in ("auto", "off"):
         raise ValueError(f"DLCORE_CONV_TUNING (dlcore.nn.conv_tuning.MODE) must be 'auto' or 'off', got {MODE!r}")
-    if MODE == "off" or whole_batch or jax.default_backend() != "cpu" or x.shape[0] < 2:
+    if MODE == "off" or _WHOLE_BATCH.get() or jax.default_backend() != "cpu" or x.shape[0] < 2:
         return xla(x)
     y_shape = jax.eval_shape(xla, jax.ShapeDtypeStruct(x.shape, x.dtype)).shape
     if 2 * math.prod(y_shape) * math.prod(kernel.shape[:-1]) < MIN_FLOPS:

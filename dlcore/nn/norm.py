@@ -128,9 +128,9 @@ class _BatchNorm(nnx.BatchNorm):
         out_dtype = out_dtype if jnp.issubdtype(out_dtype, jnp.inexact) else jnp.float32  # integer inputs
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         if not (eval_mode and self.track_running_stats):  # the batch's statistics
-            ones = jnp.ones((x.shape[-1],), x.dtype)
-            scale = ones if self.scale is None else self.scale[...].astype(x.dtype)
-            bias = ones * 0 if self.bias is None else self.bias[...].astype(x.dtype)
+            c = x.shape[-1]
+            scale = jnp.ones((c,), x.dtype) if self.scale is None else self.scale[...].astype(x.dtype)
+            bias = jnp.zeros((c,), x.dtype) if self.bias is None else self.bias[...].astype(x.dtype)
             y, mean, var = _batch_norm(x, scale, bias, self.eps)
             if not eval_mode and self.track_running_stats:
                 n = x.size // x.shape[-1]

@@ -79,7 +79,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from dlcore.checks import check_int, is_int
-from dlcore.nn.conv import whole_batches
+from dlcore.nn.conv_tuning import whole_batches
 
 __all__ = ["DataParallel", "batch_sharding", "data_mesh", "fsdp_shardings", "fsdp_spec", "replicated"]
 
@@ -349,7 +349,7 @@ class ShardedTask:
         return getattr(self.task, name)
 
     def train(self, states, batch, key, carry, acc):
-        with whole_batches():  # a split batch is not cut into convolution calls (see dlcore.nn.conv)
+        with whole_batches():  # a split batch is not cut into convolution calls (see dlcore.nn.conv_tuning)
             states, carry, acc, finite = self.task.train(states, self.plan.constrain_batch(batch), key, carry, acc)
         return self.plan.constrain(states), carry, acc, finite
 

@@ -107,12 +107,12 @@ def _policy(precision) -> precision_lib.Policy | None:
 
 
 def _run(graphdef, params, rest, rngs, x, policy):
-    """The model merged from its arrays, called on inputs ``x``; under a policy its floating parameters and
-    inputs in the compute dtype and its outputs in the output dtype."""
-    if policy is None:
-        return call_model(nnx.merge(graphdef, params, rest, rngs, copy=True), x), None
-    model = nnx.merge(graphdef, policy.cast_params(params), rest, rngs, copy=True)
-    return policy.cast_outputs(call_model(model, policy.cast_inputs(x))), model
+    """The model merged from its arrays and its outputs on inputs ``x``: ``(outputs, model)``; under a policy
+    its floating parameters and inputs in the compute dtype and its outputs in the output dtype."""
+    if policy is not None:
+        params = policy.cast_params(params)
+    model = nnx.merge(graphdef, params, rest, rngs, copy=True)
+    return (call_model(model, x) if policy is None else policy.call(model, x)), model
 
 
 def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: LossFn, metrics, acc,
@@ -128,11 +128,7 @@ def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: 
     policy = _policy(precision)
 
     def objective(params):
-        if policy is None:
-            model = nnx.merge(state.graphdef, params, state.rest, rngs, copy=True)
-            outputs = call_model(model, batch["x"])
-        else:
-            outputs, model = _run(state.graphdef, params, state.rest, rngs, batch["x"], policy)
+        outputs, model = _run(state.graphdef, params, state.rest, rngs, batch["x"], policy)
         losses = per_example_loss(loss_fn, outputs, targets)
         return weighted_mean(losses, w), (outputs, losses, nnx.state(model, _REST))
 
