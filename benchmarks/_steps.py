@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import time
 from typing import Any, Callable
 
@@ -258,12 +257,12 @@ class Timing:
     steps: int
 
     @property
-    def median(self) -> float:
-        return statistics.median(self.times)
+    def best(self) -> float:
+        return min(self.times)
 
     @property
     def compile_s(self) -> float:
-        return max(self.first - self.median, 0.0)
+        return max(self.first - self.best, 0.0)
 
 
 def measure(sides: dict[str, Callable[[], int] | None], *, repeats: int, warmup: int = 1,
@@ -297,16 +296,16 @@ def measure(sides: dict[str, Callable[[], int] | None], *, repeats: int, warmup:
 
 def result(case: str, timings: dict[str, Timing], *, flops: float, examples: int, unit: str, note: str) -> Result:
     """A `Result` from the timings of "dlcore", "torch" and optionally "torch.compile": each side's figure is
-    its median call in `unit` ("ms" a step or "s" an epoch), with compile time, examples/s, FLOP/s (`flops`
+    its best call in `unit` ("ms" a step or "s" an epoch), with compile time, examples/s, FLOP/s (`flops`
     a step, dlcore's count, for every side) and share of `CPU_PEAK_FLOPS`."""
     def figure(t: Timing) -> float:
-        return 1e3 * t.median / t.steps if unit == "ms" else t.median
+        return 1e3 * t.best / t.steps if unit == "ms" else t.best
 
     def rates(t: Timing | None):
         if t is None:
             return None, None, None, None, None
-        fps = flops * t.steps / t.median
-        return figure(t), t.compile_s, examples / t.median, fps, fps / CPU_PEAK_FLOPS
+        fps = flops * t.steps / t.best
+        return figure(t), t.compile_s, examples / t.best, fps, fps / CPU_PEAK_FLOPS
 
     ours, peer, peer2 = (rates(timings.get(k)) for k in ("dlcore", "torch", "torch.compile"))
     return Result(case, unit, ours[0], peer[0], note=note, compile_s=ours[1], examples_per_s=ours[2],
@@ -334,7 +333,7 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
     flops = step_flops(trainer, arrays)
     steps = timings["dlcore"].steps
-    parts = [f"{spec.recipe()} ({spec.source})", f"median of {repeats} alternated epochs of {steps} steps after "
+    parts = [f"{spec.recipe()} ({spec.source})", f"best of {repeats} alternated epochs of {steps} steps after "
              f"{1 + warmup} untimed"
              + (", torch's batches from a shuffling DataLoader" if loader else ""),
              "FLOPs: XLA's count of dlcore's step, used for every side"]
@@ -353,7 +352,7 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     out = result(case, timings, flops=flops, examples=n, unit=unit, note="; ".join(parts))
     if "dlcore bfloat16" in timings:
         t = timings["dlcore bfloat16"]
-        out.bfloat16 = 1e3 * t.median / t.steps if unit == "ms" else t.median
+        out.bfloat16 = 1e3 * t.best / t.steps if unit == "ms" else t.best
         out.note += (f"; dlcore under precision='bfloat16': {out.bfloat16:.4g} {unit} "
                      f"(float32 / bfloat16 = {out.dlcore / out.bfloat16:.2f}x)")
     return out

@@ -10,8 +10,8 @@ and dlcore's `resnet18` (ImageNet stem, 10 classes) on 32 x 32 images with SGD 0
 Each side trains epochs of the same random arrays: dlcore's is one more epoch of `Trainer.fit` per call (the
 Trainer's own compiled step, what a user runs), PyTorch's the books' eager loop, and again with the network
 in `torch.compile` (forward and backward compiled by Inductor, which needs a C++ compiler; the optimizer step
-eager). After a first call (it compiles; compile time = first call less the median) and a warm-up call, the
-sides alternate `repeats` timed epochs; a figure is the median epoch over its steps, in milliseconds a step.
+eager). After a first call (it compiles; compile time = first call less the best) and a warm-up call, the
+sides alternate `repeats` timed epochs; a figure is the best epoch over its steps, in milliseconds a step.
 FLOPs are XLA's count of dlcore's compiled step (`dlcore.bench.step_flops`), the same number for every side
 (the same network, batch and optimizer), so FLOP/s and its share of this CPU's peak
 (`dlcore.bench.CPU_PEAK_FLOPS`) compare time alone. Ratio = torch / dlcore (above 1: dlcore is faster); the

@@ -7,8 +7,8 @@ Both sides train the same architecture with the same optimizer, batch size and n
 same random MNIST-shaped arrays, on this machine's CPU, in one run: the user's view, seconds per epoch.
 dlcore's epoch is one more epoch of `Trainer.fit` (its epochs count on); PyTorch's one pass of a shuffling
 `DataLoader` with the books' eager loop, and again with the network in `torch.compile` (not in --quick).
-Each side runs a first epoch (it compiles; compile time = that epoch less the median) and a warm-up epoch,
-then the sides alternate three timed epochs; the figure is each side's median epoch. Examples/s, FLOP/s
+Each side runs a first epoch (it compiles; compile time = that epoch less the best) and a warm-up epoch,
+then the sides alternate three timed epochs; the figure is each side's best epoch. Examples/s, FLOP/s
 (XLA's count of dlcore's step times the steps, for every side) and its share of this CPU's peak are
 printed under each case (see `benchmarks/speed.py` for the step-by-step cases). Ratio = torch / dlcore.
 

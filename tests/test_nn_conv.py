@@ -316,7 +316,7 @@ def tuner(monkeypatch, tmp_path):
     return ct
 
 
-def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner, monkeypatch):
+def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner, monkeypatch, capsys):
     ct = tuner
     asked = []
 
@@ -331,6 +331,9 @@ def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner,
     assert "stablehlo.convolution" not in hlo and hlo.count("stablehlo.dot_general") == 4  # im2col, 4 calls
     jax.jit(lambda x: layer(x) * 2).lower(big)  # the same signature: not measured again
     assert len(asked) == 1 and asked[0][0] == (64, 26, 26, 16)
+    said = capsys.readouterr().err.splitlines()  # one line on stderr for the seconds of measuring
+    assert said == [f"dlcore: timing the CPU lowerings of a (64, 26, 26, 16) x (3, 3, 16, 32) convolution "
+                    f"(once; kept in {ct.choices_path()}; DLCORE_CONV_TUNING=off skips)"]
     small = jnp.ones((2, 26, 26, 16))  # 10.6 MFLOP, under MIN_FLOPS: one XLA call, nothing measured
     assert "stablehlo.convolution" in jax.jit(lambda x: layer(x)).lower(small).as_text() and len(asked) == 1
     saved = json.loads(ct.choices_path().read_text())

@@ -39,6 +39,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -201,7 +202,9 @@ def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lowe
     key = f"{tuple(x_shape)}|{tuple(kernel_shape)}|{jnp.dtype(dtype).name}|{tuple(stride)}|" \
           f"{tuple(map(tuple, padding))}|{tuple(dilation)}|{groups}"
     _load()
-    if key not in _CHOICES:
+    if key not in _CHOICES:  # seconds of silence otherwise: say what is happening, once a signature
+        print(f"dlcore: timing the CPU lowerings of a {tuple(x_shape)} x {tuple(kernel_shape)} convolution "
+              f"(once; kept in {choices_path()}; DLCORE_CONV_TUNING=off skips)", file=sys.stderr, flush=True)
         _CHOICES[key] = _measure(candidates(n, groups), x_shape, kernel_shape, dtype, lower)
         _save()
     return _CHOICES[key]
