@@ -279,9 +279,11 @@ def test_pooling_gradients_under_jit():
     (1, dict(stride=(1,), pads=[(2, 0)], dilation=(2,))),
 ])
 def test_every_cpu_lowering_of_a_convolution_gives_the_plain_results(nd, kw):
-    # Whichever lowering the CPU tuner picks (XLA in calls of fewer rows, im2col whole or in calls), the
-    # forward pass and both gradients are the plain whole-batch convolution's, here on 19 rows.
+    # Whichever lowering the CPU tuner picks (XLA in calls of fewer rows, im2col whole or in calls, oneDNN
+    # where it is installed), the forward pass and both gradients are the plain whole-batch convolution's,
+    # here on 19 rows.
     from dlcore.nn import conv_tuning as ct
+    from dlcore.nn import onednn
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((19, *(9,) * nd, 4)), jnp.float32)
@@ -292,11 +294,13 @@ def test_every_cpu_lowering_of_a_convolution_gives_the_plain_results(nd, kw):
 
     def lowered(opt):
         f = lambda x, k: ct._run(opt, x, lambda p: xla(p, k),  # noqa: E731
-                                 lambda p: ct.im2col_conv(p, k, kw["stride"], kw["pads"], kw["dilation"]))
+                                 lambda p: ct.im2col_conv(p, k, kw["stride"], kw["pads"], kw["dilation"]),
+                                 lambda p: onednn.conv(p, k, kw["stride"], kw["pads"], kw["dilation"]))
         return jax.jit(jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), (0, 1)))(x, k)
 
-    options = ct.candidates(19, 1)
+    options = ct.candidates(19, 1, with_onednn=onednn.available())
     assert options[0] == ("xla", 19) and ("im2col", 19) in options and ("xla", 4) in options
+    assert (("onednn", 19) in options) == onednn.available()
     plain = lowered(options[0])
     for opt in options[1:]:
         for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(lowered(opt))):
@@ -331,6 +335,8 @@ def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner,
     assert "stablehlo.convolution" not in hlo and hlo.count("stablehlo.dot_general") == 4  # im2col, 4 calls
     jax.jit(lambda x: layer(x) * 2).lower(big)  # the same signature: not measured again
     assert len(asked) == 1 and asked[0][0] == (64, 26, 26, 16)
+    from dlcore.nn import onednn
+    assert (("onednn", 64) in asked[0][1]) == onednn.available()  # a candidate where it is installed
     said = capsys.readouterr().err.splitlines()  # one line on stderr for the seconds of measuring
     assert said == [f"dlcore: timing the CPU lowerings of a (64, 26, 26, 16) x (3, 3, 16, 32) convolution "
                     f"(once; kept in {ct.choices_path()}; DLCORE_CONV_TUNING=off skips)"]
@@ -357,7 +363,8 @@ def test_the_tuner_picks_a_measured_candidate_and_survives_a_corrupt_cache_file(
     x = jnp.asarray(_x(8, 10, 10, 4))
     y = jax.jit(lambda x: layer(x))(x)
     (opt,) = ct._CHOICES.values()
-    assert opt in ct.candidates(8, 1)
+    from dlcore.nn import onednn
+    assert opt in ct.candidates(8, 1, with_onednn=onednn.available())
     monkeypatch.setattr(ct, "MODE", "off")
     np.testing.assert_allclose(np.asarray(y), np.asarray(jax.jit(lambda x: layer(x) + 0)(x)), rtol=1e-5, atol=1e-5)
     assert json.loads(ct.choices_path().read_text())[ct._machine()]  # rewritten whole

@@ -50,6 +50,8 @@ import jaxlib
 import numpy as np
 from jax import lax
 
+from dlcore.nn import onednn
+
 __all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path", "conv", "im2col_conv",
            "whole_batches"]
 
@@ -58,7 +60,7 @@ MIN_FLOPS = 20e6  # multiply-adds x 2 of the forward call below which nothing is
 MARGIN = 0.9  # another lowering replaces the plain call only when it takes at most 90% of its time
 _REPEATS = 3
 
-Choice = tuple[str, int]  # ("xla" or "im2col", rows per call)
+Choice = tuple[str, int]  # ("xla", "im2col" or "onednn", rows per call)
 _CHOICES: dict[str, Choice] = {}
 _LOADED = False
 
@@ -78,11 +80,17 @@ def whole_batches():
         _WHOLE_BATCH.reset(token)
 
 
-def candidates(n: int, groups: int) -> list[Choice]:
-    """The lowerings measured for a batch of `n` rows; the plain whole-batch XLA call first."""
+def candidates(n: int, groups: int, with_onednn: bool = False) -> list[Choice]:
+    """The lowerings measured for a batch of `n` rows; the plain whole-batch XLA call first.
+
+    `with_onednn`: whether oneDNN's kernel is a candidate (`dlcore.nn.onednn`: installed, and the
+    convolution one it takes).
+    """
     out = [("xla", n)] + [("xla", r) for r in (32, 16, 8, 4) if r < n]
     if groups == 1:
         out += [("im2col", n)] + ([("im2col", 16)] if 16 < n else [])
+    if with_onednn:
+        out.append(("onednn", n))
     return out
 
 
@@ -111,9 +119,9 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> j
     return y.reshape(x.shape[0], *outs, cout)
 
 
-def _run(choice: Choice, x: jax.Array, xla: Callable, im2col: Callable) -> jax.Array:
+def _run(choice: Choice, x: jax.Array, xla: Callable, im2col: Callable, dnnl: Callable) -> jax.Array:
     algo, rows = choice
-    fn = xla if algo == "xla" else im2col
+    fn = {"xla": xla, "im2col": im2col, "onednn": dnnl}[algo]
     n = x.shape[0]
     if rows >= n:
         return fn(x)
@@ -136,7 +144,8 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}"
+    dnnl = f"onednn {onednn.version()}" if onednn.available() else "no onednn"
+    return f"{model}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}|{dnnl}"
 
 
 def _load() -> None:
@@ -147,7 +156,7 @@ def _load() -> None:
     try:
         saved = json.loads(choices_path().read_text()).get(_machine(), {})
         _CHOICES.update({k: (str(v[0]), int(v[1])) for k, v in saved.items()
-                         if isinstance(v, list) and len(v) == 2 and v[0] in ("xla", "im2col")})
+                         if isinstance(v, list) and len(v) == 2 and v[0] in ("xla", "im2col", "onednn")})
     except (OSError, ValueError, AttributeError, TypeError):
         pass  # no file, or an unreadable one: measure again
 
@@ -205,7 +214,8 @@ def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lowe
     if key not in _CHOICES:  # seconds of silence otherwise: say what is happening, once a signature
         print(f"dlcore: timing the CPU lowerings of a {tuple(x_shape)} x {tuple(kernel_shape)} convolution "
               f"(once; kept in {choices_path()}; DLCORE_CONV_TUNING=off skips)", file=sys.stderr, flush=True)
-        _CHOICES[key] = _measure(candidates(n, groups), x_shape, kernel_shape, dtype, lower)
+        dnnl = onednn.available() and onednn.supports(x_shape, kernel_shape, dtype, groups, padding)
+        _CHOICES[key] = _measure(candidates(n, groups, dnnl), x_shape, kernel_shape, dtype, lower)
         _save()
     return _CHOICES[key]
 
@@ -226,7 +236,8 @@ def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int
                                         dimension_numbers=dimension_numbers, feature_group_count=groups)
 
     def lower(opt, x, k):
-        return _run(opt, x, lambda p: xla(p, k), lambda p: im2col_conv(p, k, stride, padding, dilation))
+        return _run(opt, x, lambda p: xla(p, k), lambda p: im2col_conv(p, k, stride, padding, dilation),
+                    lambda p: onednn.conv(p, k, stride, padding, dilation))
 
     if MODE not in ("auto", "off"):
         raise ValueError(f"DLCORE_CONV_TUNING (dlcore.nn.conv_tuning.MODE) must be 'auto' or 'off', got {MODE!r}")

@@ -1,0 +1,194 @@
+// dlcore's oneDNN convolutions for XLA:CPU, called through XLA's FFI (see dlcore/nn/onednn.py).
+//
+// Three handlers, one per pass of a 2-D channels-last convolution (groups 1):
+//   dlcore_onednn_conv_forward          (x, k)  -> y
+//   dlcore_onednn_conv_backward_data    (dy, k) -> dx
+//   dlcore_onednn_conv_backward_weights (x, dy) -> dk
+// with x (N, H, W, C), k (KH, KW, C, O) as XLA lays them out (row-major NHWC and HWIO), y and dy
+// (N, OH, OW, O). Attributes: x_shape, k_shape (4 ints each), strides (2), padding (lo_h, hi_h, lo_w,
+// hi_w), dilation (2, 1 = none). float32 or bfloat16, the same type for every operand.
+//
+// Why the layouts differ by pass: oneDNN's forward kernels for channels-last data are its fastest on
+// AVX-512, so the forward pass reads and writes XLA's buffers directly. Its backward kernels are fast
+// in its own blocked layouts and slow (im2col and a matrix product) in channels-last ones, so the
+// backward passes let oneDNN choose ("any") and reorder to and from XLA's layout around the call.
+//
+// A primitive is built once per signature (pass, shapes, type, geometry) and kept for the process;
+// building one costs about a millisecond, running it microseconds to milliseconds.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using tag = memory::format_tag;
+
+namespace {
+
+enum Pass : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+struct Geometry {
+  memory::data_type type;
+  memory::dims src, wei, dst, strides, dilation, pad_lo, pad_hi;
+};
+
+// One pass of one signature: the primitive, the layouts it uses, and buffers for the operands whose
+// layout differs from XLA's (guarded by `mu`: two calls of one signature may run at once).
+struct Entry {
+  std::unique_ptr<dnnl::primitive> primitive;
+  memory::desc src, wei, dst;
+  memory src_buf, wei_buf, dst_buf;  // empty where the primitive reads or writes XLA's buffer itself
+  std::mutex mu;
+};
+
+std::mutex g_mu;
+std::map<std::vector<int64_t>, std::shared_ptr<Entry>> g_entries;
+
+memory::desc Plain(const memory::dims& dims, memory::data_type type, tag t) { return {dims, type, t}; }
+
+std::shared_ptr<Entry> Lookup(Pass pass, const Geometry& g) {
+  std::vector<int64_t> key{pass, static_cast<int64_t>(g.type)};
+  for (const auto* v : {&g.src, &g.wei, &g.strides, &g.dilation, &g.pad_lo, &g.pad_hi}) {
+    key.insert(key.end(), v->begin(), v->end());
+  }
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto found = g_entries.find(key);
+  if (found != g_entries.end()) return found->second;
+
+  const memory::desc src = Plain(g.src, g.type, tag::nhwc), wei = Plain(g.wei, g.type, tag::hwio),
+                     dst = Plain(g.dst, g.type, tag::nhwc);
+  const memory::desc any_src = Plain(g.src, g.type, tag::any), any_wei = Plain(g.wei, g.type, tag::any),
+                     any_dst = Plain(g.dst, g.type, tag::any);
+  const auto direct = dnnl::algorithm::convolution_direct;
+  auto entry = std::make_shared<Entry>();
+  if (pass == kForward) {
+    dnnl::convolution_forward::primitive_desc pd(Engine(), dnnl::prop_kind::forward_training, direct, src, wei,
+                                                 dst, g.strides, g.dilation, g.pad_lo, g.pad_hi);
+    entry->primitive = std::make_unique<dnnl::convolution_forward>(pd);
+    entry->src = pd.src_desc(), entry->wei = pd.weights_desc(), entry->dst = pd.dst_desc();
+  } else {
+    // The forward description is the backward passes' hint, in the layouts they will meet.
+    dnnl::convolution_forward::primitive_desc hint(Engine(), dnnl::prop_kind::forward_training, direct, any_src,
+                                                   any_wei, any_dst, g.strides, g.dilation, g.pad_lo, g.pad_hi);
+    if (pass == kBackwardData) {
+      dnnl::convolution_backward_data::primitive_desc pd(Engine(), direct, any_src, any_wei, any_dst, g.strides,
+                                                         g.dilation, g.pad_lo, g.pad_hi, hint);
+      entry->primitive = std::make_unique<dnnl::convolution_backward_data>(pd);
+      entry->src = pd.diff_src_desc(), entry->wei = pd.weights_desc(), entry->dst = pd.diff_dst_desc();
+    } else {
+      dnnl::convolution_backward_weights::primitive_desc pd(Engine(), direct, any_src, any_wei, any_dst,
+                                                            g.strides, g.dilation, g.pad_lo, g.pad_hi, hint);
+      entry->primitive = std::make_unique<dnnl::convolution_backward_weights>(pd);
+      entry->src = pd.src_desc(), entry->wei = pd.diff_weights_desc(), entry->dst = pd.diff_dst_desc();
+    }
+  }
+  if (entry->src != src) entry->src_buf = memory(entry->src, Engine());
+  if (entry->wei != wei) entry->wei_buf = memory(entry->wei, Engine());
+  if (entry->dst != dst) entry->dst_buf = memory(entry->dst, Engine());
+  g_entries.emplace(std::move(key), entry);
+  return entry;
+}
+
+ffi::Error Fail(const std::string& what) { return ffi::Error(ffi::ErrorCode::kInvalidArgument, what); }
+
+ffi::Error Run(Pass pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+               ffi::Span<const int64_t> x, ffi::Span<const int64_t> k, ffi::Span<const int64_t> s,
+               ffi::Span<const int64_t> p, ffi::Span<const int64_t> d) {
+  if (x.size() != 4 || k.size() != 4 || s.size() != 2 || p.size() != 4 || d.size() != 2) {
+    return Fail("dlcore oneDNN convolution: x_shape and k_shape take 4 ints, strides and dilation 2, padding 4");
+  }
+  Geometry g;
+  switch (a.element_type()) {
+    case ffi::DataType::F32: g.type = memory::data_type::f32; break;
+    case ffi::DataType::BF16: g.type = memory::data_type::bf16; break;
+    default: return Fail("dlcore oneDNN convolution: float32 or bfloat16 operands only");
+  }
+  if (b.element_type() != a.element_type() || out->element_type() != a.element_type()) {
+    return Fail("dlcore oneDNN convolution: every operand must have the same type");
+  }
+  const int64_t oh = (x[1] + p[0] + p[1] - d[0] * (k[0] - 1) - 1) / s[0] + 1;
+  const int64_t ow = (x[2] + p[2] + p[3] - d[1] * (k[1] - 1) - 1) / s[1] + 1;
+  if (k[2] != x[3] || oh < 1 || ow < 1) return Fail("dlcore oneDNN convolution: shapes do not fit");
+  g.src = {x[0], x[3], x[1], x[2]};  // oneDNN names dimensions N C H W and O I H W, whatever the layout
+  g.wei = {k[3], k[2], k[0], k[1]};
+  g.dst = {x[0], k[3], oh, ow};
+  g.strides = {s[0], s[1]};
+  g.dilation = {d[0] - 1, d[1] - 1};  // oneDNN counts the gaps: 0 is a dense kernel
+  g.pad_lo = {p[0], p[2]};
+  g.pad_hi = {p[1], p[3]};
+
+  void *src_ptr, *wei_ptr, *dst_ptr;
+  switch (pass) {
+    case kForward: src_ptr = a.untyped_data(), wei_ptr = b.untyped_data(), dst_ptr = out->untyped_data(); break;
+    case kBackwardData: dst_ptr = a.untyped_data(), wei_ptr = b.untyped_data(), src_ptr = out->untyped_data(); break;
+    default: src_ptr = a.untyped_data(), dst_ptr = b.untyped_data(), wei_ptr = out->untyped_data(); break;
+  }
+  try {
+    std::shared_ptr<Entry> e = Lookup(pass, g);
+    thread_local dnnl::stream stream(Engine());
+    memory xla_src(Plain(g.src, g.type, tag::nhwc), Engine(), src_ptr);
+    memory xla_wei(Plain(g.wei, g.type, tag::hwio), Engine(), wei_ptr);
+    memory xla_dst(Plain(g.dst, g.type, tag::nhwc), Engine(), dst_ptr);
+    const bool src_in = pass != kBackwardData, wei_in = pass != kBackwardWeights, dst_in = pass != kForward;
+
+    std::lock_guard<std::mutex> lock(e->mu);
+    memory src = e->src_buf ? e->src_buf : xla_src, wei = e->wei_buf ? e->wei_buf : xla_wei,
+           dst = e->dst_buf ? e->dst_buf : xla_dst;
+    auto convert = [&](memory& from, memory& to) { dnnl::reorder(from, to).execute(stream, from, to); };
+    if (e->src_buf && src_in) convert(xla_src, src);
+    if (e->wei_buf && wei_in) convert(xla_wei, wei);
+    if (e->dst_buf && dst_in) convert(xla_dst, dst);
+    std::unordered_map<int, memory> args;
+    switch (pass) {
+      case kForward: args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}}; break;
+      case kBackwardData: args = {{DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, src}}; break;
+      default: args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_DIFF_WEIGHTS, wei}}; break;
+    }
+    e->primitive->execute(stream, args);
+    if (e->src_buf && !src_in) convert(src, xla_src);
+    if (e->wei_buf && !wei_in) convert(wei, xla_wei);
+    if (e->dst_buf && !dst_in) convert(dst, xla_dst);
+    stream.wait();
+  } catch (const dnnl::error& err) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("dlcore oneDNN convolution: ") + err.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <Pass kPass>
+ffi::Error Handle(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> x,
+                  ffi::Span<const int64_t> k, ffi::Span<const int64_t> s, ffi::Span<const int64_t> p,
+                  ffi::Span<const int64_t> d) {
+  return Run(kPass, a, b, out, x, k, s, p, d);
+}
+
+}  // namespace
+
+#define DLCORE_ONEDNN_HANDLER(NAME, PASS)                           \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, Handle<PASS>,                 \
+                                ffi::Ffi::Bind()                    \
+                                    .Arg<ffi::AnyBuffer>()          \
+                                    .Arg<ffi::AnyBuffer>()          \
+                                    .Ret<ffi::AnyBuffer>()          \
+                                    .Attr<ffi::Span<const int64_t>>("x_shape") \
+                                    .Attr<ffi::Span<const int64_t>>("k_shape") \
+                                    .Attr<ffi::Span<const int64_t>>("strides") \
+                                    .Attr<ffi::Span<const int64_t>>("padding") \
+                                    .Attr<ffi::Span<const int64_t>>("dilation"));
+
+DLCORE_ONEDNN_HANDLER(dlcore_onednn_conv_forward, kForward)
+DLCORE_ONEDNN_HANDLER(dlcore_onednn_conv_backward_data, kBackwardData)
+DLCORE_ONEDNN_HANDLER(dlcore_onednn_conv_backward_weights, kBackwardWeights)
