@@ -76,17 +76,13 @@ def test_every_pass_and_second_order_gradients_equal_xla(geometry):
 
 
 @needs_onednn
-def test_bfloat16_vmap_and_a_second_call_with_other_sizes():
+def test_vmap_and_a_second_call_with_other_sizes():
     rng = np.random.default_rng(1)
     k = jnp.asarray(rng.standard_normal((3, 3, 2, 5)), jnp.float32)
     args = dict(stride=(1, 1), padding=[(1, 1), (1, 1)], dilation=(1, 1))
     for n, size in ((4, 8), (3, 13)):  # a second signature builds its own primitive
         x = jnp.asarray(rng.standard_normal((n, size, size, 2)), jnp.float32)
         _close(_xla(x, k, **args), onednn.conv(x, k, **args), 1e-6)
-        xb, kb = x.astype(jnp.bfloat16), k.astype(jnp.bfloat16)
-        yb = onednn.conv(xb, kb, **args)
-        assert yb.dtype == jnp.bfloat16
-        _close(_xla(xb, kb, **args).astype(jnp.float32), yb.astype(jnp.float32), 1e-2)
     xs = jnp.asarray(rng.standard_normal((3, 4, 6, 6, 2)), jnp.float32)  # vmapped over a leading axis
     _close(jax.vmap(lambda x: _xla(x, k, **args))(xs), jax.vmap(lambda x: onednn.conv(x, k, **args))(xs), 1e-6)
 
@@ -95,14 +91,15 @@ def test_bfloat16_vmap_and_a_second_call_with_other_sizes():
 def test_bad_input_is_one_line():
     x, k = jnp.ones((2, 5, 5, 3)), jnp.ones((3, 3, 3, 4))
     args = dict(stride=(1, 1), padding=[(0, 0), (0, 0)], dilation=(1, 1))
-    with pytest.raises(ValueError, match="1-D or 2-D channels-last float32 or bfloat16"):
+    with pytest.raises(ValueError, match="1-D or 2-D channels-last float32 input"):
         onednn.conv(jnp.ones((2, 5, 5, 5, 3)), jnp.ones((3, 3, 3, 3, 4)), (1,) * 3, [(0, 0)] * 3, (1,) * 3)
     with pytest.raises(ValueError, match="kernel of its dtype and channels"):
         onednn.conv(x, k.astype(jnp.bfloat16), **args)
     with pytest.raises(ValueError, match="channels"):
         onednn.conv(x, jnp.ones((3, 3, 2, 4)), **args)
-    with pytest.raises(ValueError, match="float32 or bfloat16"):
-        onednn.conv(x.astype(jnp.float16), k.astype(jnp.float16), **args)
+    with pytest.raises(ValueError, match="float32"):
+        onednn.conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), **args)
+    assert not onednn.supports(x.shape, k.shape, jnp.bfloat16, 1, [(0, 0), (0, 0)])  # measured no faster
     assert not onednn.supports(x.shape, k.shape, jnp.float32, 1, [(-1, 0), (0, 0)])  # a crop: XLA's
     assert not onednn.supports(x.shape, (3, 3, 1, 4), jnp.float32, 3, [(0, 0), (0, 0)])  # groups: XLA's
 

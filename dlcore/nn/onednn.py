@@ -17,7 +17,8 @@ CPU, `available()` is False (`why_unavailable()` says why) and convolutions run 
 ``DLCORE_ONEDNN=off`` turns it off; ``DLCORE_ONEDNN_ROOT`` points at a oneDNN installed elsewhere
 (a folder with ``include/oneapi/dnnl/dnnl.hpp`` and ``lib/libdnnl.so``).
 
-What. `conv` is a 1-D or 2-D channels-last convolution with groups 1, float32 or bfloat16, with
+What. `conv` is a 1-D or 2-D channels-last convolution with groups 1, float32 (oneDNN 3.2's bfloat16
+kernels were measured no faster here, some 30x slower), with
 gradients of every order in reverse mode (each pass's gradient is made of the other two passes);
 forward-mode differentiation (`jax.jvp`) is not defined for it. Under `jax.vmap` it runs once per
 mapped element.
@@ -216,9 +217,9 @@ _backward_weights.defvjp(lambda x, dy, g: (_backward_weights(x, dy, g), (x, dy))
 
 
 def supports(x_shape, kernel_shape, dtype, groups: int, padding) -> bool:
-    """Whether `conv` takes this convolution (1-D or 2-D, groups 1, float32 or bfloat16, padding >= 0)."""
+    """Whether `conv` takes this convolution (1-D or 2-D, groups 1, float32, padding >= 0)."""
     return len(x_shape) in (3, 4) and len(kernel_shape) == len(x_shape) and groups == 1 \
-        and jnp.dtype(dtype) in (jnp.float32, jnp.bfloat16) and kernel_shape[-2] == x_shape[-1] \
+        and jnp.dtype(dtype) == jnp.float32 and kernel_shape[-2] == x_shape[-1] \
         and all(lo >= 0 and hi >= 0 for lo, hi in padding)
 
 
@@ -226,7 +227,7 @@ def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> jax.Arra
     """A channels-last convolution (groups 1) by oneDNN; `available()` must be True.
 
     Args:
-        x: (N, L, C_in) or (N, H, W, C_in), float32 or bfloat16.
+        x: (N, L, C_in) or (N, H, W, C_in), float32.
         kernel: (K, C_in, C_out) or (KH, KW, C_in, C_out), x's dtype.
         stride, dilation: one int per spatial axis; padding: one (lo, hi) pair per spatial axis.
 
@@ -236,7 +237,7 @@ def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> jax.Arra
     if not available():
         raise RuntimeError(f"dlcore.nn.onednn.conv: {why_unavailable()}")
     if not supports(x.shape, kernel.shape, x.dtype, 1, padding) or kernel.dtype != x.dtype:
-        raise ValueError(f"dlcore.nn.onednn.conv takes 1-D or 2-D channels-last float32 or bfloat16 input with a "
+        raise ValueError(f"dlcore.nn.onednn.conv takes 1-D or 2-D channels-last float32 input with a "
                          f"kernel of its dtype and channels; got x {x.shape} {x.dtype}, kernel {kernel.shape} "
                          f"{kernel.dtype}")
     one_d = x.ndim == 3
