@@ -217,3 +217,22 @@ def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt.steps(tmp_path) == [1]
     again = ckpt.restore(tmp_path, {**t.checkpoint_tree(), "callbacks": {}})[0]
     assert_same(jax.tree.leaves(good), jax.tree.leaves(again))
+
+
+def test_a_later_fit_skips_the_shape_traces_but_still_checks_what_changed(monkeypatch):
+    # Trainer.check traces the model on one batch (tens of ms for a CNN); a fit an epoch at a time reuses the
+    # first trace for batches of the same structure, shapes and dtypes, and checks anything else afresh.
+    t = make_trainer()
+    traced = []
+    real = t._check_traces
+    monkeypatch.setattr(t, "_check_traces", lambda *a: traced.append(1) or real(*a))
+    data = toy()
+    t.fit(data, epochs=1)
+    t.fit(data, epochs=2)
+    assert len(traced) == 1
+    with pytest.raises(ValueError, match=r"inputs of shape \(5,\) per example do not fit Net"):
+        t.fit(toy(din=5), epochs=3)
+    bad = dict(data, y=np.where(np.arange(100) == 7, 9, data["y"]).astype(np.int32))
+    with pytest.raises(ValueError, match=r"1 labels lie outside \[0, 3\)"):
+        t.fit(bad, epochs=3)  # same shapes as before: the labels are still looked at
+    assert len(traced) == 2

@@ -219,6 +219,7 @@ class Trainer:
         self.batches_per_epoch = 0
         self.examples_per_epoch = 0
         self._compiled: dict[Any, Callable] = {}
+        self._checked: dict[Any, Any] = {}  # batch signature -> the model's abstract output (see check)
         self.trace_counts: dict[str, int] = {}
         self._listeners: list[Callback] = []
         self._bar_every = 0
@@ -316,12 +317,33 @@ class Trainer:
             self._check_custom(batch, src, name, train)
             return
         abstract = _abstract(batch)
+        # The traces depend on the batch's structure, shapes and dtypes only: a later fit of the same kind of
+        # batches (an epoch at a time, say) skips them. The label check below looks at the data every time.
+        signature = (train, jax.tree.structure(abstract),
+                     tuple((a.shape[1:], a.dtype) for a in jax.tree.leaves(abstract)))
+        out = self._checked.get(signature)
+        if out is None:
+            out = self._check_traces(abstract, shapes, name)
+            self._checked[signature] = out
+        y = src.split.get("y") if isinstance(src, P.ArraySplit) else batch.get("y")
+        out = out[0] if isinstance(out, tuple) else out
+        if (isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and hasattr(out, "ndim")
+                and out.ndim == y.ndim + 1 and out.shape[-1] > 1):
+            n_classes = out.shape[-1]
+            outside = (y < 0) | (y >= n_classes)
+            if outside.any() and not self._loss_ignores(src, outside):
+                raise ValueError(f"{name}: {int(outside.sum())} labels lie outside [0, {n_classes}) (min "
+                                 f"{int(y.min())}, max {int(y.max())}); the model has {n_classes} outputs (a loss "
+                                 f"with ignore_index gives such rows 0 and is let through)")
+
+    def _check_traces(self, abstract, shapes, name: str):
+        """The model's abstract output for `abstract` batches; one line if the model, loss or metrics do not fit."""
         try:
             out = jax.eval_shape(lambda v: S.predict_step(self.state, v, self.task.precision), abstract["x"])
         except Exception as exc:
             raise ValueError(f"{name}: inputs of shape {shapes['x']} per example do not fit "
                              f"{type(self.model).__name__}: {_first_line(exc)}") from None
-        if "y" not in batch and self.metrics:
+        if "y" not in abstract and self.metrics:
             raise ValueError(f"{name} has no targets 'y', which the metrics {[m.name for m in self.metrics]} need")
         try:
             jax.eval_shape(lambda o, t: S.per_example_loss(self.loss_fn, o, t), out, abstract.get("y"))
@@ -335,16 +357,7 @@ class Trainer:
             except Exception as exc:
                 raise ValueError(f"{name}: metric {m.name!r} does not fit the model's outputs and targets: "
                                  f"{_first_line(exc)}") from None
-        y = src.split.get("y") if isinstance(src, P.ArraySplit) else batch.get("y")
-        out = out[0] if isinstance(out, tuple) else out
-        if (isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and hasattr(out, "ndim")
-                and out.ndim == y.ndim + 1 and out.shape[-1] > 1):
-            n_classes = out.shape[-1]
-            outside = (y < 0) | (y >= n_classes)
-            if outside.any() and not self._loss_ignores(src, outside):
-                raise ValueError(f"{name}: {int(outside.sum())} labels lie outside [0, {n_classes}) (min "
-                                 f"{int(y.min())}, max {int(y.max())}); the model has {n_classes} outputs (a loss "
-                                 f"with ignore_index gives such rows 0 and is let through)")
+        return out
 
     def _loss_ignores(self, src: P.BatchSource, outside: np.ndarray) -> bool:
         """Whether the loss gives 0 to every distinct out-of-range label (as `cross_entropy(...,
