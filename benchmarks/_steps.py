@@ -11,6 +11,7 @@ order, optionally with the network wrapped in `torch.compile`. `measure` times t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import time
@@ -23,6 +24,7 @@ from flax import nnx
 import dlcore
 from dlcore import losses, optim
 from dlcore.bench import CPU_PEAK_FLOPS, Result, step_flops
+from dlcore.nn import conv_tuning
 
 # dlcore's optimizer factories and PyTorch's classes, by the books' names (PyTorch semantics on both sides)
 _OPTIMIZERS = {"sgd": (optim.sgd, "SGD"), "adadelta": (optim.adadelta, "Adadelta"), "adam": (optim.adam, "Adam"),
@@ -330,13 +332,17 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     failed: dict[str, str] = {}
     if torch_compile and sides["torch"] is not None:
         sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
-    timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
+    with conv_tuning.recording() as lowered:  # the convolutions' lowerings, chosen when the steps are traced
+        timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
     flops = step_flops(trainer, arrays)
     steps = timings["dlcore"].steps
     parts = [f"{spec.recipe()} ({spec.source})", f"best of {repeats} alternated epochs of {steps} steps after "
              f"{1 + warmup} untimed"
              + (", torch's batches from a shuffling DataLoader" if loader else ""),
              "FLOPs: XLA's count of dlcore's step, used for every side"]
+    if lowered:
+        kinds = collections.Counter(f"{a} in {r}-row calls" if r < batch else a for a, r in lowered.values())
+        parts.append("dlcore's large convolutions: " + ", ".join(f"{c} {k}" for k, c in sorted(kinds.items())))
     if sides["torch"] is None:
         parts.append("torch not installed")
     else:

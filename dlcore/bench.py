@@ -215,13 +215,18 @@ def _elapsed(fn) -> float:
 def machine() -> dict[str, Any]:
     """Where and when a benchmark ran: host, CPU model and cores, the peak used for shares, UTC date, the
     persistent compilation cache folder (None: off; when on, a second run's compile times are cache reads),
-    and the versions of Python, jax, jaxlib, flax, optax, torch and scikit-learn (None: not installed)."""
+    the versions of Python, jax, jaxlib, flax, optax, torch and scikit-learn (None: not installed), and
+    oneDNN's (dlcore's CPU convolution kernels; None: not available, with why)."""
+    from dlcore.nn import onednn
+
     return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
             "cpu_peak_flops": CPU_PEAK_FLOPS, "matmul_flops": matmul_flops(), "compilation_cache": jax.config.jax_compilation_cache_dir,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in (
-                "dlcore", "jax", "jaxlib", "flax", "optax", "numpy", "torch", "scikit-learn")}}}
+                "dlcore", "jax", "jaxlib", "flax", "optax", "numpy", "torch", "scikit-learn")},
+                "onednn": onednn.version() or None},
+            "onednn_unavailable": onednn.why_unavailable() or None}
 
 
 def _fmt(value: float | None, spec: str = ".4g", unit: str = "") -> str:

@@ -53,7 +53,7 @@ from jax import lax
 from dlcore.nn import onednn
 
 __all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path", "conv", "im2col_conv",
-           "whole_batches"]
+           "recording", "whole_batches"]
 
 MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
 MIN_FLOPS = 20e6  # multiply-adds x 2 of the forward call below which nothing is measured
@@ -68,6 +68,22 @@ _LOADED = False
 # True while a step whose batch is split over a device mesh is traced: slices of a split batch would
 # move rows between devices, so each device convolves its rows in one call.
 _WHOLE_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("dlcore_conv_whole_batch", default=False)
+
+
+# While `recording()` is open: the signatures traced and the lowering each got.
+_SEEN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("dlcore_conv_seen", default=None)
+
+
+@contextlib.contextmanager
+def recording():
+    """Within it, every measured-size convolution traced is collected, signature -> (lowering, rows a call), in
+    the dict it yields (e.g. for a benchmark to say which kernels ran)."""
+    seen: dict[str, Choice] = {}
+    token = _SEEN.set(seen)
+    try:
+        yield seen
+    finally:
+        _SEEN.reset(token)
 
 
 @contextlib.contextmanager
@@ -217,6 +233,9 @@ def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lowe
         dnnl = onednn.available() and onednn.supports(x_shape, kernel_shape, dtype, groups, padding)
         _CHOICES[key] = _measure(candidates(n, groups, dnnl), x_shape, kernel_shape, dtype, lower)
         _save()
+    seen = _SEEN.get()
+    if seen is not None:
+        seen[key] = _CHOICES[key]
     return _CHOICES[key]
 
 
