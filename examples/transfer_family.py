@@ -40,8 +40,8 @@ initialised and the run says so (the book's figures are then not comparable), an
 from a random backbone are standardised with the training split's mean and std before a head sees them (their
 scale is no use: about 1e6 for Inception-v3, whose batch norms' running statistics were never fitted). Without
 the Kaggle images it runs on `photo_patches` (crops of two photos, temple vs flower). Sizes for a CPU: images
-at 32x32 (Inception-v3 gets them resized to 75x75, its smallest input), 8 train / 8 validation images under
---quick, 256 / 128 in the full run (the stand-in has 90 validation images); with random weights VGG-16's
+at 32x32 (Inception-v3 gets them resized to 75x75, its smallest input), 8 train / 8 validation images and an
+ensemble of ResNet-34 and Inception-v3 only under --quick, 256 / 128 and all three in the full run (the stand-in has 90 validation images); with random weights VGG-16's
 hidden classifier layers are 512 wide instead of 4096 (its 4096-wide 25088-input layer alone takes seconds a
 step on a CPU), with the published weights torchvision's full VGG-16.
 
@@ -274,6 +274,9 @@ def ensemble(ctx: Context, train: dict, val: dict, n_classes: int) -> dict[str, 
     """Part 3 (ch. 8): frozen ResNet-34, Inception-v3 and DenseNet-121 features, a linear layer on each, and the
     ensemble on the three concatenated."""
     names = ["resnet34", "inception_v3", "densenet121"]
+    if ctx.quick:  # a smoke run's time is mostly compiling, DenseNet-121's 121 layers the longest
+        names.remove("densenet121")
+        ctx.print("densenet121: left out under --quick (the ensemble reads two backbones; the full run all three)")
     if "inception_v3" not in dlcore.models.names():
         names.remove("inception_v3")
         ctx.print("inception_v3: skipped (no model of that name in dlcore.models); the ensemble uses two backbones")
