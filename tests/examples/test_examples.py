@@ -80,18 +80,21 @@ def test_killing_mnist_convnet_and_resuming_ends_with_the_same_weights(tmp_path)
     args = [sys.executable, "-m", "dlcore.cli", "run", "mnist_convnet", "--quick", "--epochs", "6",
             "--no-progress", "--data", "digits"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # uninterrupted reference run
-    subprocess.run(args + ["--checkpoint", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    # the uninterrupted reference run, side by side with the one to kill (each spends most of its time in one
+    # thread: imports, compiling)
+    full = subprocess.Popen(args + ["--checkpoint", str(tmp_path / "full")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # a run killed (SIGKILL, no chance to clean up) once its first checkpoint exists
     proc = subprocess.Popen(args + ["--checkpoint", str(tmp_path / "killed")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not checkpoint.steps(tmp_path / "killed") and time.time() < deadline:
-        time.sleep(0.05)
+    while not checkpoint.steps(tmp_path / "killed") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = checkpoint.steps(tmp_path / "killed")
     assert done and max(done) < 6, f"the kill should land mid-run, checkpoints: {done}"
+    assert full.wait(timeout=180) == 0, full.stderr.read()[-2000:]
     subprocess.run(args + ["--checkpoint", str(tmp_path / "killed"), "--resume"], check=True, env=env,
                    capture_output=True)
     e_full, p_full = _final_params(tmp_path / "full")
