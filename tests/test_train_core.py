@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -189,9 +188,9 @@ def test_bptt_shaped_step_carries_the_hidden_state():
 def test_custom_steps_resume_bit_identical_after_sigkill(kind, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "JAX_PLATFORMS": "cpu"}
     full, cut = tmp_path / "full.npz", tmp_path / "cut.npz"
-    # the uninterrupted run
-    subprocess.run([sys.executable, str(TOYS), kind, str(tmp_path / "a"), "4", str(full)], env=env, check=True,
-                   timeout=300)
+    # the uninterrupted run, side by side with the one to kill (each spends most of its time in one thread)
+    uninterrupted = subprocess.Popen([sys.executable, str(TOYS), kind, str(tmp_path / "a"), "4", str(full)], env=env,
+                                     stderr=subprocess.PIPE, text=True)
     # a run killed with SIGKILL after its second checkpoint, then resumed
     proc = subprocess.Popen([sys.executable, str(TOYS), kind, str(tmp_path / "b"), "4", str(cut), "--sleep-after",
                              "2"], env=env, stdout=subprocess.PIPE, text=True)
@@ -199,8 +198,10 @@ def test_custom_steps_resume_bit_identical_after_sigkill(kind, tmp_path):
         assert proc.stdout.readline().strip() == "checkpointed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+        assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-2000:]
     finally:
         proc.kill()
+        uninterrupted.kill()
     assert ckpt.latest_step(tmp_path / "b") == 2
     tree, meta = ckpt.load(tmp_path / "b")
     assert set(tree["state"]) == ({"d", "g"} if kind == "gan" else {"params", "rest", "opt_state", "step", "key"})
