@@ -340,7 +340,7 @@ def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner,
     said = capsys.readouterr().err.splitlines()  # one line on stderr for the seconds of measuring
     assert said == [f"dlcore: timing the CPU lowerings of a (64, 26, 26, 16) x (3, 3, 16, 32) convolution "
                     f"(once; kept in {ct.choices_path()}; DLCORE_CONV_TUNING=off skips)"]
-    small = jnp.ones((2, 26, 26, 16))  # 10.6 MFLOP, under MIN_FLOPS: one XLA call, nothing measured
+    small = jnp.ones((2, 12, 12, 16))  # 1.9 MFLOP, under MIN_FLOPS: one XLA call, nothing measured
     assert "stablehlo.convolution" in jax.jit(lambda x: layer(x)).lower(small).as_text() and len(asked) == 1
     saved = json.loads(ct.choices_path().read_text())
     assert list(saved[ct._machine()].values()) == [["im2col", 16]]

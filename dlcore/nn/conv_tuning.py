@@ -56,7 +56,7 @@ __all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path"
            "recording", "whole_batches"]
 
 MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
-MIN_FLOPS = 20e6  # multiply-adds x 2 of the forward call below which nothing is measured
+MIN_FLOPS = 4e6  # multiply-adds x 2 of the forward call below which nothing is measured
 MARGIN = 0.9  # another lowering replaces the plain call only when it takes at most 90% of its time
 _REPEATS = 3
 
