@@ -158,18 +158,28 @@ def step_flops(trainer, data) -> float:
     scanned epoch as well), lowered with the trainer's state and the first batch of `data` as `fit` would
     pass them, compiled, and read from `cost_analysis()["flops"]`: what XLA will run after its rewrites,
     multiply-adds counted as 2. Call it after one `trainer.fit(data, ...)` (the carry and the data
-    placement exist then).
+    placement exist then). Convolutions are counted in XLA's own lowering (`conv_tuning` off for this
+    trace): XLA counts nothing inside an FFI call such as oneDNN's kernels, and the work is the same.
 
     Raises:
         ValueError: XLA gave no positive count (a backend without cost analysis).
     """
+    from dlcore.nn import conv_tuning
+    from dlcore.train import parallel as par
     from dlcore.train import step as S
 
     src = trainer._source(data, "train", train=True)
     args = next(iter(trainer._step_args(src, 1)))
-    fn = trainer._jit("train_step", S.one_step, task=trainer.task, policy=trainer.on_nonfinite)
-    cost = fn.lower(trainer.state, trainer.carry, S.new_guard(trainer.count), trainer.task.init_acc(), trainer.key,
-                    *args).compile().cost_analysis()
+    task = trainer.task if trainer.parallel is None else par.ShardedTask(trainer.task, trainer.parallel)
+    # the step traced afresh (not the Trainer's jitted one, whose cached trace has the tuned lowering)
+    fn = jax.jit(lambda *a: S.one_step(*a, task=task, policy=trainer.on_nonfinite))
+    mode, conv_tuning.MODE = conv_tuning.MODE, "off"
+    try:
+        lowered = fn.lower(trainer.state, trainer.carry, S.new_guard(trainer.count), trainer.task.init_acc(),
+                           trainer.key, *args)
+    finally:
+        conv_tuning.MODE = mode
+    cost = lowered.compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float((cost or {}).get("flops", 0.0))
     if not flops > 0:
