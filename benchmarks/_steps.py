@@ -14,6 +14,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
+import pickle
+import subprocess
+import sys
 import time
 from typing import Any, Callable
 
@@ -317,6 +321,106 @@ def result(case: str, timings: dict[str, Timing], *, flops: float, examples: int
                   peer2_examples_per_s=peer2[2], peer2_flops_per_s=peer2[3], peer2_peak_share=peer2[4], flops=flops)
 
 
+def _torch_worker(conn, spec: Spec, n: int, batch: int, loader: bool, compile: bool) -> None:
+    """The body of `TorchProcess`: builds the PyTorch sides, then runs an epoch of the one named in each
+    message until it receives None."""
+    try:
+        arrays = data(spec, n)
+        sides = {"torch": torch_side(spec, arrays, batch, loader=loader)}
+        if compile and sides["torch"] is not None:
+            sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
+        import torch
+
+        conn.send(("ready", ({k: v is not None for k, v in sides.items()}, torch.get_num_threads())))
+    except ImportError:
+        conn.send(("ready", ({"torch": False}, 0)))
+        return
+    except Exception as exc:  # noqa: BLE001 - said in the parent
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while (name := conn.recv()) is not None:
+        try:
+            conn.send(("ok", sides[name]()))
+        except Exception as exc:  # noqa: BLE001 - raised in the parent, where `measure` decides
+            conn.send(("error", f"{type(exc).__name__}: {str(exc).strip()}"))
+
+
+class _Pipe:
+    """Pickled messages over a pair of byte streams (a child process's stdin and stdout)."""
+
+    def __init__(self, inp, out):
+        self._in, self._out = inp, out
+
+    def send(self, obj) -> None:
+        pickle.dump(obj, self._out)
+        self._out.flush()
+
+    def recv(self):
+        return pickle.load(self._in)
+
+
+def _torch_serve() -> None:
+    """`TorchProcess`'s child: the protocol keeps the real stdout; whatever the libraries print goes to stderr."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    pipe = _Pipe(sys.stdin.buffer, out)
+    _torch_worker(pipe, *pipe.recv())
+
+
+class TorchProcess:
+    """PyTorch's sides of a case in a process of their own, each epoch run on request.
+
+    Why: PyTorch and oneDNN (dlcore's CPU convolution kernels) load one OpenMP runtime under one name, so in one
+    process they share it. Once oneDNN has run its threads from XLA's, the runtime manages more threads than the
+    CPU has cores and stops letting idle threads spin: measured on the MLP epoch, PyTorch's time then rose from
+    0.24 to 0.41 s and dlcore's fell from 0.12 to 0.065 s. Apart, each library runs as its users get it. Each
+    epoch call costs a pipe round trip (about 0.1 ms) on top of the epoch.
+    """
+
+    def __init__(self, spec: Spec, n: int, batch: int, *, loader: bool, compile: bool):
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from dlcore.benchmarks._steps import _torch_serve; _torch_serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._pipe = _Pipe(self._proc.stdout, self._proc.stdin)
+        self._pipe.send((spec, n, batch, loader, compile))
+        status, value = self._recv()
+        if status == "error":
+            self.close()
+            raise RuntimeError(f"the PyTorch side could not start: {value}")
+        self._live, self.threads = value
+
+    def _recv(self):
+        try:
+            return self._pipe.recv()
+        except EOFError:
+            raise RuntimeError(f"the PyTorch process ended (exit code {self._proc.poll()})") from None
+
+    def side(self, name: str) -> Callable[[], int] | None:
+        """An epoch of side `name` ("torch" or "torch.compile"), or None if it is not there (no torch)."""
+        if not self._live.get(name):
+            return None
+
+        def epoch() -> int:
+            self._pipe.send(name)
+            status, value = self._recv()
+            if status == "error":
+                raise RuntimeError(value)
+            return value
+
+        return epoch
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._pipe.send(None)
+                self._proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            stream.close()
+
+
 def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool, case: str, unit: str,
             why_not: str = "", loader: bool = False, warmup: int = 1, bfloat16: bool = False) -> Result:
     """One case: dlcore's Trainer, eager PyTorch and (when `torch_compile`) `torch.compile` each train epochs
@@ -326,14 +430,18 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     `precision="bfloat16"` (the `bfloat16` field)."""
     arrays = data(spec, n)
     ours, trainer = dlcore_side(spec, arrays, batch)
-    sides = {"dlcore": ours, "torch": torch_side(spec, arrays, batch, loader=loader)}
+    peer = TorchProcess(spec, n, batch, loader=loader, compile=torch_compile)  # the same arrays: data() is seeded
+    sides = {"dlcore": ours, "torch": peer.side("torch")}
     if bfloat16:
         sides["dlcore bfloat16"] = dlcore_side(spec, arrays, batch, precision="bfloat16")[0]
     failed: dict[str, str] = {}
     if torch_compile and sides["torch"] is not None:
-        sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
-    with conv_tuning.recording() as lowered:  # the convolutions' lowerings, chosen when the steps are traced
-        timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
+        sides["torch.compile"] = peer.side("torch.compile")
+    try:
+        with conv_tuning.recording() as lowered:  # the convolutions' lowerings, chosen when the steps are traced
+            timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
+    finally:
+        peer.close()
     flops = step_flops(trainer, arrays)
     steps = timings["dlcore"].steps
     parts = [f"{spec.recipe()} ({spec.source})", f"best of {repeats} alternated epochs of {steps} steps after "
@@ -346,9 +454,7 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     if sides["torch"] is None:
         parts.append("torch not installed")
     else:
-        import torch
-
-        parts.append(f"torch {torch.get_num_threads()} threads")
+        parts.append(f"torch {peer.threads} threads, in a process of its own (see TorchProcess)")
         if not torch_compile:
             parts.append("torch.compile not run" + (f" ({why_not})" if why_not else ""))
         elif "torch.compile" in failed:
