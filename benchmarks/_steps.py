@@ -11,6 +11,7 @@ order, optionally with the network wrapped in `torch.compile`. `measure` times t
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import math
@@ -321,26 +322,26 @@ def result(case: str, timings: dict[str, Timing], *, flops: float, examples: int
                   peer2_examples_per_s=peer2[2], peer2_flops_per_s=peer2[3], peer2_peak_share=peer2[4], flops=flops)
 
 
-def _torch_worker(conn, spec: Spec, n: int, batch: int, loader: bool, compile: bool) -> None:
-    """The body of `TorchProcess`: builds the PyTorch sides, then runs an epoch of the one named in each
-    message until it receives None."""
-    try:
-        arrays = data(spec, n)
-        sides = {"torch": torch_side(spec, arrays, batch, loader=loader)}
-        if compile and sides["torch"] is not None:
-            sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
-        import torch
-
-        conn.send(("ready", ({k: v is not None for k, v in sides.items()}, torch.get_num_threads())))
-    except ImportError:
-        conn.send(("ready", ({"torch": False}, 0)))
-        return
-    except Exception as exc:  # noqa: BLE001 - said in the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    while (name := conn.recv()) is not None:
+def _torch_worker(conn) -> None:
+    """The body of `TorchProcess`'s child: ("setup", spec, n, batch, loader, compile) builds the PyTorch sides
+    of a case; ("epoch", name) runs an epoch of one; None ends it."""
+    sides: dict = {}
+    while (msg := conn.recv()) is not None:
         try:
-            conn.send(("ok", sides[name]()))
+            if msg[0] == "setup":
+                spec, n, batch, loader, compile = msg[1:]
+                arrays = data(spec, n)
+                sides = {"torch": torch_side(spec, arrays, batch, loader=loader)}
+                if sides["torch"] is None:
+                    conn.send(("ready", ({"torch": False}, 0)))
+                    continue
+                if compile:
+                    sides["torch.compile"] = torch_side(spec, arrays, batch, compile=True, loader=loader)
+                import torch
+
+                conn.send(("ready", ({k: v is not None for k, v in sides.items()}, torch.get_num_threads())))
+            else:
+                conn.send(("ok", sides[msg[1]]()))
         except Exception as exc:  # noqa: BLE001 - raised in the parent, where `measure` decides
             conn.send(("error", f"{type(exc).__name__}: {str(exc).strip()}"))
 
@@ -363,12 +364,12 @@ def _torch_serve() -> None:
     """`TorchProcess`'s child: the protocol keeps the real stdout; whatever the libraries print goes to stderr."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    pipe = _Pipe(sys.stdin.buffer, out)
-    _torch_worker(pipe, *pipe.recv())
+    _torch_worker(_Pipe(sys.stdin.buffer, out))
 
 
 class TorchProcess:
-    """PyTorch's sides of a case in a process of their own, each epoch run on request.
+    """PyTorch's sides of the cases in a process of their own, each epoch run on request; one process serves
+    every case of a run (`shared`), set up for each by `setup`.
 
     Why: PyTorch and oneDNN (dlcore's CPU convolution kernels) load one OpenMP runtime under one name, so in one
     process they share it. Once oneDNN has run its threads from XLA's, the runtime manages more threads than the
@@ -377,37 +378,43 @@ class TorchProcess:
     epoch call costs a pipe round trip (about 0.1 ms) on top of the epoch.
     """
 
-    def __init__(self, spec: Spec, n: int, batch: int, *, loader: bool, compile: bool):
+    _shared: "TorchProcess | None" = None
+
+    def __init__(self):
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "from dlcore.benchmarks._steps import _torch_serve; _torch_serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._pipe = _Pipe(self._proc.stdout, self._proc.stdin)
-        self._pipe.send((spec, n, batch, loader, compile))
-        status, value = self._recv()
-        if status == "error":
-            self.close()
-            raise RuntimeError(f"the PyTorch side could not start: {value}")
-        self._live, self.threads = value
+        self._live: dict = {}
+        self.threads = 0
 
-    def _recv(self):
+    @classmethod
+    def shared(cls) -> "TorchProcess":
+        """The process of this run, started on first use (and again if it has ended)."""
+        if cls._shared is None or cls._shared._proc.poll() is not None:
+            cls._shared = cls()
+            atexit.register(cls._shared.close)
+        return cls._shared
+
+    def _ask(self, msg):
         try:
-            return self._pipe.recv()
-        except EOFError:
+            self._pipe.send(msg)
+            status, value = self._pipe.recv()
+        except (EOFError, OSError):
             raise RuntimeError(f"the PyTorch process ended (exit code {self._proc.poll()})") from None
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def setup(self, spec: Spec, n: int, batch: int, *, loader: bool, compile: bool) -> None:
+        """Builds the PyTorch sides of a case over `data(spec, n)` (seeded: the arrays dlcore's side has)."""
+        self._live, self.threads = self._ask(("setup", spec, n, batch, loader, compile))
 
     def side(self, name: str) -> Callable[[], int] | None:
         """An epoch of side `name` ("torch" or "torch.compile"), or None if it is not there (no torch)."""
         if not self._live.get(name):
             return None
-
-        def epoch() -> int:
-            self._pipe.send(name)
-            status, value = self._recv()
-            if status == "error":
-                raise RuntimeError(value)
-            return value
-
-        return epoch
+        return lambda: self._ask(("epoch", name))
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -430,18 +437,16 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
     `precision="bfloat16"` (the `bfloat16` field)."""
     arrays = data(spec, n)
     ours, trainer = dlcore_side(spec, arrays, batch)
-    peer = TorchProcess(spec, n, batch, loader=loader, compile=torch_compile)  # the same arrays: data() is seeded
+    peer = TorchProcess.shared()
+    peer.setup(spec, n, batch, loader=loader, compile=torch_compile)
     sides = {"dlcore": ours, "torch": peer.side("torch")}
     if bfloat16:
         sides["dlcore bfloat16"] = dlcore_side(spec, arrays, batch, precision="bfloat16")[0]
     failed: dict[str, str] = {}
     if torch_compile and sides["torch"] is not None:
         sides["torch.compile"] = peer.side("torch.compile")
-    try:
-        with conv_tuning.recording() as lowered:  # the convolutions' lowerings, chosen when the steps are traced
-            timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
-    finally:
-        peer.close()
+    with conv_tuning.recording() as lowered:  # the convolutions' lowerings, chosen when the steps are traced
+        timings = measure(sides, repeats=repeats, warmup=warmup, failed=failed, may_fail=("torch.compile",))
     flops = step_flops(trainer, arrays)
     steps = timings["dlcore"].steps
     parts = [f"{spec.recipe()} ({spec.source})", f"best of {repeats} alternated epochs of {steps} steps after "
