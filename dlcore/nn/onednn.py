@@ -112,9 +112,9 @@ def _build(root: Path, version: str, again: bool = False) -> Path:
 def _prepare() -> None:
     if _STATE:
         return
-    _STATE.update(ready=False, why="", version="")
-    if MODE not in ("auto", "off"):
+    if MODE not in ("auto", "off"):  # before anything is remembered: every call says it
         raise ValueError(f"DLCORE_ONEDNN (dlcore.nn.onednn.MODE) must be 'auto' or 'off', got {MODE!r}")
+    _STATE.update(ready=False, why="", version="")
     if MODE == "off":
         _STATE["why"] = "turned off (DLCORE_ONEDNN=off)"
         return
@@ -146,7 +146,8 @@ def _load(path: Path) -> ctypes.CDLL:
     # oneDNN's OpenMP threads wait for work asleep, not spinning, unless the user says otherwise: they are
     # started from XLA's worker threads, whose spinning siblings they would otherwise compete with for the
     # cores (measured with another process busy on one of 2 cores: 64-72 ms against 18-20 ms a call). The
-    # OpenMP runtime reads the setting once, when it loads, which is now.
+    # OpenMP runtime reads the setting once, when it loads, which is now; where a library loaded before
+    # (PyTorch ships the same libgomp.so.1) brought it, that runtime is shared and keeps its setting.
     policy = os.environ.get("OMP_WAIT_POLICY")
     os.environ["OMP_WAIT_POLICY"] = policy or "PASSIVE"
     try:
