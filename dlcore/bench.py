@@ -165,14 +165,12 @@ def step_flops(trainer, data) -> float:
         ValueError: XLA gave no positive count (a backend without cost analysis).
     """
     from dlcore.nn import conv_tuning
-    from dlcore.train import parallel as par
     from dlcore.train import step as S
 
     src = trainer._source(data, "train", train=True)
     args = next(iter(trainer._step_args(src, 1)))
-    task = trainer.task if trainer.parallel is None else par.ShardedTask(trainer.task, trainer.parallel)
-    # the step traced afresh (not the Trainer's jitted one, whose cached trace has the tuned lowering)
-    fn = jax.jit(lambda *a: S.one_step(*a, task=task, policy=trainer.on_nonfinite))
+    # the step traced afresh (the Trainer's jitted one keeps its trace, with the tuned lowering)
+    fn = jax.jit(trainer._bind("step_flops", S.one_step, task=trainer.task, policy=trainer.on_nonfinite))
     mode, conv_tuning.MODE = conv_tuning.MODE, "off"
     try:
         lowered = fn.lower(trainer.state, trainer.carry, S.new_guard(trainer.count), trainer.task.init_acc(),

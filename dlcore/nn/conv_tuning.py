@@ -16,13 +16,15 @@ No single rule fits, so dlcore measures. The first time a convolution of a given
 kernel shapes, dtype, stride, padding, dilation, groups) is traced on a CPU, each candidate lowering
 runs its forward pass and both gradients on random arrays of those shapes a few times, and the fastest
 is kept (the plain call unless another is at least `MARGIN` faster). Candidates: XLA's convolution of
-the whole batch, of calls of 32, 16, 8 or 4 rows, and im2col (the kernel-window patches of the input,
-gathered by strided slices, times the kernel as a matrix; whole batch or 16-row calls). Every
-candidate computes the same convolution: results agree to float32 rounding (tests/test_nn_conv.py).
+the whole batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window patches of the input,
+gathered by strided slices, times the kernel as a matrix; whole batch or 16-row calls), and oneDNN's
+kernels where they are installed (`dlcore.nn.onednn`: 1-D and 2-D float32, groups 1; with them the
+ConvNet's convolution above takes 9 ms at batch 256). Every candidate computes the same convolution:
+results agree to float32 rounding (tests/test_nn_conv.py, tests/test_nn_onednn.py).
 
 The choices are kept for the process and written to ``<dlcore cache>/conv_choices.json`` (see
-`dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count and jaxlib's
-version, so a later run reuses them without measuring. Convolutions of fewer than `MIN_FLOPS`
+`dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count, jaxlib's
+version and oneDNN's (or its absence), so a later run reuses them without measuring. Convolutions of fewer than `MIN_FLOPS`
 floating-point operations (forward) are not measured: they run as one XLA call. Measuring a signature costs
 about a second once; ``DLCORE_CONV_TUNING=off`` (or ``conv_tuning.MODE = "off"``) runs every
 convolution as one XLA call. Nothing changes on a GPU or TPU, where XLA calls cuDNN or its own kernels.

@@ -278,14 +278,20 @@ class Trainer:
         """`fn` jitted with `static` bound: one entry per (name, static values); jit itself keys the
         traced arguments by shape and dtype."""
         key = (name, fn, tuple(sorted(static.items())))
-        if self.parallel is not None and "task" in static:  # batches split over the mesh, states kept placed
-            static = {**static, "task": par.ShardedTask(static["task"], self.parallel)}
         if key not in self._compiled:
-            def traced(*args):
-                self._count(name)
-                return fn(*args, **static)
-            self._compiled[key] = jax.jit(traced)
+            self._compiled[key] = jax.jit(self._bind(name, fn, **static))
         return self._compiled[key]
+
+    def _bind(self, name: str, fn: Callable, **static) -> Callable:
+        """`fn` with `static` bound as the Trainer traces it, not jitted: under a mesh the task splits the
+        batches over it and keeps the states placed; each trace is counted under `name`."""
+        if self.parallel is not None and "task" in static:
+            static = {**static, "task": par.ShardedTask(static["task"], self.parallel)}
+
+        def traced(*args):
+            self._count(name)
+            return fn(*args, **static)
+        return traced
 
     # -- sources and checks --------------------------------------------------------------------------
 
