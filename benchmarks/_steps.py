@@ -454,8 +454,11 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
              + (", torch's batches from a shuffling DataLoader" if loader else ""),
              "FLOPs: XLA's count of dlcore's step, used for every side"]
     if lowered:
-        kinds = collections.Counter(f"{a} in {r}-row calls" if r < batch else a for a, r in lowered.values())
-        parts.append("dlcore's large convolutions: " + ", ".join(f"{c} {k}" for k, c in sorted(kinds.items())))
+        def named(plan):
+            return " / ".join(f"{a} in {r}-row calls" if r < batch else a for a, r in plan)
+        kinds = collections.Counter(map(named, lowered.values()))
+        parts.append("dlcore's large convolutions (forward / input gradient / kernel gradient): "
+                     + ", ".join(f"{c} {k}" for k, c in sorted(kinds.items())))
     if sides["torch"] is None:
         parts.append("torch not installed")
     else:

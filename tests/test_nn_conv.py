@@ -326,7 +326,7 @@ def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner,
 
     def fake_measure(options, x_shape, k_shape, dtype, lower):
         asked.append((x_shape, options))
-        return ("im2col", 16)
+        return (("im2col", 16),) * 3  # every pass
 
     monkeypatch.setattr(ct, "_measure", fake_measure)
     layer = dnn.Conv2d(16, 32, 3, rngs=nnx.Rngs(0))
@@ -343,7 +343,7 @@ def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner,
     small = jnp.ones((2, 12, 12, 16))  # 1.9 MFLOP, under MIN_FLOPS: one XLA call, nothing measured
     assert "stablehlo.convolution" in jax.jit(lambda x: layer(x)).lower(small).as_text() and len(asked) == 1
     saved = json.loads(ct.choices_path().read_text())
-    assert list(saved[ct._machine()].values()) == [["im2col", 16]]
+    assert list(saved[ct._machine()].values()) == [{p: ["im2col", 16] for p in ct.PASSES}]
     monkeypatch.setattr(ct, "_CHOICES", {})  # a later process: reads the file, measures nothing
     monkeypatch.setattr(ct, "_LOADED", False)
     assert "stablehlo.convolution" not in jax.jit(lambda x: layer(x) + 1).lower(big).as_text() and len(asked) == 1
@@ -362,9 +362,76 @@ def test_the_tuner_picks_a_measured_candidate_and_survives_a_corrupt_cache_file(
     layer = dnn.Conv2d(4, 8, 3, rngs=nnx.Rngs(0))
     x = jnp.asarray(_x(8, 10, 10, 4))
     y = jax.jit(lambda x: layer(x))(x)
-    (opt,) = ct._CHOICES.values()
+    (plan,) = ct._CHOICES.values()
     from dlcore.nn import onednn
-    assert opt in ct.candidates(8, 1, with_onednn=onednn.available())
+    assert len(plan) == 3 and all(c in ct.candidates(8, 1, with_onednn=onednn.available()) for c in plan)
     monkeypatch.setattr(ct, "MODE", "off")
     np.testing.assert_allclose(np.asarray(y), np.asarray(jax.jit(lambda x: layer(x) + 0)(x)), rtol=1e-5, atol=1e-5)
     assert json.loads(ct.choices_path().read_text())[ct._machine()]  # rewritten whole
+
+
+def _conv_with_plan(ct, monkeypatch, plan, stride=(1, 1), pads=((1, 1), (0, 2))):
+    """A tuned convolution of 19 rows whose passes get `plan` (as if measured so), and the plain one."""
+    monkeypatch.setattr(ct, "MIN_FLOPS", 0)
+    monkeypatch.setattr(ct, "_measure", lambda *a: plan)
+    specs = ("NHWC", "HWIO", "NHWC")
+    tuned = lambda x, k: ct.conv(x, k, stride, pads, (1, 1), 1, specs)  # noqa: E731
+    plain = lambda x, k: jax.lax.conv_general_dilated(x, k, stride, pads, dimension_numbers=specs)  # noqa: E731
+    return tuned, plain
+
+
+@pytest.mark.parametrize("plan", [
+    (("xla", 4), ("im2col", 19), ("xla", 19)),
+    (("im2col", 19), ("xla", 8), ("im2col", 16)),
+    (("xla", 19), ("xla", 19), ("im2col", 19)),
+])
+def test_a_plan_with_a_lowering_per_pass_gives_the_plain_gradients_of_every_order(tuner, monkeypatch, plan):
+    ct = tuner
+    tuned, plain = _conv_with_plan(ct, monkeypatch, plan)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((19, 9, 8, 4)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 4, 6)), jnp.float32)
+
+    def results(conv):
+        loss = lambda x, k: jnp.sum(jnp.sin(conv(x, k)))  # noqa: E731
+        value, grads = jax.value_and_grad(loss, (0, 1))(x, k)
+        # a gradient penalty: the gradient of a gradient's norm, through both gradient passes
+        penalty = jax.grad(lambda x, k: jnp.sum(jax.grad(loss, 1)(x, k) ** 2) + jnp.sum(jax.grad(loss)(x, k) ** 2),
+                           (0, 1))(x, k)
+        return value, grads, penalty
+
+    want = results(plain)
+    got = jax.jit(lambda x, k: results(tuned))(x, k)
+    assert list(ct._CHOICES.values()) == [plan]
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape and np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(a))
+    with pytest.raises(TypeError, match="forward-mode"):  # reverse mode only where the passes differ
+        jax.jvp(tuned, (x, k), (x, k))
+
+
+def test_a_pass_nobody_uses_is_not_computed(tuner, monkeypatch):
+    # A network's first convolution: its input needs no gradient, so XLA drops that pass from the step
+    # (the reason the passes are chosen apart: the lowering best for it does not slow the step).
+    ct = tuner
+    tuned, _ = _conv_with_plan(ct, monkeypatch, (("xla", 19), ("xla", 4), ("xla", 19)))
+    x, k = jnp.ones((19, 9, 8, 4)), jnp.ones((3, 3, 4, 6))
+    loss = lambda x, k: jnp.sum(tuned(x, k) ** 2)  # noqa: E731
+
+    def convolutions(fn):
+        return jax.jit(fn).lower(x, k).compile().as_text().count(" convolution(")
+
+    assert convolutions(jax.grad(loss, 1)) == 2      # forward and kernel gradient: whole-batch calls
+    assert convolutions(jax.grad(loss, (0, 1))) == 7  # and the input's gradient, in 5 calls of 4 rows
+
+
+def test_choices_of_an_older_format_are_measured_again(tuner, monkeypatch):
+    ct = tuner
+    tuned, _ = _conv_with_plan(ct, monkeypatch, (("xla", 19), ("im2col", 19), ("xla", 19)))
+    key = "(19, 9, 8, 4)|(3, 3, 4, 6)|float32|(1, 1)|((1, 1), (0, 2))|(1, 1)|1"
+    ct.choices_path().parent.mkdir(parents=True, exist_ok=True)
+    ct.choices_path().write_text(json.dumps({ct._machine(): {key: ["im2col", 16]}}))  # one lowering for all passes
+    jax.eval_shape(tuned, jnp.ones((19, 9, 8, 4)), jnp.ones((3, 3, 4, 6)))
+    assert ct._CHOICES == {key: (("xla", 19), ("im2col", 19), ("xla", 19))}  # measured (the fake's plan)
+    saved = json.loads(ct.choices_path().read_text())[ct._machine()]
+    assert saved == {key: {"forward": ["xla", 19], "input_grad": ["im2col", 19], "kernel_grad": ["xla", 19]}}

@@ -14,29 +14,40 @@ this project's 2-core CPU (forward and both gradients, float32):
 
 No single rule fits, so dlcore measures. The first time a convolution of a given signature (input and
 kernel shapes, dtype, stride, padding, dilation, groups) is traced on a CPU, each candidate lowering
-runs its forward pass and both gradients on random arrays of those shapes a few times, and the fastest
-is kept (the plain call unless another is at least `MARGIN` faster). Candidates: XLA's convolution of
-the whole batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window patches of the input,
-gathered by strided slices, times the kernel as a matrix; whole batch or 16-row calls), and oneDNN's
-kernels where they are installed (`dlcore.nn.onednn`: 1-D and 2-D float32, groups 1; with them the
-ConvNet's convolution above takes 9 ms at batch 256). Every candidate computes the same convolution:
-results agree to float32 rounding (tests/test_nn_conv.py, tests/test_nn_onednn.py).
+runs each of its three passes (`PASSES`: the forward pass, the input's gradient, the kernel's gradient)
+on random arrays of those shapes a few times, and each pass keeps its fastest lowering (the plain call
+unless another is at least `MARGIN` faster; im2col's times count `IM2COL_PENALTY` more). Candidates:
+XLA's convolution of the whole batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window
+patches of the input, gathered by strided slices, times the kernel as a matrix; whole batch or 16-row
+calls), and oneDNN's kernels where they are installed (`dlcore.nn.onednn`: 1-D and 2-D float32,
+groups 1; with them the ConvNet's convolution above takes 9 ms at batch 256). Every candidate computes
+the same convolution: results agree to float32 rounding (tests/test_nn_conv.py, tests/test_nn_onednn.py).
+
+Choosing per pass matters most for a network's first convolution, whose input needs no gradient (XLA
+drops that pass from a training step): on 1-channel 28 x 28 images (batch 256, 5 x 5 kernels) oneDNN's
+forward pass and kernel gradient take 0.5 and 1.0 ms and its input gradient 5.5 ms, while the best
+single lowering for all three (im2col) took 2.9 + 3.5 ms for the two passes a step runs.
 
 The choices are kept for the process and written to ``<dlcore cache>/conv_choices.json`` (see
 `dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count, jaxlib's
-version and oneDNN's (or its absence), so a later run reuses them without measuring. Convolutions of fewer than `MIN_FLOPS`
-floating-point operations (forward) are not measured: they run as one XLA call. Measuring a signature costs
-about a second once; ``DLCORE_CONV_TUNING=off`` (or ``conv_tuning.MODE = "off"``) runs every
-convolution as one XLA call. Nothing changes on a GPU or TPU, where XLA calls cuDNN or its own kernels.
+version and oneDNN's (or its absence), so a later run reuses them without measuring. Convolutions of
+fewer than `MIN_FLOPS` floating-point operations (forward) are not measured: they run as one XLA call.
+Measuring a signature takes 4-11 s once here, most of it compiling each candidate's passes;
+``DLCORE_CONV_TUNING=off`` (or ``conv_tuning.MODE = "off"``) runs every convolution as one XLA call.
+Nothing changes on a GPU or TPU, where XLA calls cuDNN or its own kernels.
 
 A choice is made when the calling function is traced (shapes are static), so a compiled function
-keeps the lowering it was traced with.
+keeps the lowering it was traced with. Where the three passes get different lowerings, the convolution
+is a `jax.custom_vjp` of them: reverse-mode derivatives of any order work, forward mode (`jax.jvp`,
+`jax.jacfwd`) raises; ``DLCORE_CONV_TUNING=off`` gives XLA's convolution with both.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import json
 import math
 import os
@@ -54,16 +65,26 @@ from jax import lax
 
 from dlcore.nn import onednn
 
-__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "candidates", "choice", "choices_path", "conv", "im2col_conv",
-           "recording", "whole_batches"]
+__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "PASSES", "candidates", "choice", "choices_path", "conv",
+           "im2col_conv", "recording", "whole_batches"]
 
 MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
 MIN_FLOPS = 4e6  # multiply-adds x 2 of the forward call below which nothing is measured
 MARGIN = 0.9  # another lowering replaces the plain call only when it takes at most 90% of its time
-_REPEATS = 3
+# im2col's measured times count this much more. In a network XLA fuses its strided slices (and, in the
+# input's gradient, its sum of padded slices) into the neighbouring operations and recomputes them in
+# each: in Subramanian's MNIST CNN (batch 32) the input gradient of the second convolution, measured
+# level with oneDNN's alone (0.33 ms), went into each of max pooling's four gradient parts, 0.9 ms in all.
+IM2COL_PENALTY = 1.15
+_REPEATS = 3  # timed calls of each lowering and pass at least; more, up to _ROUNDS, until _ENOUGH_S is spent
+_ROUNDS = 15
+_ENOUGH_S = 0.1
 
 Choice = tuple[str, int]  # ("xla", "im2col" or "onednn", rows per call)
-_CHOICES: dict[str, Choice] = {}
+PASSES = ("forward", "input_grad", "kernel_grad")
+Plan = tuple[Choice, Choice, Choice]  # a lowering for each of PASSES
+_ALGOS = ("xla", "im2col", "onednn")
+_CHOICES: dict[str, Plan] = {}
 _LOADED = False
 
 
@@ -78,9 +99,9 @@ _SEEN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("dlcore_conv
 
 @contextlib.contextmanager
 def recording():
-    """Within it, every measured-size convolution traced is collected, signature -> (lowering, rows a call), in
-    the dict it yields (e.g. for a benchmark to say which kernels ran)."""
-    seen: dict[str, Choice] = {}
+    """Within it, every measured-size convolution traced is collected, signature -> its plan (a (lowering, rows
+    a call) pair for each of `PASSES`), in the dict it yields (e.g. for a benchmark to say which kernels ran)."""
+    seen: dict[str, Plan] = {}
     token = _SEEN.set(seen)
     try:
         yield seen
@@ -146,6 +167,38 @@ def _run(choice: Choice, x: jax.Array, xla: Callable, im2col: Callable, dnnl: Ca
     return jnp.concatenate([fn(x[i:i + rows]) for i in range(0, n, rows)], axis=0)
 
 
+def _pass(which: str, lower: Callable, opt: Choice, x_aval, k_aval) -> Callable:
+    """One pass of convolving by lowering `opt` (`lower(opt, x, k)`):
+    forward (x, k) -> y; input_grad (dy, k) -> dx; kernel_grad (x, dy) -> dk.
+
+    The gradients are the lowering's own transposes (a convolution is linear in each argument, so the
+    point the vjp is taken at does not matter; XLA drops the unused forward call)."""
+    if which == "forward":
+        return lambda x, k: lower(opt, x, k)
+    if which == "input_grad":
+        return lambda dy, k: jax.vjp(lambda x: lower(opt, x, k), jnp.zeros(x_aval.shape, x_aval.dtype))[1](dy)[0]
+    return lambda x, dy: jax.vjp(lambda k: lower(opt, x, k), jnp.zeros(k_aval.shape, k_aval.dtype))[1](dy)[0]
+
+
+# A convolution whose passes run different lowerings. Each gradient pass is an ordinary differentiable
+# function, so gradients of gradients work (by each lowering's own transposes).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _planned(x, k, passes):
+    return passes[0](x, k)
+
+
+def _planned_forward(x, k, passes):
+    return passes[0](x, k), (x, k)
+
+
+def _planned_backward(passes, res, dy):
+    x, k = res
+    return passes[1](dy, k), passes[2](x, dy)
+
+
+_planned.defvjp(_planned_forward, _planned_backward)
+
+
 def choices_path() -> Path:
     """Where measured choices are kept between runs."""
     from dlcore.data.sources import cache_dir
@@ -173,8 +226,10 @@ def _load() -> None:
     _LOADED = True
     try:
         saved = json.loads(choices_path().read_text()).get(_machine(), {})
-        _CHOICES.update({k: (str(v[0]), int(v[1])) for k, v in saved.items()
-                         if isinstance(v, list) and len(v) == 2 and v[0] in ("xla", "im2col", "onednn")})
+        for key, plan in saved.items():  # {pass: [lowering, rows]} per signature; anything else is measured again
+            if isinstance(plan, dict) and all(isinstance(plan.get(p), list) and len(plan[p]) == 2
+                                              and plan[p][0] in _ALGOS for p in PASSES):
+                _CHOICES[key] = tuple((str(plan[p][0]), int(plan[p][1])) for p in PASSES)
     except (OSError, ValueError, AttributeError, TypeError):
         pass  # no file, or an unreadable one: measure again
 
@@ -189,7 +244,7 @@ def _save() -> None:
             whole = {}
         mine = whole.get(_machine(), {})
         mine = mine if isinstance(mine, dict) else {}
-        mine.update({k: list(v) for k, v in _CHOICES.items()})
+        mine.update({k: {p: list(c) for p, c in zip(PASSES, plan)} for k, plan in _CHOICES.items()})
         whole[_machine()] = mine
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -199,32 +254,46 @@ def _save() -> None:
         pass  # a read-only cache: the choices last for this process
 
 
-def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) -> Choice:
-    """The fastest of `options` for forward plus both gradients (seconds: best of `_REPEATS` calls)."""
+def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) -> Plan:
+    """For each of `PASSES`, the fastest of `options` (seconds: best of `_REPEATS` to `_ROUNDS` calls)."""
+    plan = []
     with jax.ensure_compile_time_eval():
-        kx, kk, kd = jax.random.split(jax.random.PRNGKey(0), 3)
-        x = jax.random.normal(kx, x_shape, jnp.float32).astype(dtype)
-        k = (0.1 * jax.random.normal(kk, k_shape, jnp.float32)).astype(dtype)
-        y_shape = jax.eval_shape(lambda x, k: lower(options[0], x, k), x, k).shape
-        dy = jax.random.normal(kd, y_shape, jnp.float32).astype(dtype)  # an argument: nothing to fold
-        times = {}
-        for opt in options:
-            fn = jax.jit(lambda x, k, dy, opt=opt: jax.vjp(lambda x, k: lower(opt, x, k), x, k)[1](dy))
-            jax.block_until_ready(fn(x, k, dy))  # compiles
-            best = math.inf
-            for _ in range(_REPEATS):
-                t0 = time.perf_counter()
-                jax.block_until_ready(fn(x, k, dy))
-                best = min(best, time.perf_counter() - t0)
-                if best > 3 * min(times.values(), default=math.inf):
-                    break  # far behind the best so far
-            times[opt] = best
-    plain, fastest = options[0], min(times, key=times.get)
-    return fastest if times[fastest] <= MARGIN * times[plain] else plain
+        rng = np.random.default_rng(0)  # NumPy's: jax.random would compile a function per shape
+
+        def normal(shape, scale=1.0):
+            return jnp.asarray(np.asarray(scale * rng.standard_normal(shape, np.float32), dtype))
+
+        x, k = normal(x_shape), normal(k_shape, 0.1)
+        dy = normal(jax.eval_shape(lambda x, k: lower(options[0], x, k), x, k).shape)
+        inputs = dict(zip(PASSES, ((x, k), (dy, k), (x, dy))))
+        lowered = {(which, opt): jax.jit(_pass(which, lower, opt, x, k)).lower(*args)
+                   for which, args in inputs.items() for opt in options}
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # XLA compiles off the GIL
+            compiled = dict(zip(lowered, pool.map(lambda low: low.compile(), lowered.values())))
+        for which, args in inputs.items():
+            fns = {opt: compiled[which, opt] for opt in options}
+            for fn in fns.values():
+                jax.block_until_ready(fn(*args))  # a first call: buffers, oneDNN's primitives
+            times = {opt: math.inf for opt in options}
+            spent = 0.0
+            for rounds in range(1, _ROUNDS + 1):  # the options alternated, so a busy moment hits them alike
+                for opt, fn in fns.items():
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(fn(*args))
+                    took = time.perf_counter() - t0
+                    times[opt], spent = min(times[opt], took), spent + took
+                fns = {o: f for o, f in fns.items() if times[o] <= 3 * min(times.values())}  # far behind: done
+                if rounds >= _REPEATS and spent > _ENOUGH_S:
+                    break
+            times = {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times.items()}
+            plain, fastest = options[0], min(times, key=times.get)
+            plan.append(fastest if times[fastest] <= MARGIN * times[plain] else plain)
+    return tuple(plan)
 
 
-def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lower: Callable) -> Choice:
-    """The lowering of one convolution signature: remembered, read from the cache file, or measured."""
+def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lower: Callable) -> Plan:
+    """The lowering of each pass of one convolution signature (see `PASSES`): remembered, read from the
+    cache file, or measured."""
     n = x_shape[0]
     key = f"{tuple(x_shape)}|{tuple(kernel_shape)}|{jnp.dtype(dtype).name}|{tuple(stride)}|" \
           f"{tuple(map(tuple, padding))}|{tuple(dilation)}|{groups}"
@@ -267,5 +336,9 @@ def conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation, groups: int
     y_shape = jax.eval_shape(xla, jax.ShapeDtypeStruct(x.shape, x.dtype)).shape
     if 2 * math.prod(y_shape) * math.prod(kernel.shape[:-1]) < MIN_FLOPS:
         return xla(x)
-    opt = choice(x.shape, kernel.shape, x.dtype, stride, padding, dilation, groups, lower)
-    return lower(opt, x, kernel)
+    plan = choice(x.shape, kernel.shape, x.dtype, stride, padding, dilation, groups, lower)
+    if plan[0] == plan[1] == plan[2]:  # one lowering: plainly differentiable, forward mode too
+        return lower(plan[0], x, kernel)
+    avals = jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(kernel.shape, kernel.dtype)
+    passes = tuple(_pass(which, lower, opt, *avals) for which, opt in zip(PASSES, plan))
+    return _planned(x, kernel, passes)
