@@ -435,3 +435,26 @@ def test_choices_of_an_older_format_are_measured_again(tuner, monkeypatch):
     assert ct._CHOICES == {key: (("xla", 19), ("im2col", 19), ("xla", 19))}  # measured (the fake's plan)
     saved = json.loads(ct.choices_path().read_text())[ct._machine()]
     assert saved == {key: {"forward": ["xla", 19], "input_grad": ["im2col", 19], "kernel_grad": ["xla", 19]}}
+
+
+def test_the_plan_keeps_one_lowering_unless_a_pass_has_a_far_faster_one():
+    from dlcore.nn import conv_tuning as ct
+
+    xla, im2col, dnnl = ("xla", 256), ("im2col", 256), ("onednn", 256)
+    options = [xla, im2col, dnnl]
+
+    def plan(f, dx, dk):  # ms per option, in the order of `options`
+        return ct._plan({"forward": dict(zip(options, f)), "input_grad": dict(zip(options, dx)),
+                         "kernel_grad": dict(zip(options, dk))}, options)
+
+    # a first layer (1 -> 10 channels, 5 x 5, 28 x 28, batch 256, as measured here): oneDNN is fastest in
+    # all (7.0 ms against im2col's 8.0 x 1.15 and XLA's 18.1); its input gradient is far slower than im2col's
+    assert plan((2.48, 2.90, 0.54), (8.63, 1.59, 5.50), (6.99, 3.48, 0.95)) == (dnnl, im2col, dnnl)
+    # near-equal lowerings (10 -> 20 channels at 12 x 12, batch 32): the plain call for all three, although
+    # another is a little faster in two passes
+    assert plan((0.25, 0.20, 0.18), (0.46, 0.33, 0.32), (0.17, 0.27, 0.45)) == (xla, xla, xla)
+    # another lowering replaces the plain one when it is at least MARGIN faster in all
+    assert plan((1.0, 9.0, 0.85), (1.0, 9.0, 0.85), (1.0, 9.0, 0.85)) == (dnnl, dnnl, dnnl)
+    assert plan((1.0, 9.0, 0.95), (1.0, 9.0, 0.95), (1.0, 9.0, 0.95)) == (xla, xla, xla)
+    # im2col's penalty: 10% faster alone is not faster once its in-network cost is counted
+    assert plan((1.0, 0.85, 9.0), (1.0, 0.85, 9.0), (1.0, 0.85, 9.0)) == (xla, xla, xla)

@@ -15,18 +15,20 @@ this project's 2-core CPU (forward and both gradients, float32):
 No single rule fits, so dlcore measures. The first time a convolution of a given signature (input and
 kernel shapes, dtype, stride, padding, dilation, groups) is traced on a CPU, each candidate lowering
 runs each of its three passes (`PASSES`: the forward pass, the input's gradient, the kernel's gradient)
-on random arrays of those shapes a few times, and each pass keeps its fastest lowering (the plain call
-unless another is at least `MARGIN` faster; im2col's times count `IM2COL_PENALTY` more). Candidates:
-XLA's convolution of the whole batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window
-patches of the input, gathered by strided slices, times the kernel as a matrix; whole batch or 16-row
-calls), and oneDNN's kernels where they are installed (`dlcore.nn.onednn`: 1-D and 2-D float32,
-groups 1; with them the ConvNet's convolution above takes 9 ms at batch 256). Every candidate computes
-the same convolution: results agree to float32 rounding (tests/test_nn_conv.py, tests/test_nn_onednn.py).
+on random arrays of those shapes a few times. The lowering fastest in all three is kept for the
+signature (the plain call unless another is at least `MARGIN` faster), and a pass runs another
+lowering only where that one is far faster for it (`SPLIT`). Candidates: XLA's convolution of the whole
+batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window patches of the input, gathered by
+strided slices, times the kernel as a matrix; whole batch or 16-row calls; its times count
+`IM2COL_PENALTY` more), and oneDNN's kernels where they are installed (`dlcore.nn.onednn`: 1-D and
+2-D float32, groups 1; with them the ConvNet's convolution above takes 9 ms at batch 256). Every
+candidate computes the same convolution: results agree to float32 rounding (tests/test_nn_conv.py,
+tests/test_nn_onednn.py).
 
-Choosing per pass matters most for a network's first convolution, whose input needs no gradient (XLA
+A pass of its own matters most for a network's first convolution, whose input needs no gradient (XLA
 drops that pass from a training step): on 1-channel 28 x 28 images (batch 256, 5 x 5 kernels) oneDNN's
-forward pass and kernel gradient take 0.5 and 1.0 ms and its input gradient 5.5 ms, while the best
-single lowering for all three (im2col) took 2.9 + 3.5 ms for the two passes a step runs.
+forward pass and kernel gradient take 0.5 and 1.0 ms and its input gradient 5.5 ms, so im2col is the
+fastest in all three, yet took 2.9 + 3.5 ms for the two passes a step runs.
 
 The choices are kept for the process and written to ``<dlcore cache>/conv_choices.json`` (see
 `dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count, jaxlib's
@@ -76,6 +78,7 @@ MARGIN = 0.9  # another lowering replaces the plain call only when it takes at m
 # each: in Subramanian's MNIST CNN (batch 32) the input gradient of the second convolution, measured
 # level with oneDNN's alone (0.33 ms), went into each of max pooling's four gradient parts, 0.9 ms in all.
 IM2COL_PENALTY = 1.15
+SPLIT = 0.6  # a pass leaves the signature's lowering for another that takes at most 60% of its time
 _REPEATS = 3  # timed calls of each lowering and pass at least; more, up to _ROUNDS, until _ENOUGH_S is spent
 _ROUNDS = 15
 _ENOUGH_S = 0.1
@@ -255,8 +258,9 @@ def _save() -> None:
 
 
 def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) -> Plan:
-    """For each of `PASSES`, the fastest of `options` (seconds: best of `_REPEATS` to `_ROUNDS` calls)."""
-    plan = []
+    """For each of `PASSES`, a lowering of `options` (see `_plan`), from each one's time for each pass
+    (best of `_REPEATS` to `_ROUNDS` calls)."""
+    every: dict[str, dict[Choice, float]] = {}
     with jax.ensure_compile_time_eval():
         rng = np.random.default_rng(0)  # NumPy's: jax.random would compile a function per shape
 
@@ -285,9 +289,29 @@ def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) ->
                 fns = {o: f for o, f in fns.items() if times[o] <= 3 * min(times.values())}  # far behind: done
                 if rounds >= _REPEATS and spent > _ENOUGH_S:
                     break
-            times = {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times.items()}
-            plain, fastest = options[0], min(times, key=times.get)
-            plan.append(fastest if times[fastest] <= MARGIN * times[plain] else plain)
+            every[which] = times
+    return _plan(every, options)
+
+
+def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
+    """The plan from each option's time for each pass (`times[pass][option]`, seconds).
+
+    One lowering for the three passes, the fastest in all (the plain call, `options[0]`, unless another
+    takes at most `MARGIN` of its time); a pass takes another lowering only where that one takes at most
+    `SPLIT` of the shared one's time: e.g. a first layer's forward pass and kernel gradient, where its
+    input gradient, unused in training, made another lowering the fastest in all. Alternatives of
+    near-equal times stay together: mixing them would follow the measurement's noise. im2col's times
+    count `IM2COL_PENALTY` more throughout.
+    """
+    times = {w: {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times[w].items()}
+             for w in PASSES}
+    total = {o: sum(times[w][o] for w in PASSES) for o in options}
+    plain, fastest = options[0], min(total, key=total.get)
+    whole = fastest if total[fastest] <= MARGIN * total[plain] else plain
+    plan = []
+    for which in PASSES:
+        best = min(times[which], key=times[which].get)
+        plan.append(best if times[which][best] <= SPLIT * times[which][whole] else whole)
     return tuple(plan)
 
 
