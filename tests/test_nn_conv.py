@@ -430,11 +430,16 @@ def test_choices_of_an_older_format_are_measured_again(tuner, monkeypatch):
     tuned, _ = _conv_with_plan(ct, monkeypatch, (("xla", 19), ("im2col", 19), ("xla", 19)))
     key = "(19, 9, 8, 4)|(3, 3, 4, 6)|float32|(1, 1)|((1, 1), (0, 2))|(1, 1)|1"
     ct.choices_path().parent.mkdir(parents=True, exist_ok=True)
-    ct.choices_path().write_text(json.dumps({ct._machine(): {key: ["im2col", 16]}}))  # one lowering for all passes
+    good = {p: ["xla", 4] for p in ct.PASSES}
+    bad = {p: ["xla", "4"] for p in ct.PASSES}  # rows not an int
+    ct.choices_path().write_text(json.dumps({ct._machine(): {"other|bad": bad, key: ["im2col", 16],  # old format
+                                                               "other|good": good}}))
     jax.eval_shape(tuned, jnp.ones((19, 9, 8, 4)), jnp.ones((3, 3, 4, 6)))
-    assert ct._CHOICES == {key: (("xla", 19), ("im2col", 19), ("xla", 19))}  # measured (the fake's plan)
+    # the old entry and the damaged one are measured again when traced; the good one is read as it was
+    assert ct._CHOICES == {key: (("xla", 19), ("im2col", 19), ("xla", 19)), "other|good": (("xla", 4),) * 3}
     saved = json.loads(ct.choices_path().read_text())[ct._machine()]
-    assert saved == {key: {"forward": ["xla", 19], "input_grad": ["im2col", 19], "kernel_grad": ["xla", 19]}}
+    assert saved[key] == {"forward": ["xla", 19], "input_grad": ["im2col", 19], "kernel_grad": ["xla", 19]}
+    assert saved["other|good"] == good
 
 
 def test_the_plan_keeps_one_lowering_unless_a_pass_has_a_far_faster_one():

@@ -231,8 +231,9 @@ def _load() -> None:
         saved = json.loads(choices_path().read_text()).get(_machine(), {})
         for key, plan in saved.items():  # {pass: [lowering, rows]} per signature; anything else is measured again
             if isinstance(plan, dict) and all(isinstance(plan.get(p), list) and len(plan[p]) == 2
-                                              and plan[p][0] in _ALGOS for p in PASSES):
-                _CHOICES[key] = tuple((str(plan[p][0]), int(plan[p][1])) for p in PASSES)
+                                              and plan[p][0] in _ALGOS and isinstance(plan[p][1], int)
+                                              and plan[p][1] > 0 for p in PASSES):
+                _CHOICES[key] = tuple((plan[p][0], plan[p][1]) for p in PASSES)
     except (OSError, ValueError, AttributeError, TypeError):
         pass  # no file, or an unreadable one: measure again
 
@@ -275,9 +276,9 @@ def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) ->
             compiled = dict(zip(lowered, pool.map(lambda low: low.compile(), lowered.values())))
         for (which, opt), fn in compiled.items():
             jax.block_until_ready(fn(*inputs[which]))  # a first call: buffers, oneDNN's primitives
-        # A round runs each option's three passes one after another, as a step runs them, the options
-        # alternated, so a busy moment hits them alike. Timed alone and in a row, oneDNN's calls looked
-        # up to 2x faster than beside XLA's (its threads sleep between calls, caches go cold).
+        # A round runs each option's three passes one after another, as a step runs them; the options
+        # alternate between rounds, so a busy moment hits them alike. Alternated call by call, oneDNN's
+        # calls looked up to 2x slower than in a step (its threads asleep, its caches cold).
         every = {which: {opt: math.inf for opt in options} for which in PASSES}
         left, spent = list(options), 0.0
         for rounds in range(1, _ROUNDS + 1):
