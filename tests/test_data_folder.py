@@ -28,10 +28,11 @@ def tree(tmp_path):
     """root/{B,a,cats}/ with 2, 1, 2 PNGs of 4 x 6 pixels; "B" < "a" < "cats" as Python (and torchvision) sort."""
     root = tmp_path / "train"
     pix = {}
-    for c, names in (("cats", ("x.png", "sub/y.PNG")), ("a", ("1.png",)), ("B", ("z.png", "w.png"))):
-        for k, n in enumerate(names):
-            pix[(c, n)] = pattern(4, 6, hash((c, n)) % 1000)
-            write(root / c / n, pix[(c, n)])
+    files = [(c, n) for c, names in (("cats", ("x.png", "sub/y.PNG")), ("a", ("1.png",)), ("B", ("z.png", "w.png")))
+             for n in names]
+    for seed, (c, n) in enumerate(files):                     # a seed each: no two images alike
+        pix[(c, n)] = pattern(4, 6, seed)
+        write(root / c / n, pix[(c, n)])
     (root / "cats" / "notes.txt").write_text("not an image")
     (root / "cats" / ".DS_Store").write_bytes(b"\0\1")
     (root / ".hidden").mkdir()
