@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 import dlcore
-from dlcore import losses, optim
+from dlcore import losses, memory, optim
 from dlcore.bench import CPU_PEAK_FLOPS, Result, step_flops
 from dlcore.nn import conv_tuning
 
@@ -374,16 +374,21 @@ class TorchProcess:
     Why: PyTorch and oneDNN (dlcore's CPU convolution kernels) load one OpenMP runtime under one name, so in one
     process they share it. Once oneDNN has run its threads from XLA's, the runtime manages more threads than the
     CPU has cores and stops letting idle threads spin: measured on the MLP epoch, PyTorch's time then rose from
-    0.24 to 0.41 s and dlcore's fell from 0.12 to 0.065 s. Apart, each library runs as its users get it. Each
-    epoch call costs a pipe round trip (about 0.1 ms) on top of the epoch.
+    0.24 to 0.41 s and dlcore's fell from 0.12 to 0.065 s. Apart, each library runs as its users get it: the
+    child also starts with glibc's default allocator settings, without the huge pages the `dlcore` command
+    starts with (`dlcore.memory`). Each epoch call costs a pipe round trip (about 0.1 ms) on top of the epoch.
     """
 
     _shared: "TorchProcess | None" = None
 
     def __init__(self):
+        env = dict(os.environ)  # glibc's defaults, as PyTorch's users get them (not the dlcore command's huge pages)
+        tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and t != memory.TUNABLE]
+        if tunables:
+            env["GLIBC_TUNABLES"] = ":".join(tunables)
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "from dlcore.benchmarks._steps import _torch_serve; _torch_serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._pipe = _Pipe(self._proc.stdout, self._proc.stdin)
         self._live: dict = {}
         self.threads = 0

@@ -224,7 +224,9 @@ def machine() -> dict[str, Any]:
     """Where and when a benchmark ran: host, CPU model and cores, the peak used for shares, UTC date, the
     persistent compilation cache folder (None: off; when on, a second run's compile times are cache reads),
     the versions of Python, jax, jaxlib, flax, optax, torch and scikit-learn (None: not installed), and
-    oneDNN's (dlcore's CPU convolution kernels; None: not available, with why)."""
+    oneDNN's (dlcore's CPU convolution kernels; None: not available, with why), and whether glibc put large
+    blocks in huge pages (`dlcore.memory`)."""
+    from dlcore import memory
     from dlcore.nn import onednn
 
     return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
@@ -234,7 +236,8 @@ def machine() -> dict[str, Any]:
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in (
                 "dlcore", "jax", "jaxlib", "flax", "optax", "numpy", "torch", "scikit-learn")},
                 "onednn": onednn.version() or None},
-            "onednn_unavailable": onednn.why_unavailable() or None}
+            "onednn_unavailable": onednn.why_unavailable() or None,
+            "huge_page_blocks": memory.huge_pages()}
 
 
 def _fmt(value: float | None, spec: str = ".4g", unit: str = "") -> str:

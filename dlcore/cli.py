@@ -7,7 +7,9 @@
     dlcore export NAME --out FILE [--checkpoint DIR] [--input-shape 28,28,1] [--dtype D] [--int8] [--weights-file W.npz]
 
 The command (`entry`, the console script) keeps JAX's compiled programs in a persistent cache, so that a second
-run of the same example or benchmark skips most of its compilation; see `compilation_cache`.
+run of the same example or benchmark skips most of its compilation; see `compilation_cache`. On Linux, `run` and
+`bench` start again at once with glibc's large blocks in huge pages (`dlcore.memory`; DLCORE_MALLOC=system
+keeps glibc's defaults).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from dlcore import runner
+from dlcore import memory, runner
 
 CACHE_ENV = "DLCORE_COMPILATION_CACHE"
 
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None, *, cache: bool = False) -> int:
 
     def command():
         if cache:
+            if args.command in ("run", "bench"):  # long-running: large blocks in huge pages (dlcore/memory.py)
+                memory.relaunch()
             compilation_cache()
         _command(args)
 

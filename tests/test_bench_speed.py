@@ -159,13 +159,18 @@ def test_cache_off_or_misplaced(tmp_path, monkeypatch):
 
 
 def test_the_console_script_turns_the_cache_on_and_main_does_not(monkeypatch):
-    calls, codes = [], []
+    calls, codes, relaunched = [], [], []
     monkeypatch.setattr(cli, "compilation_cache", lambda: calls.append(1))
+    monkeypatch.setattr(cli.memory, "relaunch", lambda: relaunched.append(1))  # not this test process
     monkeypatch.setattr(runner, "exit_process", codes.append)
     monkeypatch.setattr(sys, "argv", ["dlcore", "bench", "nope"])
     cli.entry()
     assert calls == [1] and codes == [2]                              # unknown benchmark: one line, exit 2
-    assert cli.main(["bench", "nope"]) == 2 and calls == [1]
+    assert relaunched == [1]                                          # bench starts again in huge pages
+    assert cli.main(["bench", "nope"]) == 2 and calls == [1] and relaunched == [1]
+    monkeypatch.setattr(sys, "argv", ["dlcore", "list", "nope"])
+    cli.entry()
+    assert relaunched == [1]                                          # a quick command does not
 
 
 def test_vs_torch_takes_the_step_epoch_and_sequence_benchmarks():
