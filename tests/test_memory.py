@@ -45,11 +45,12 @@ def test_relaunch_starts_the_program_again_once_with_the_tunable():
     assert _run(code, {**env, "DLCORE_MALLOC": "system"}) == ["False"]
 
 
-# A jitted function whose temporary arrays (sin and cos of a 32 MiB input) take one block of 64 MiB or more.
+# A jitted function whose temporary block (sin of a 64 MiB input, a product's operand) is 64 MiB or more,
+# twice the largest block glibc keeps for reuse.
 _FAULTS = """
 import resource, jax, jax.numpy as jnp
 f = jax.jit(lambda x: jnp.sum(jnp.sin(x) @ jnp.cos(x).T[:, :64]))
-x = jnp.ones((4096, 2048), jnp.float32)
+x = jnp.ones((4096, 4096), jnp.float32)
 f(x).block_until_ready()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(4):
@@ -63,5 +64,5 @@ def test_huge_pages_cut_the_page_faults_of_a_large_temporary_block():
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     plain = int(_run(_FAULTS, env)[0])
     huge = int(_run(_FAULTS, memory.launch_environment(env))[0])
-    assert plain > 8000                                  # 4 KiB pages: the block faulted in again at every call
-    assert huge * 5 < plain, (plain, huge)               # 2 MiB pages (measured: about 8,300 against 400)
+    assert plain > 12000                                 # 4 KiB pages: the block faulted in again at every call
+    assert huge * 5 < plain, (plain, huge)               # 2 MiB pages
