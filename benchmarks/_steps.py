@@ -382,13 +382,9 @@ class TorchProcess:
     _shared: "TorchProcess | None" = None
 
     def __init__(self):
-        env = dict(os.environ)  # glibc's defaults, as PyTorch's users get them (not the dlcore command's huge pages)
-        tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and t != memory.TUNABLE]
-        if tunables:
-            env["GLIBC_TUNABLES"] = ":".join(tunables)
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # glibc's defaults, as PyTorch's users get them
             [sys.executable, "-c", "from dlcore.benchmarks._steps import _torch_serve; _torch_serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=memory.plain_environment())
         self._pipe = _Pipe(self._proc.stdout, self._proc.stdin)
         self._live: dict = {}
         self.threads = 0

@@ -34,7 +34,7 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["TUNABLE", "huge_pages", "launch_environment", "relaunch"]
+__all__ = ["TUNABLE", "huge_pages", "launch_environment", "plain_environment", "relaunch"]
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 _THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -76,6 +76,16 @@ def launch_environment(environ=None) -> dict[str, str] | None:
         pass  # no sysfs entry: the tunable is harmless where it does nothing
     tunables = env.get("GLIBC_TUNABLES", "")
     env["GLIBC_TUNABLES"] = f"{tunables}:{TUNABLE}" if tunables else TUNABLE
+    return env
+
+
+def plain_environment(environ=None) -> dict[str, str]:
+    """`environ` (default: this process's) without `TUNABLE`, other tunables kept: for a process that should
+    start with glibc's defaults (e.g. a benchmark's peer library, as its users run it)."""
+    env = dict(os.environ if environ is None else environ)
+    tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and t != TUNABLE]
+    if tunables:
+        env["GLIBC_TUNABLES"] = ":".join(tunables)
     return env
 
 

@@ -23,6 +23,9 @@ def test_the_launch_environment_adds_the_tunable_once_and_keeps_the_others():
     assert memory.launch_environment(other) is None                   # already there: nothing to do
     assert memory.launch_environment({"DLCORE_MALLOC": "system"}) is None
     assert not memory.huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=10"})
+    # and back: the tunable removed, the others kept (PyTorch's benchmark process)
+    assert memory.plain_environment(other) == {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+    assert memory.plain_environment(env) == {"PATH": "/bin"}
 
 
 def test_an_unknown_mode_is_refused():
