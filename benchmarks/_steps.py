@@ -460,6 +460,8 @@ def compare(spec: Spec, *, batch: int, n: int, repeats: int, torch_compile: bool
         kinds = collections.Counter(map(named, lowered.values()))
         parts.append("dlcore's large convolutions (forward / input gradient / kernel gradient): "
                      + ", ".join(f"{c} {k}" for k, c in sorted(kinds.items())))
+    parts.append("dlcore's epoch: " + ("one lax.scan" if "train_epoch" in trainer.trace_counts
+                                       else "one jitted step per batch"))
     if sides["torch"] is None:
         parts.append("torch not installed")
     else:

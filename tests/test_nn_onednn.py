@@ -172,6 +172,8 @@ def test_a_cnn_trains_the_same_with_onednn_chosen(monkeypatch, tmp_path):
 
     (h0, w0, t0), (h1, w1, t1) = run("off"), run("auto")
     assert {c[0] for plan in ct._CHOICES.values() for c in plan} == {"onednn"} and len(ct._CHOICES) == 2
+    # on a CPU the oneDNN run's epochs are one lax.scan (no XLA convolution left), XLA's run steps batch by batch
+    assert "train_epoch" in t1.trace_counts and "train_epoch" not in t0.trace_counts, (t0.trace_counts, t1.trace_counts)
     # XLA counts nothing inside an FFI call: the benchmarks' FLOP count is the plain lowering's either way
     assert step_flops(t1, data) == step_flops(t0, data) > 2 * 16 * 12 * 12 * 4 * 9  # > conv1 forward
     np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-5)

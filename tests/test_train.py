@@ -77,11 +77,53 @@ def test_train_epoch_compiles_once():
     assert t.trace_counts["eval_epoch"] == 1
     conv = dlcore.Trainer(dlcore.models.create("mnist_convnet"), optim.adadelta(0.5), losses.nll, batch_size=8,
                           progress=False)
-    assert conv.epoch_mode == ("step" if jax.default_backend() == "cpu" else "scan")
+    assert conv.epoch_mode == ("auto" if jax.default_backend() == "cpu" else "scan")
     digits = {"x": np.zeros((20, 28, 28, 1), np.float32), "y": np.arange(20) % 10}
     conv.fit(digits, epochs=2, validation=digits)
     conv.fit(digits, epochs=3, validation=digits)
     assert all(v == 1 for v in conv.trace_counts.values()), conv.trace_counts
+    if jax.default_backend() == "cpu":  # the tests run XLA's own convolutions (conftest): step by step
+        assert "train_epoch" not in conv.trace_counts and "eval_epoch" not in conv.trace_counts
+
+
+class _SmallCNN(nnx.Module):
+    def __init__(self, rngs):
+        self.conv = dlcore.nn.Conv2d(1, 4, 3, padding=1, rngs=rngs)
+        self.out = nnx.Linear(4 * 8 * 8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jax.nn.relu(self.conv(x)).reshape(x.shape[0], -1))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the choice is made on a CPU")
+def test_auto_epochs_scan_where_no_convolution_is_xlas_own(monkeypatch):
+    """Under epoch_mode="auto" a convolutional model's epoch is one lax.scan when every convolution of its
+    step runs in a lowering of dlcore's own (here im2col, as if measured fastest), step by step when one is
+    XLA's (tuning off), and both give the same training to float rounding."""
+    from dlcore.nn import conv_tuning
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.random((40, 8, 8, 1), np.float32), "y": rng.integers(0, 3, 40)}
+
+    def run(mode, tuned):
+        monkeypatch.setattr(conv_tuning, "MODE", "auto" if tuned else "off")
+        monkeypatch.setattr(conv_tuning, "MIN_FLOPS", 0)
+        monkeypatch.setattr(conv_tuning, "choice", lambda x_shape, *a: (("im2col", x_shape[0]),) * 3)
+        t = dlcore.Trainer(_SmallCNN(nnx.Rngs(0)), optim.sgd(0.1, momentum=0.9), losses.cross_entropy,
+                           batch_size=8, progress=False, epoch_mode=mode)
+        history = t.fit(data, epochs=2, validation=data)
+        return t, history
+
+    auto, h_auto = run("auto", tuned=True)
+    assert "train_epoch" in auto.trace_counts and "eval_epoch" in auto.trace_counts, auto.trace_counts
+    stepped, h_step = run("step", tuned=True)
+    assert "train_epoch" not in stepped.trace_counts
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(h_auto[key], h_step[key], rtol=1e-5)
+    for u, v in zip(params_of(auto), params_of(stepped)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    xla, _ = run("auto", tuned=False)
+    assert "train_epoch" not in xla.trace_counts and "eval_epoch" not in xla.trace_counts
 
 
 def test_train_step_does_not_recompile_when_jitted():

@@ -16,10 +16,16 @@ In-memory training data up to `max_device_bytes` goes to the device once and an 
 key of every step is ``fold_in(trainer.key, count)`` where ``count`` counts the steps of the run, so
 all paths draw the same dropout masks and a resumed run is bit-identical to an uninterrupted one.
 
-One exception, written down because it breaks the scan rule: XLA:CPU runs convolutions inside a loop
-body about 20x slower than outside one (jax-ml/jax#12868; measured here on the MNIST ConvNet: 12.5 s
-vs 0.6 s an epoch of the digits). So on a CPU, a model with convolutions keeps its data on the device
-but runs one jitted step per batch (`epoch_mode="step"`), gathering each batch inside the step.
+One exception, written down because it breaks the scan rule: XLA:CPU runs its own convolutions inside
+a loop body about 20x slower than outside one (jax-ml/jax#12868; measured here on the MNIST ConvNet with
+XLA's convolutions: 12.5 s vs 0.6 s an epoch of the digits). The convolutions dlcore lowers itself on a
+CPU (oneDNN's kernels and im2col, chosen per shape by `dlcore.nn.conv_tuning`) do not slow down in a
+loop, and there the scan is the faster form (measured on this project's 2-core CPU, a step: the MNIST
+ConvNet at batch 32 4.3-4.6 -> 2.9-3.5 ms, the batch-norm CNN at 64 4.4 -> 3.6-3.8 ms and at 256 16-18 ->
+14-15 ms). So on a CPU, under ``epoch_mode="auto"``, a convolutional model's epoch is a scan when its
+traced step holds none of XLA's own convolutions, and else one jitted step per batch (`"step"`, the data
+still on the device, each batch gathered inside the step; ResNet-18 in a scan took 590 instead of 54 ms a
+step).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 import jax
+from jax.extend import core as jex_core
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -51,6 +58,20 @@ class NonFiniteError(FloatingPointError):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _xla_convolutions(jaxpr) -> int:
+    """How many of XLA's own convolutions (`lax.conv_general_dilated`) a jaxpr holds, sub-jaxprs included."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == "conv_general_dilated"
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, jex_core.ClosedJaxpr):
+                    count += _xla_convolutions(sub.jaxpr)
+                elif isinstance(sub, jex_core.Jaxpr):
+                    count += _xla_convolutions(sub)
+    return count
 
 
 def _is_module(x) -> bool:
@@ -98,7 +119,8 @@ class Trainer:
         progress: draw a progress bar; None draws one when stderr is a terminal.
         max_device_bytes: in-memory training data up to this size is kept on the device.
         epoch_mode: "scan" (an epoch is one `lax.scan`), "step" (one jitted step per batch, data on
-            the device) or "auto" ("step" for convolutional models on a CPU, else "scan").
+            the device) or "auto" ("scan", except on a CPU where a model's traced step holds one of
+            XLA's own convolutions: "step"; decided at the first epoch, see the module docstring).
         on_nonfinite: "stop": at the first step whose loss (or logs) or new parameters are not finite,
             `fit` raises `NonFiniteError` naming the epoch and the step, with the weights of the step
             before written back (found by replaying the epoch; the last checkpoint stays the last good
@@ -193,10 +215,10 @@ class Trainer:
             progress = sys.stderr.isatty()
         self.progress = ProgressBar() if progress else None
         self.max_device_bytes = max_device_bytes
-        if epoch_mode == "auto":
+        if epoch_mode == "auto":  # a convolutional model on a CPU: decided from its traced step (`_scans`)
             has_conv = any(isinstance(m, (nnx.Conv, nnx.ConvTranspose))
                            for module in modules for _, m in nnx.iter_modules(module))
-            epoch_mode = "step" if has_conv and jax.default_backend() == "cpu" else "scan"
+            epoch_mode = "auto" if has_conv and jax.default_backend() == "cpu" else "scan"
         self.epoch_mode = epoch_mode
         self.on_nonfinite = on_nonfinite
         self.initial_carry = carry
@@ -292,6 +314,17 @@ class Trainer:
             self._count(name)
             return fn(*args, **static)
         return traced
+
+    def _scans(self, name: str, fn: Callable, args: tuple, **static) -> bool:
+        """Whether an epoch runs as one `lax.scan` of the one-step function `name` (`fn` with `static`,
+        called with `args`): as `epoch_mode` says, or under "auto" (a convolutional model on a CPU) when
+        the traced step holds none of XLA's own convolutions. The trace is the one the step's first call
+        would make (jit keeps it), so deciding costs nothing where the epoch then runs step by step."""
+        if self.epoch_mode != "auto":
+            return self.epoch_mode == "scan"
+        if self.parallel is not None:  # each device convolves its rows in one XLA call (`conv_tuning`)
+            return False
+        return _xla_convolutions(self._jit(name, fn, **static).trace(*args).jaxpr.jaxpr) == 0
 
     # -- sources and checks --------------------------------------------------------------------------
 
@@ -529,14 +562,17 @@ class Trainer:
         self._epoch_start = (epoch, self.count)
         every = 1 if self._listeners else self._bar_every  # per-step logging asks for every step
         hook = self._on_batch if every else None
-        scan = self._on_device(src) and self.epoch_mode == "scan"
+        plan = src.plan(epoch) if self._on_device(src) else None
+        scan = plan is not None and self._scans(
+            "train_step", S.one_step, (self.state, self.carry, guard, acc, self.key, self._device_data(src), *plan,
+                                       np.int32(0)), task=task, policy=policy)
         if scan and self.parallel is not None and hook is not None:
             # JAX runs no ordered host callback on several devices: under a mesh a scanned epoch moves the
             # progress bar at its end only, and per-step logging (every_n_steps) runs one step per batch.
             scan, hook = not self._listeners, None
         if scan:
             fn = self._jit("train_epoch", S.run_epoch, task=task, policy=policy, on_batch=hook)
-            idx, w = src.plan(epoch)
+            idx, w = plan
             self.state, self.carry, acc, guard = fn(self.state, self.carry, guard, acc, self.key,
                                                     self._device_data(src), idx, w, np.int32(every))
         else:
@@ -613,7 +649,7 @@ class Trainer:
             acc, carry = self.parallel.replicate((acc, carry))
         if isinstance(src, P.ArraySplit):
             data, (idx, w) = self._device_data(src), src.plan(1)
-            if self.epoch_mode == "scan":
+            if self._scans("eval_step", S.eval_one, (self.state, carry, acc, data, idx, w, np.int32(0)), task=task):
                 carry, acc = self._jit("eval_epoch", S.eval_batches, task=task)(self.state, carry, acc, data, idx, w)
             else:  # one jitted step per batch, for the reason in the module docstring
                 fn = self._jit("eval_step", S.eval_one, task=task)
