@@ -274,6 +274,34 @@ def test_pooling_gradients_under_jit():
         np.testing.assert_allclose(np.asarray(g), np.asarray(g_eager), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("size,kernel,stride,pads,kept", [
+    ((1, 1), (3, 3), (1, 1), [(1, 1), (1, 1)], 1),  # a 1 x 1 map: the centre tap alone
+    ((2, 2), (3, 3), (2, 2), [(1, 1), (1, 1)], 4),  # one output, its window half in the padding
+    ((2, 2), (3, 3), (1, 1), [(1, 1), (1, 1)], 9),  # every tap meets data at some output
+    ((3, 1), (5, 3), (1, 1), [(4, 0), (1, 1)], 3),  # rows 0-1 of the kernel never reach the 3 real rows
+])
+def test_im2col_leaves_out_taps_that_meet_only_padding(size, kernel, stride, pads, kept):
+    # A tap whose slice lies in the padding at every output position adds zeros: im2col leaves its patch and
+    # kernel rows out (ResNet-18's 1 x 1 maps: a ninth of the product), with XLA's results and gradients.
+    from dlcore.nn import conv_tuning as ct
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((5, *size, 6)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((*kernel, 6, 7)), jnp.float32)
+
+    def im2col(x, k):
+        return ct.im2col_conv(x, k, stride, pads, (1, 1))
+
+    def xla(x, k):
+        return jax.lax.conv_general_dilated(x, k, stride, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    dots = [e for e in jax.make_jaxpr(im2col)(x, k).jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert len(dots) == 1 and dots[0].invars[0].aval.shape[-1] == kept * 6
+    for a, b in zip(jax.tree.leaves(jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(xla(x, k))), (0, 1))(x, k)),
+                    jax.tree.leaves(jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(im2col(x, k))), (0, 1))(x, k))):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("nd,kw", [
     (2, dict(stride=(2, 1), pads=[(1, 2), (0, 1)], dilation=(1, 2))),
     (1, dict(stride=(1,), pads=[(2, 0)], dilation=(2,))),
