@@ -160,16 +160,15 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> j
         return all(any(lo <= o * d + i * s < lo + size for i in range(n))
                    for o, d, s, n, (lo, _), size in zip(offs, dilation, stride, outs, padding, x.shape[1:-1]))
 
-    taps = [t for t, offs in enumerate(np.ndindex(*k)) if meets_data(offs)] or [0]  # none: zeros, from any tap
+    taps = [(t, offs) for t, offs in enumerate(np.ndindex(*k)) if meets_data(offs)] or [(0, (0,) * nd)]  # none: zeros
     cols = []
-    for t in taps:
-        offs = np.unravel_index(t, k)
-        start = (0, *(int(o) * d for o, d in zip(offs, dilation)), 0)
+    for _, offs in taps:
+        start = (0, *(o * d for o, d in zip(offs, dilation)), 0)
         limit = (xp.shape[0], *(st + (n - 1) * s + 1 for st, n, s in zip(start[1:-1], outs, stride)), cin)
         cols.append(lax.slice(xp, start, limit, (1, *stride, 1)))
     patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)  # (N, *outs, taps * C_in)
     weights = kernel.reshape(-1, cin, cout)
-    weights = weights if len(taps) == len(weights) else weights[np.asarray(taps)]
+    weights = weights if len(taps) == len(weights) else weights[np.asarray([t for t, _ in taps])]
     y = patches.reshape(-1, len(taps) * cin) @ weights.reshape(-1, cout)
     return y.reshape(x.shape[0], *outs, cout)
 
