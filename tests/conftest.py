@@ -10,6 +10,22 @@ os.environ.setdefault("DLCORE_OFFLINE", "1")
 # call, for repeatable figures and a shorter run; tests/test_nn_conv.py turns measuring on and checks
 # that every lowering gives the plain call's results.
 os.environ.setdefault("DLCORE_CONV_TUNING", "off")
+# Many tests compile the same small programs again (a fresh Trainer or model on the same shapes). One persistent
+# compilation cache per test process, fresh for each run and shared with the `dlcore` subprocesses the tests start
+# (through DLCORE_COMPILATION_CACHE), turns each repeat into a cache read: the suite's largest saving. The folder
+# is the process's own, so no two pytest processes (`pytest -n 2`) race on one entry; it is removed at the end.
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["DLCORE_COMPILATION_CACHE"] = _JAX_CACHE = tempfile.mkdtemp(prefix="dlcore-test-jax-")
+
+from dlcore.cli import compilation_cache  # noqa: E402
+
+compilation_cache()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_JAX_CACHE, ignore_errors=True)
 
 
 import functools  # noqa: E402
