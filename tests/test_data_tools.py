@@ -4,8 +4,12 @@ time series, tables, the `dlcore data` command and the loader benchmark."""
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
 import json
+import os
+import subprocess
+import sys
 from functools import partial
 
 import jax
@@ -253,6 +257,43 @@ def test_bpe_and_wordpiece_round_trip(tmp_path):
     pieces = wp.tokenizer.encode("newspapers").tokens
     assert pieces[0] == "newspaper" and pieces[1].startswith("##")
     assert wp.decode(wp.encode("They buy the newspaper.")) == "they buy the newspaper."
+
+
+def test_merges_by_hand_ties_to_the_smallest_ids():
+    # "ab" x3, "abc" x2, "bc" x1 with the end-of-word suffix: ids <unk> 0, a 1, b 2, c 3, b</w> 4, c</w> 5; pairs
+    # (a, b</w>) 3, (b, c</w>) 3, (a, b) 2. The tie at 3 goes to the smaller ids, then abc's (a, bc</w>) at 2.
+    vocab, merges = text._learn_merges(collections.Counter({"ab": 3, "abc": 2, "bc": 1}), 9, 2, ["<unk>"],
+                                       suffix="</w>")
+    assert merges == [("a", "b</w>"), ("b", "c</w>"), ("a", "bc</w>")]
+    assert vocab == {"<unk>": 0, "a": 1, "b": 2, "c": 3, "b</w>": 4, "c</w>": 5, "ab</w>": 6, "bc</w>": 7,
+                     "abc</w>": 8}
+    # min_frequency 3 stops before the pair seen twice; WordPiece's "##" marks the pieces after a word's first
+    assert text._learn_merges(collections.Counter({"ab": 3, "abc": 2, "bc": 1}), 99, 3, ["<unk>"],
+                              suffix="</w>")[1] == merges[:2]
+    assert text._learn_merges(collections.Counter({"ab": 3, "abc": 2}), 99, 2, ["<unk>"], prefix="##")[1] == [
+        ("a", "##b"), ("ab", "##c")]
+
+
+_TRAIN_TWICE = """
+import hashlib, sys
+from dlcore import data
+from dlcore.data import text
+corpus = [str(s) for s in data.load("sentence_pairs", "train")["x"]]
+doc = [line for line in str(data.load("python_docs", "train")["x"][0]).splitlines() if line.strip()][:2000]
+for tok in (text.train_bpe(corpus, vocab_size=200), text.train_wordpiece(corpus, vocab_size=150),
+            text.train_unigram(doc, vocab_size=500)):
+    print(hashlib.sha256(tok.tokenizer.to_str().encode()).hexdigest())
+"""
+
+
+def test_trained_tokenizers_are_the_same_in_every_process():
+    # the `tokenizers` library's own trainers order pieces by randomly seeded hash maps, and a different
+    # tokenizer came out of every process (BPE's and WordPiece's merges too); Python's string hashing is seeded
+    # per process as well
+    runs = [subprocess.run([sys.executable, "-c", _TRAIN_TWICE], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.split()) == 3
 
 
 def test_word_vectors_from_glove_and_fasttext_files(tmp_path):

@@ -409,6 +409,134 @@ class SubwordTokenizer:
         return cls(Tokenizer.from_file(os.fspath(path)))
 
 
+def _word_counts(tok: Any, texts: Iterable[str]) -> collections.Counter[str]:
+    """How often each word occurs in ``texts``, after ``tok``'s normaliser and pre-tokeniser (as its trainers see
+    them); texts are read in chunks joined by newlines, which every pre-tokeniser here splits on."""
+    counts: collections.Counter[str] = collections.Counter()
+    chunk: list[str] = []
+
+    def flush():
+        joined = tok.normalizer.normalize_str("\n".join(chunk))
+        counts.update(word for word, _ in tok.pre_tokenizer.pre_tokenize_str(joined))
+        chunk.clear()
+
+    for t in texts:
+        if not isinstance(t, str):
+            raise ValueError(f"texts must be str, got {type(t).__name__}")
+        chunk.append(t)
+        if len(chunk) == 1000:
+            flush()
+    if chunk:
+        flush()
+    return counts
+
+
+def _learn_merges(counts: collections.Counter[str], vocab_size: int, min_frequency: int, specials: Sequence[str], *,
+                  prefix: str = "", suffix: str = "") -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-pair-encoding merges learnt from word counts, deterministically.
+
+    The ``tokenizers`` library's trainers number a word's marked pieces (``suffix`` on its last character,
+    ``prefix`` on the others) in the order of a randomly seeded hash map, and break ties between equally frequent
+    pairs by those numbers: the same texts gave a different vocabulary in every process (huggingface/tokenizers
+    #1794). Here the ids are specials (in order), the characters in code-point order, then the marked characters
+    in string order, then each merge's new piece; the most frequent pair is merged first, ties to the smallest
+    pair of ids, as the library does. Merging stops at ``vocab_size`` pieces or when the best pair occurs fewer
+    than ``min_frequency`` times.
+
+    Returns:
+        (vocabulary piece -> id, merges in order as (left piece, right piece)).
+    """
+    import heapq
+
+    pieces: list[str] = list(dict.fromkeys(specials))
+    ids = {p: i for i, p in enumerate(pieces)}
+
+    def add(piece: str) -> int:
+        if piece not in ids:
+            ids[piece] = len(pieces)
+            pieces.append(piece)
+        return ids[piece]
+
+    words = sorted(counts)
+    for c in sorted({c for w in words for c in w}):
+        add(c)
+    marked = lambda w: [(prefix if j else "") + c + (suffix if j == len(w) - 1 else "") for j, c in enumerate(w)]  # noqa: E731
+    for piece in sorted({p for w in words for p in marked(w)} - ids.keys()):
+        add(piece)
+    seqs = [[ids[p] for p in marked(w)] for w in words]
+    freq = [counts[w] for w in words]
+
+    pair_count: collections.Counter[tuple[int, int]] = collections.Counter()
+    where: dict[tuple[int, int], set[int]] = collections.defaultdict(set)
+    for i, seq in enumerate(seqs):
+        for pair in zip(seq, seq[1:]):
+            pair_count[pair] += freq[i]
+            where[pair].add(i)
+    heap = [(-c, pair) for pair, c in pair_count.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    while len(pieces) < vocab_size and heap:
+        neg, pair = heapq.heappop(heap)
+        if -neg != pair_count[pair]:  # counted again since it was queued
+            if pair_count[pair] > 0:
+                heapq.heappush(heap, (-pair_count[pair], pair))
+            continue
+        if -neg < max(min_frequency, 1):
+            break
+        a, b = pair
+        right = pieces[b][len(prefix):] if prefix and pieces[b].startswith(prefix) else pieces[b]
+        new = add(pieces[a] + right)
+        merges.append((pieces[a], pieces[b]))
+        changed: set[tuple[int, int]] = set()
+        for i in sorted(where.pop(pair)):
+            seq = seqs[i]
+            out, j = [], 0
+            while j < len(seq):
+                if j + 1 < len(seq) and seq[j] == a and seq[j + 1] == b:
+                    out.append(new)
+                    j += 2
+                else:
+                    out.append(seq[j])
+                    j += 1
+            if len(out) == len(seq):
+                continue
+            for old in zip(seq, seq[1:]):
+                pair_count[old] -= freq[i]
+            for now in zip(out, out[1:]):
+                pair_count[now] += freq[i]
+                where[now].add(i)
+                changed.add(now)
+            seqs[i] = out
+        for now in sorted(changed):
+            if now != pair and pair_count[now] > 0:
+                heapq.heappush(heap, (-pair_count[now], now))
+    return ids, merges
+
+
+def _canonical_unigram(pieces: list) -> list[tuple[str, float]]:
+    """A trained Unigram vocabulary (pieces after the specials, as ``[piece, score]``) the same in every process.
+
+    The library's trainer gives the same pieces every time, but: their scores differ in the last bits (sums in
+    another order); pieces of equal score come out in a hash map's order; and the characters it adds for
+    coverage get the scores min, min + 1e-4, min + 2e-4, ... in a hash map's order. Here scores are rounded to 9
+    decimals, the single characters on that grid (with those the model itself scored at its minimum) get its
+    scores again in code-point order, and the pieces are sorted by score, then by string.
+    """
+    rounded = [(piece, round(score, 9)) for piece, score in pieces]
+    low = min((score for _, score in rounded), default=0.0)
+    singles = sorted((score, piece) for piece, score in rounded if len(piece) == 1)
+    added, top = [], 0
+    for score, piece in singles:  # the run min, min + 1e-4, ... of single characters (pieces at min may tie)
+        k = round((score - low) / 1e-4)
+        if abs(score - (low + k * 1e-4)) > 1e-7 or k > top + 1:
+            break
+        top = k
+        added.append(piece)
+    rescored = {piece: round(low + k * 1e-4, 9) for k, piece in enumerate(sorted(added))}
+    rounded = [(piece, rescored.get(piece, score)) for piece, score in rounded]
+    return sorted(rounded, key=lambda ps: (-ps[1], ps[0]))
+
+
 def _train(kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int, specials: Sequence[str],
            lowercase: bool, max_piece_length: int = 16) -> SubwordTokenizer:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -418,30 +546,36 @@ def _train(kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int,
     check_int(vocab_size, "vocab_size", low=len(specials) + 1)  # more than the specials
     if UNK not in specials:
         raise ValueError(f"specials must include {UNK!r}, got {list(specials)}")
-    norm = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    if kind == "bpe":
-        # The end-of-word suffix lets decode put the spaces back.
-        tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        tok.decoder = decoders.BPEDecoder(suffix="</w>")
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=list(specials), end_of_word_suffix="</w>",
-                                      show_progress=False)
-    elif kind == "unigram":
+    norm = normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []))
+    if kind == "unigram":
         # SentencePiece's convention: a space becomes the piece prefix "▁", which decode turns back.
         tok = Tokenizer(models.Unigram())
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre_tokenizers.Metaspace(), decoders.Metaspace()
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(specials), unk_token=UNK,
                                           max_piece_length=max_piece_length, show_progress=False)
+        tok.train_from_iterator(texts, trainer)
+        spec = json.loads(tok.to_str())
+        head, rest = spec["model"]["vocab"][:len(specials)], spec["model"]["vocab"][len(specials):]
+        spec["model"]["vocab"] = head + _canonical_unigram(rest)
+        return SubwordTokenizer(Tokenizer.from_str(json.dumps(spec)))
+    # BPE and WordPiece: merges learnt here (`_learn_merges`: the library's trainers are not deterministic),
+    # encoding by the library's models
+    if kind == "bpe":
+        words = Tokenizer(models.BPE(unk_token=UNK))
+        words.normalizer, words.pre_tokenizer = norm, pre_tokenizers.Whitespace()
+        # The end-of-word suffix lets decode put the spaces back.
+        vocab, merges = _learn_merges(_word_counts(words, texts), vocab_size, min_frequency, specials,
+                                      suffix="</w>")
+        tok = Tokenizer(models.BPE(vocab, merges, unk_token=UNK, end_of_word_suffix="</w>"))
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.Whitespace(), decoders.BPEDecoder(suffix="</w>")
     else:
-        tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=list(specials), show_progress=False)
-    tok.normalizer = normalizers.Sequence(norm)
-    tok.train_from_iterator(texts, trainer)
+        words = Tokenizer(models.WordPiece(unk_token=UNK))
+        words.normalizer, words.pre_tokenizer = norm, pre_tokenizers.BertPreTokenizer()
+        vocab, _ = _learn_merges(_word_counts(words, texts), vocab_size, min_frequency, specials, prefix="##")
+        tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.BertPreTokenizer(), decoders.WordPiece()
+    tok.normalizer = norm
+    tok.add_special_tokens(list(specials))
     return SubwordTokenizer(tok)
 
 
