@@ -585,7 +585,10 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 10_000, *, min_frequency: 
 
     Texts are NFKC-normalised and split on whitespace and punctuation; merges
     are learnt up to ``vocab_size`` pieces. Géron's NMT model shares one BPE
-    of 10,000 pieces between English and Spanish (ch. 14).
+    of 10,000 pieces between English and Spanish (ch. 14). The same texts give
+    the same tokenizer in every process: dlcore learns the merges (the
+    ``tokenizers`` library's trainer numbers pieces in a random order) and the
+    library's ``BPE`` model encodes with them.
 
     Args:
         texts: Training texts (list or iterator).
