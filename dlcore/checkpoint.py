@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import sys
 import warnings
@@ -358,6 +359,7 @@ def _read(directory: Path, step: int, **items) -> dict:
 
     if _has_digest(directory, step):
         items[_DIGEST_ITEM] = ocp.args.JsonRestore()
+    _quiet_failed_read(directory / str(step))
     try:
         with _manager(directory, create=False) as mngr:
             out = mngr.restore(step, args=ocp.args.Composite(**items))
@@ -415,8 +417,35 @@ def _quiet_closed_loop() -> None:
     sys.unraisablehook = hook
 
 
-def _unreadable(directory: Path, step: int, exc: Exception) -> CheckpointError:
+class _FailedReadTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" reports of the unreadable checkpoints in `paths`:
+    Orbax reads a checkpoint's arrays as concurrent tasks, raises the first failure and leaves the others'
+    (the same corrupt file, each with a traceback) to be logged when they are collected."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Task exception was never retrieved") and any(p in msg for p in self.paths))
+
+
+_FAILED_READS = _FailedReadTasks()
+
+
+def _quiet_failed_read(where: Path) -> None:
+    """Before reading checkpoint `where`: should the read fail, what it leaves behind is dropped (the closed
+    loop's unraisable errors, the other tasks' never-retrieved exceptions), so that the failure is the one
+    line of its `CheckpointError`. Set up before the read: some of those arrive before Orbax raises."""
     _quiet_closed_loop()
+    _FAILED_READS.paths.add(str(where) + os.sep)
+    asyncio_log = logging.getLogger("asyncio")
+    if _FAILED_READS not in asyncio_log.filters:
+        asyncio_log.addFilter(_FAILED_READS)
+
+
+def _unreadable(directory: Path, step: int, exc: Exception) -> CheckpointError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     first = f"{type(exc).__name__}: {first[:300]}" if isinstance(exc, KeyError) else first[:300]
     return CheckpointError(f"checkpoint {directory / str(step)} cannot be restored ({first}); "
