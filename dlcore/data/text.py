@@ -5,7 +5,9 @@ A `Vocab` maps characters or words to ids, with the special tokens ``<pad>``
 ``<unk>``, and every encode counts them (``Encoding.unknown``, and
 `Vocab.unknown_tokens` over the vocabulary's life) and logs the most common.
 `train_bpe`, `train_wordpiece` and `train_unigram` train subword tokenizers
-with Hugging Face's ``tokenizers`` library (Géron, ch. 14). `ngrams` and
+that encode with Hugging Face's ``tokenizers`` library (Géron, ch. 14); the
+same texts give the same tokenizer in every process (dlcore learns the BPE and
+WordPiece merges itself: the library's trainers are not deterministic). `ngrams` and
 `bag_of_ngrams` give n-gram features (Subramanian, ch. 6). `pad_batch` turns
 id sequences into a padded ``(N, L)`` batch with an attention mask and
 lengths, which is what ``Encoding`` holds; `BucketIterator` makes batches of
