@@ -418,9 +418,9 @@ def _quiet_closed_loop() -> None:
 
 
 class _FailedReadTasks(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" reports of the unreadable checkpoints in `paths`:
-    Orbax reads a checkpoint's arrays as concurrent tasks, raises the first failure and leaves the others'
-    (the same corrupt file, each with a traceback) to be logged when they are collected."""
+    """Drops asyncio's "Task (or Future) exception was never retrieved" reports of the unreadable checkpoints
+    in `paths`: Orbax reads a checkpoint's arrays as concurrent tasks, raises the first failure and leaves the
+    others' (the same corrupt file, each with a traceback) to be logged when they are collected."""
 
     def __init__(self):
         super().__init__()
@@ -428,7 +428,8 @@ class _FailedReadTasks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not (msg.startswith("Task exception was never retrieved") and any(p in msg for p in self.paths))
+        first = msg.split("\n", 1)[0]  # "Task exception was never retrieved", or "Future ..." for a bare future
+        return not (first.endswith("exception was never retrieved") and any(p in msg for p in self.paths))
 
 
 _FAILED_READS = _FailedReadTasks()
