@@ -411,15 +411,15 @@ class SubwordTokenizer:
         return cls(Tokenizer.from_file(os.fspath(path)))
 
 
-def _word_counts(tok: Any, texts: Iterable[str]) -> collections.Counter[str]:
-    """How often each word occurs in ``texts``, after ``tok``'s normaliser and pre-tokeniser (as its trainers see
-    them); texts are read in chunks joined by newlines, which every pre-tokeniser here splits on."""
+def _word_counts(normalizer: Any, pre_tokenizer: Any, texts: Iterable[str]) -> collections.Counter[str]:
+    """How often each word occurs in ``texts`` after the normaliser and pre-tokeniser (the words a tokenizer's
+    trainer counts); texts are read in chunks joined by newlines, which every pre-tokeniser here splits on."""
     counts: collections.Counter[str] = collections.Counter()
     chunk: list[str] = []
 
     def flush():
-        joined = tok.normalizer.normalize_str("\n".join(chunk))
-        counts.update(word for word, _ in tok.pre_tokenizer.pre_tokenize_str(joined))
+        joined = normalizer.normalize_str("\n".join(chunk))
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(joined))
         chunk.clear()
 
     for t in texts:
@@ -563,20 +563,18 @@ def _train(kind: str, texts: Iterable[str], vocab_size: int, min_frequency: int,
     # BPE and WordPiece: merges learnt here (`_learn_merges`: the library's trainers are not deterministic),
     # encoding by the library's models
     if kind == "bpe":
-        words = Tokenizer(models.BPE(unk_token=UNK))
-        words.normalizer, words.pre_tokenizer = norm, pre_tokenizers.Whitespace()
+        pre = pre_tokenizers.Whitespace()
         # The end-of-word suffix lets decode put the spaces back.
-        vocab, merges = _learn_merges(_word_counts(words, texts), vocab_size, min_frequency, specials,
+        vocab, merges = _learn_merges(_word_counts(norm, pre, texts), vocab_size, min_frequency, specials,
                                       suffix="</w>")
         tok = Tokenizer(models.BPE(vocab, merges, unk_token=UNK, end_of_word_suffix="</w>"))
-        tok.pre_tokenizer, tok.decoder = pre_tokenizers.Whitespace(), decoders.BPEDecoder(suffix="</w>")
+        tok.decoder = decoders.BPEDecoder(suffix="</w>")
     else:
-        words = Tokenizer(models.WordPiece(unk_token=UNK))
-        words.normalizer, words.pre_tokenizer = norm, pre_tokenizers.BertPreTokenizer()
-        vocab, _ = _learn_merges(_word_counts(words, texts), vocab_size, min_frequency, specials, prefix="##")
+        pre = pre_tokenizers.BertPreTokenizer()
+        vocab, _ = _learn_merges(_word_counts(norm, pre, texts), vocab_size, min_frequency, specials, prefix="##")
         tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
-        tok.pre_tokenizer, tok.decoder = pre_tokenizers.BertPreTokenizer(), decoders.WordPiece()
-    tok.normalizer = norm
+        tok.decoder = decoders.WordPiece()
+    tok.normalizer, tok.pre_tokenizer = norm, pre
     tok.add_special_tokens(list(specials))
     return SubwordTokenizer(tok)
 
