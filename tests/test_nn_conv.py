@@ -302,6 +302,21 @@ def test_im2col_leaves_out_taps_that_meet_only_padding(size, kernel, stride, pad
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
 
 
+def test_im2col_gathers_its_patches_one_axis_at_a_time():
+    # A 5 x 5 kernel's patches are 5 slices along the width and 5 along the height of those, not 25: in a
+    # network XLA recomputes the input's producers (bias, pooling, ReLU) in every slice.
+    from dlcore.nn import conv_tuning as ct
+
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((3, 12, 12, 10)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((5, 5, 10, 20)), jnp.float32)
+    jaxpr = jax.make_jaxpr(lambda x, k: ct.im2col_conv(x, k, (1, 1), [(0, 0), (0, 0)], (1, 1)))(x, k).jaxpr
+    assert sum(e.primitive.name == "slice" for e in jaxpr.eqns) == 10
+    plain = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(np.asarray(ct.im2col_conv(x, k, (1, 1), [(0, 0), (0, 0)], (1, 1))),
+                               np.asarray(plain), rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("nd,kw", [
     (2, dict(stride=(2, 1), pads=[(1, 2), (0, 1)], dilation=(1, 2))),
     (1, dict(stride=(1,), pads=[(2, 0)], dilation=(2,))),
@@ -357,13 +372,15 @@ def test_the_tuner_measures_a_large_convolution_once_and_keeps_its_choice(tuner,
         return (("im2col", 16),) * 3  # every pass
 
     monkeypatch.setattr(ct, "_measure", fake_measure)
+    from dlcore.nn import onednn
+    onednn.available()  # in a fresh cache folder oneDNN's kernels compile first, with a line of their own
+    capsys.readouterr()
     layer = dnn.Conv2d(16, 32, 3, rngs=nnx.Rngs(0))
     big = jnp.ones((64, 26, 26, 16))  # 2 x 64*24*24*32 outputs x 3*3*16 products = 340 MFLOP: over MIN_FLOPS
     hlo = jax.jit(lambda x: layer(x)).lower(big).as_text()
     assert "stablehlo.convolution" not in hlo and hlo.count("stablehlo.dot_general") == 4  # im2col, 4 calls
     jax.jit(lambda x: layer(x) * 2).lower(big)  # the same signature: not measured again
     assert len(asked) == 1 and asked[0][0] == (64, 26, 26, 16)
-    from dlcore.nn import onednn
     assert (("onednn", 64) in asked[0][1]) == onednn.available()  # a candidate where it is installed
     said = capsys.readouterr().err.splitlines()  # one line on stderr for the seconds of measuring
     assert said == [f"dlcore: timing the CPU lowerings of a (64, 26, 26, 16) x (3, 3, 16, 32) convolution "

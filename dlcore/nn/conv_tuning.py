@@ -147,31 +147,39 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> j
     Returns:
         (N, *spatial', C_out), spatial' as `lax.conv_general_dilated` gives.
 
+    The patches are gathered one spatial axis at a time, the last first: a 5 x 5 kernel takes 5 strided
+    slices along the width, concatenated on the channel axis, then 5 along the height of that, 10 slices
+    where one pass over all taps takes 25. This matters in a network, where XLA fuses the operations
+    that make the input (bias, max pooling, ReLU) into every slice and computes them again in each: in
+    Subramanian's MNIST CNN at batch 32 the second convolution's slices took 1.07 ms of a 2-2.1 ms step
+    tap by tap, 0.76 ms axis by axis, and the step 1.6-1.7 ms (best of 4 alternated processes).
+
     A kernel tap that meets only padding at every output position adds nothing, so its patch and kernel
     rows are left out: a 3 x 3 kernel with padding 1 over a 1 x 1 map is its centre tap alone, a ninth of
-    the work (ResNet-18's last stage on 32 x 32 images).
+    the work (ResNet-18's last stage on 32 x 32 images). Along each axis such taps are at the ends, so
+    the kernel is cut by a slice (whose gradient is a pad).
     """
     nd = x.ndim - 2
-    k, cin, cout = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    cout = kernel.shape[-1]
     xp = jnp.pad(x, [(0, 0), *padding, (0, 0)]) if any(p != (0, 0) for p in padding) else x
-    outs = [(L - d * (kk - 1) - 1) // s + 1 for L, kk, s, d in zip(xp.shape[1:-1], k, stride, dilation)]
-
-    def meets_data(offs) -> bool:  # some output position reads a real (unpadded) input through this tap
-        return all(any(lo <= o * d + i * s < lo + size for i in range(n))
-                   for o, d, s, n, (lo, _), size in zip(offs, dilation, stride, outs, padding, x.shape[1:-1]))
-
-    taps = [(t, offs) for t, offs in enumerate(np.ndindex(*k)) if meets_data(offs)] or [(0, (0,) * nd)]  # none: zeros
-    cols = []
-    for _, offs in taps:
-        start = (0, *(o * d for o, d in zip(offs, dilation)), 0)
-        limit = (xp.shape[0], *(st + (n - 1) * s + 1 for st, n, s in zip(start[1:-1], outs, stride)), cin)
-        cols.append(lax.slice(xp, start, limit, (1, *stride, 1)))
-    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)  # (N, *outs, taps * C_in)
-    weights = kernel.reshape(-1, cin, cout)
-    weights = weights if len(taps) == len(weights) else weights[np.asarray([t for t, _ in taps])]
-    y = patches.reshape(-1, len(taps) * cin) @ weights.reshape(-1, cout)
+    outs = [(L - d * (kk - 1) - 1) // s + 1 for L, kk, s, d in zip(xp.shape[1:-1], kernel.shape[:nd], stride, dilation)]
+    taps = []  # per axis, the range of taps that read some real (unpadded) input
+    for kk, d, s, n, (lo, _), size in zip(kernel.shape[:nd], dilation, stride, outs, padding, x.shape[1:-1]):
+        live = [t for t in range(kk) if any(lo <= t * d + i * s < lo + size for i in range(n))] or [0]  # none: zeros
+        taps.append(range(live[0], live[-1] + 1))
+    patches = xp
+    for axis in reversed(range(nd)):  # (N, *outs, taps_0 * ... * taps_last * C_in) in the kernel's order
+        cols = []
+        for t in taps[axis]:
+            start, limit, step = [0] * xp.ndim, list(patches.shape), [1] * xp.ndim
+            start[axis + 1] = t * dilation[axis]
+            limit[axis + 1] = start[axis + 1] + (outs[axis] - 1) * stride[axis] + 1
+            step[axis + 1] = stride[axis]
+            cols.append(lax.slice(patches, start, limit, step))
+        patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    weights = kernel[tuple(slice(r.start, r.stop) for r in taps)].reshape(-1, cout)
+    y = patches.reshape(-1, weights.shape[0]) @ weights
     return y.reshape(x.shape[0], *outs, cout)
-
 
 def _run(choice: Choice, x: jax.Array, xla: Callable, im2col: Callable, dnnl: Callable) -> jax.Array:
     algo, rows = choice
