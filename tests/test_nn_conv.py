@@ -487,6 +487,22 @@ def test_choices_of_an_older_format_are_measured_again(tuner, monkeypatch):
     assert saved["other|good"] == good
 
 
+def test_choices_measured_with_other_lowering_code_are_measured_again(tuner, monkeypatch):
+    # The file's key names the lowerings' code: a choice measured with an older im2col (say) is not reused.
+    ct = tuner
+    tuned, _ = _conv_with_plan(ct, monkeypatch, (("xla", 19), ("im2col", 19), ("xla", 19)))
+    key = "(19, 9, 8, 4)|(3, 3, 4, 6)|float32|(1, 1)|((1, 1), (0, 2))|(1, 1)|1"
+    mine = ct._machine()
+    assert mine.endswith(f"|lowerings {ct._lowerings()}") and len(ct._lowerings()) == 12
+    older = mine.replace(ct._lowerings(), "0" * 12)
+    ct.choices_path().parent.mkdir(parents=True, exist_ok=True)
+    ct.choices_path().write_text(json.dumps({older: {key: {p: ["xla", 4] for p in ct.PASSES}}}))
+    jax.eval_shape(tuned, jnp.ones((19, 9, 8, 4)), jnp.ones((3, 3, 4, 6)))
+    assert ct._CHOICES == {key: (("xla", 19), ("im2col", 19), ("xla", 19))}  # measured, not read
+    whole = json.loads(ct.choices_path().read_text())
+    assert set(whole) == {older, mine}  # the older entry stays for the code that measured it
+
+
 def test_the_plan_keeps_one_lowering_unless_a_pass_has_a_far_faster_one():
     from dlcore.nn import conv_tuning as ct
 

@@ -32,8 +32,9 @@ fastest in all three, yet took 2.9 + 3.5 ms for the two passes a step runs.
 
 The choices are kept for the process and written to ``<dlcore cache>/conv_choices.json`` (see
 `dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count, jaxlib's
-version and oneDNN's (or its absence), so a later run reuses them without measuring. Convolutions of
-fewer than `MIN_FLOPS` floating-point operations (forward) are not measured: they run as one XLA call.
+version, oneDNN's (or its absence) and a digest of the lowerings' code (a release that changes a lowering
+measures again), so a later run reuses them without measuring. Convolutions of fewer than `MIN_FLOPS`
+floating-point operations (forward) are not measured: they run as one XLA call.
 Measuring a signature takes 4-11 s once here, most of it compiling each candidate's passes;
 ``DLCORE_CONV_TUNING=off`` (or ``conv_tuning.MODE = "off"``) runs every convolution as one XLA call.
 Nothing changes on a GPU or TPU, where XLA calls cuDNN or its own kernels.
@@ -50,6 +51,8 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -239,7 +242,15 @@ def _machine() -> str:
     except OSError:
         pass
     dnnl = f"onednn {onednn.version()}" if onednn.available() else "no onednn"
-    return f"{model}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}|{dnnl}"
+    return f"{model}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}|{dnnl}|lowerings {_lowerings()}"
+
+
+@functools.cache
+def _lowerings() -> str:
+    """A digest of the code of dlcore's lowerings (im2col, calls of fewer rows, the passes, oneDNN's handlers):
+    choices measured with other code are measured again."""
+    code = [inspect.getsource(f).encode() for f in (im2col_conv, _run, _pass)] + [onednn.source().read_bytes()]
+    return hashlib.sha256(b"\0".join(code)).hexdigest()[:12]
 
 
 def _load() -> None:

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-__all__ = ["MODE", "available", "conv", "supports", "version", "why_unavailable"]
+__all__ = ["MODE", "available", "conv", "source", "supports", "version", "why_unavailable"]
 
 MODE = os.environ.get("DLCORE_ONEDNN", "auto").strip().lower() or "auto"
 _SOURCE = Path(__file__).with_name("onednn_conv.cc")
@@ -167,6 +167,11 @@ def why_unavailable() -> str:
     """Why `available()` is False, in one line ("" when it is True)."""
     _prepare()
     return _STATE["why"]
+
+
+def source() -> Path:
+    """The C++ source of the FFI handlers (compiled on first use)."""
+    return _SOURCE
 
 
 def version() -> str:
