@@ -16,7 +16,8 @@ No single rule fits, so dlcore measures. The first time a convolution of a given
 kernel shapes, dtype, stride, padding, dilation, groups) is traced on a CPU, each candidate lowering
 runs each of its three passes (`PASSES`: the forward pass, the input's gradient, the kernel's gradient)
 on random arrays of those shapes a few times. The lowering fastest in all three is kept for the
-signature (the plain call unless another is at least `MARGIN` faster), and a pass runs another
+signature (the default unless another is at least `MARGIN` faster: oneDNN's kernel where it takes the
+convolution, else XLA's plain call; see `_plan`), and a pass runs another
 lowering only where that one is far faster for it (`SPLIT`). Candidates: XLA's convolution of the whole
 batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window patches of the input, gathered by
 strided slices, times the kernel as a matrix; whole batch or 16-row calls; its times count
@@ -32,9 +33,9 @@ fastest in all three, yet took 2.9 + 3.5 ms for the two passes a step runs.
 
 The choices are kept for the process and written to ``<dlcore cache>/conv_choices.json`` (see
 `dlcore.data.sources.cache_dir`), keyed by the signature, the CPU model, its core count, jaxlib's
-version, oneDNN's (or its absence) and a digest of the lowerings' code (a release that changes a lowering
-measures again), so a later run reuses them without measuring. Convolutions of fewer than `MIN_FLOPS`
-floating-point operations (forward) are not measured: they run as one XLA call.
+version, oneDNN's (or its absence) and a digest of the code that lowers and chooses (a release that
+changes either measures again), so a later run reuses them without measuring. Convolutions of fewer
+than `MIN_FLOPS` floating-point operations (forward) are not measured: they run as one XLA call.
 Measuring a signature takes 4-11 s once here, most of it compiling each candidate's passes;
 ``DLCORE_CONV_TUNING=off`` (or ``conv_tuning.MODE = "off"``) runs every convolution as one XLA call.
 Nothing changes on a GPU or TPU, where XLA calls cuDNN or its own kernels.
@@ -75,7 +76,7 @@ __all__ = ["MARGIN", "MIN_FLOPS", "MODE", "PASSES", "candidates", "choice", "cho
 
 MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
 MIN_FLOPS = 4e6  # multiply-adds x 2 of the forward call below which nothing is measured
-MARGIN = 0.9  # another lowering replaces the plain call only when it takes at most 90% of its time
+MARGIN = 0.9  # another lowering replaces the default only when it takes at most 90% of its time
 # im2col's measured times count this much more. In a network XLA fuses its strided slices (and, in the
 # input's gradient, its sum of padded slices) into the neighbouring operations and recomputes them in
 # each: in Subramanian's MNIST CNN (batch 32) the input gradient of the second convolution, measured
@@ -247,10 +248,12 @@ def _machine() -> str:
 
 @functools.cache
 def _lowerings() -> str:
-    """A digest of the code of dlcore's lowerings (im2col, calls of fewer rows, the passes, oneDNN's handlers):
-    choices measured with other code are measured again."""
-    code = [inspect.getsource(f).encode() for f in (im2col_conv, _run, _pass)] + [onednn.source().read_bytes()]
-    return hashlib.sha256(b"\0".join(code)).hexdigest()[:12]
+    """A digest of the code that makes a choice: the lowerings (im2col, calls of fewer rows, the passes,
+    oneDNN's handlers), the candidates, how they are timed and how a plan is drawn from the times (with
+    its constants). Choices made by other code are measured again."""
+    code = [inspect.getsource(f).encode() for f in (im2col_conv, _run, _pass, candidates, _measure, _plan)]
+    constants = repr((MIN_FLOPS, MARGIN, IM2COL_PENALTY, SPLIT, _REPEATS, _ROUNDS, _ENOUGH_S)).encode()
+    return hashlib.sha256(b"\0".join([*code, constants, onednn.source().read_bytes()])).hexdigest()[:12]
 
 
 def _load() -> None:
@@ -332,8 +335,16 @@ def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) ->
 def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     """The plan from each option's time for each pass (`times[pass][option]`, seconds).
 
-    One lowering for the three passes, the fastest in all (the plain call, `options[0]`, unless another
-    takes at most `MARGIN` of its time); a pass takes another lowering only where that one takes at most
+    One lowering for the three passes, the fastest in all, unless the default is within `MARGIN` of it.
+    The default is oneDNN's kernel where it is a candidate (the library PyTorch calls), else the plain
+    call (`options[0]`). Measured alone, a small convolution's lowerings are often within this machine's
+    noise of each other, and XLA's own convolution then costs a network more than alone: a step holding
+    one cannot run its epoch as one `lax.scan` (`dlcore.train.Trainer`'s epoch_mode "auto"). Subramanian's
+    MNIST CNN at batch 32 (10 -> 20 channels at 12 x 12: oneDNN 1.06 ms, XLA 1.11 ms alone, XLA chosen as
+    the plain call) took 1.88-2.23 ms a step with XLA's, 1.65-1.81 with oneDNN's; ResNet-18's 128 -> 128
+    convolutions at 4 x 4 (batch 64) 48-60 against 43-44 ms (alternated processes).
+
+    A pass takes another lowering only where that one takes at most
     `SPLIT` of the shared one's time: e.g. a first layer's forward pass and kernel gradient, where its
     input gradient, unused in training, made another lowering the fastest in all. Alternatives of
     near-equal times stay together: mixing them would follow the measurement's noise. im2col's times
@@ -342,8 +353,9 @@ def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     times = {w: {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times[w].items()}
              for w in PASSES}
     total = {o: sum(times[w][o] for w in PASSES) for o in options}
-    plain, fastest = options[0], min(total, key=total.get)
-    whole = fastest if total[fastest] <= MARGIN * total[plain] else plain
+    default = next((o for o in options if o[0] == "onednn"), options[0])
+    fastest = min(total, key=total.get)
+    whole = fastest if total[fastest] <= MARGIN * total[default] else default
     plan = []
     for which in PASSES:
         best = min(times[which], key=times[which].get)
