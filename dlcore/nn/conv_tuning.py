@@ -16,9 +16,9 @@ No single rule fits, so dlcore measures. The first time a convolution of a given
 kernel shapes, dtype, stride, padding, dilation, groups) is traced on a CPU, each candidate lowering
 runs each of its three passes (`PASSES`: the forward pass, the input's gradient, the kernel's gradient)
 on random arrays of those shapes a few times. The lowering fastest in all three is kept for the
-signature (the default unless another is at least `MARGIN` faster: oneDNN's kernel where it takes the
-convolution, else XLA's plain call; see `_plan`), and a pass runs another
-lowering only where that one is far faster for it (`SPLIT`). Candidates: XLA's convolution of the whole
+signature (the default unless another is at least `MARGIN` faster, XLA's own at least `XLA_MARGIN`:
+oneDNN's kernel where it takes the convolution, else XLA's plain call; see `_plan`), and a pass runs
+another lowering only where that one is far faster for it (`SPLIT`). Candidates: XLA's convolution of the whole
 batch, of calls of 32, 16, 8 or 4 rows, im2col (the kernel-window patches of the input, gathered by
 strided slices, times the kernel as a matrix; whole batch or 16-row calls; its times count
 `IM2COL_PENALTY` more), and oneDNN's kernels where they are installed (`dlcore.nn.onednn`: 1-D and
@@ -71,12 +71,13 @@ from jax import lax
 
 from dlcore.nn import onednn
 
-__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "PASSES", "candidates", "choice", "choices_path", "conv",
+__all__ = ["MARGIN", "MIN_FLOPS", "MODE", "PASSES", "XLA_MARGIN", "candidates", "choice", "choices_path", "conv",
            "im2col_conv", "recording", "whole_batches"]
 
 MODE = os.environ.get("DLCORE_CONV_TUNING", "auto").strip().lower() or "auto"
 MIN_FLOPS = 4e6  # multiply-adds x 2 of the forward call below which nothing is measured
 MARGIN = 0.9  # another lowering replaces the default only when it takes at most 90% of its time
+XLA_MARGIN = 0.6  # XLA's own convolution replaces oneDNN's only at 60% of its time (see `_plan`)
 # im2col's measured times count this much more. In a network XLA fuses its strided slices (and, in the
 # input's gradient, its sum of padded slices) into the neighbouring operations and recomputes them in
 # each: in Subramanian's MNIST CNN (batch 32) the input gradient of the second convolution, measured
@@ -252,7 +253,7 @@ def _lowerings() -> str:
     oneDNN's handlers), the candidates, how they are timed and how a plan is drawn from the times (with
     its constants). Choices made by other code are measured again."""
     code = [inspect.getsource(f).encode() for f in (im2col_conv, _run, _pass, candidates, _measure, _plan)]
-    constants = repr((MIN_FLOPS, MARGIN, IM2COL_PENALTY, SPLIT, _REPEATS, _ROUNDS, _ENOUGH_S)).encode()
+    constants = repr((MIN_FLOPS, MARGIN, XLA_MARGIN, IM2COL_PENALTY, SPLIT, _REPEATS, _ROUNDS, _ENOUGH_S)).encode()
     return hashlib.sha256(b"\0".join([*code, constants, onednn.source().read_bytes()])).hexdigest()[:12]
 
 
@@ -335,32 +336,45 @@ def _measure(options: list[Choice], x_shape, k_shape, dtype, lower: Callable) ->
 def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     """The plan from each option's time for each pass (`times[pass][option]`, seconds).
 
-    One lowering for the three passes, the fastest in all, unless the default is within `MARGIN` of it.
-    The default is oneDNN's kernel where it is a candidate (the library PyTorch calls), else the plain
-    call (`options[0]`). Measured alone, a small convolution's lowerings are often within this machine's
-    noise of each other, and XLA's own convolution then costs a network more than alone: a step holding
-    one cannot run its epoch as one `lax.scan` (`dlcore.train.Trainer`'s epoch_mode "auto"). Subramanian's
-    MNIST CNN at batch 32 (10 -> 20 channels at 12 x 12: oneDNN 1.06 ms, XLA 1.11 ms alone, XLA chosen as
-    the plain call) took 1.88-2.23 ms a step with XLA's, 1.65-1.81 with oneDNN's; ResNet-18's 128 -> 128
-    convolutions at 4 x 4 (batch 64) 48-60 against 43-44 ms (alternated processes).
+    A plan shares one lowering among the three passes, and a pass takes another only where that one
+    takes at most `SPLIT` of the shared one's time: e.g. a first layer's input gradient, unused in
+    training, where oneDNN's kernel is slow (its forward pass and kernel gradient fast). A plan's cost is
+    its passes' times. The plan chosen shares the default lowering unless another plan costs at most
+    `MARGIN` of the default's (`XLA_MARGIN` where it brings in XLA's own convolution against oneDNN's). Alternatives of
+    near-equal times stay together: mixing them would follow the measurement's noise. im2col's times count
+    `IM2COL_PENALTY` more throughout.
 
-    A pass takes another lowering only where that one takes at most
-    `SPLIT` of the shared one's time: e.g. a first layer's forward pass and kernel gradient, where its
-    input gradient, unused in training, made another lowering the fastest in all. Alternatives of
-    near-equal times stay together: mixing them would follow the measurement's noise. im2col's times
-    count `IM2COL_PENALTY` more throughout.
+    The default is oneDNN's kernel where it is a candidate (the library PyTorch calls), else XLA's plain
+    call (`options[0]`). Measured alone, a small convolution's lowerings are often within this machine's
+    noise of each other (oneDNN's three passes of a 64 -> 64 convolution of 8 x 8 maps at batch 64: 2.5
+    and 4.4 ms in two measurements a second apart), and XLA's own convolution costs a network more than it
+    does alone: a step holding one cannot run its epoch as one `lax.scan` (`dlcore.train.Trainer`'s
+    epoch_mode "auto"). Subramanian's MNIST CNN at batch 32 (10 -> 20 channels at 12 x 12: oneDNN 1.06 ms,
+    XLA 1.11 ms alone, XLA chosen as the plain call) took 1.88-2.23 ms a step with XLA's, 1.65-1.81 with
+    oneDNN's; ResNet-18 with its 128 -> 128 convolutions of 4 x 4 maps (batch 64; XLA 2.9, oneDNN 3.3 ms
+    alone) 48-60 ms a step with XLA's, 43-44 ms with oneDNN's (alternated processes).
     """
     times = {w: {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times[w].items()}
              for w in PASSES}
-    total = {o: sum(times[w][o] for w in PASSES) for o in options}
+    best = {w: min(times[w], key=times[w].get) for w in PASSES}
+
+    def plan(shared: Choice) -> Plan:
+        return tuple(best[w] if times[w][best[w]] <= SPLIT * times[w][shared] else shared for w in PASSES)
+
+    def cost(p: Plan) -> float:
+        return sum(times[w][o] for w, o in zip(PASSES, p))
+
+    def xla(p: Plan) -> bool:
+        return any(o[0] == "xla" for o in p)
+
+    def margin(p: Plan) -> float:
+        return XLA_MARGIN if default[0] == "onednn" and xla(p) and not xla(base) else MARGIN
+
     default = next((o for o in options if o[0] == "onednn"), options[0])
-    fastest = min(total, key=total.get)
-    whole = fastest if total[fastest] <= MARGIN * total[default] else default
-    plan = []
-    for which in PASSES:
-        best = min(times[which], key=times[which].get)
-        plan.append(best if times[which][best] <= SPLIT * times[which][whole] else whole)
-    return tuple(plan)
+    base = plan(default)
+    # the cheapest plan that beats the default's by its margin (the default's own plan at the latest)
+    return next(p for p in sorted({plan(o) for o in options}, key=lambda p: (cost(p), p))
+                if p == base or cost(p) <= margin(p) * cost(base))
 
 
 def choice(x_shape, kernel_shape, dtype, stride, padding, dilation, groups, lower: Callable) -> Plan:
