@@ -339,10 +339,11 @@ def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     A plan shares one lowering among the three passes, and a pass takes another only where that one
     takes at most `SPLIT` of the shared one's time: e.g. a first layer's input gradient, unused in
     training, where oneDNN's kernel is slow (its forward pass and kernel gradient fast). A plan's cost is
-    its passes' times. The plan chosen shares the default lowering unless another plan costs at most
-    `MARGIN` of the default's (`XLA_MARGIN` where it brings in XLA's own convolution against oneDNN's). Alternatives of
-    near-equal times stay together: mixing them would follow the measurement's noise. im2col's times count
-    `IM2COL_PENALTY` more throughout.
+    its passes' times. The plan chosen is the default's (its lowering shared, no pass split off to XLA's
+    own convolution) unless another costs at most `MARGIN` of it, or `XLA_MARGIN` where that one brings
+    in XLA's convolution, shared or in a pass, against oneDNN's. Alternatives of near-equal times stay
+    together: mixing them would follow the measurement's noise. im2col's times count `IM2COL_PENALTY` more
+    throughout.
 
     The default is oneDNN's kernel where it is a candidate (the library PyTorch calls), else XLA's plain
     call (`options[0]`). Measured alone, a small convolution's lowerings are often within this machine's
@@ -356,10 +357,13 @@ def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     """
     times = {w: {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times[w].items()}
              for w in PASSES}
-    best = {w: min(times[w], key=times[w].get) for w in PASSES}
 
-    def plan(shared: Choice) -> Plan:
-        return tuple(best[w] if times[w][best[w]] <= SPLIT * times[w][shared] else shared for w in PASSES)
+    def plan(shared: Choice, xla_splits: bool) -> Plan:  # with or without passes split off to XLA's own
+        out = []
+        for w in PASSES:
+            best = min((o for o in options if xla_splits or o[0] != "xla" or o == shared), key=times[w].get)
+            out.append(best if times[w][best] <= SPLIT * times[w][shared] else shared)
+        return tuple(out)
 
     def cost(p: Plan) -> float:
         return sum(times[w][o] for w, o in zip(PASSES, p))
@@ -371,9 +375,10 @@ def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
         return XLA_MARGIN if default[0] == "onednn" and xla(p) and not xla(base) else MARGIN
 
     default = next((o for o in options if o[0] == "onednn"), options[0])
-    base = plan(default)
+    base = plan(default, xla_splits=default[0] == "xla")
     # the cheapest plan that beats the default's by its margin (the default's own plan at the latest)
-    return next(p for p in sorted({plan(o) for o in options}, key=lambda p: (cost(p), p))
+    plans = {plan(o, splits) for o in options for splits in (False, True)}
+    return next(p for p in sorted(plans, key=lambda p: (cost(p), p))
                 if p == base or cost(p) <= margin(p) * cost(base))
 
 
