@@ -501,6 +501,13 @@ def test_choices_measured_with_other_lowering_code_are_measured_again(tuner, mon
     assert ct._CHOICES == {key: (("xla", 19), ("im2col", 19), ("xla", 19))}  # measured, not read
     whole = json.loads(ct.choices_path().read_text())
     assert set(whole) == {older, mine}  # the older entry stays for the code that measured it
+    # an installation without readable source still has a key (its choices are not told apart by code)
+    monkeypatch.setattr(ct.inspect, "getsource", lambda f: (_ for _ in ()).throw(OSError("no source")))
+    ct._lowerings.cache_clear()
+    try:
+        assert ct._machine().endswith("|lowerings unread")
+    finally:
+        ct._lowerings.cache_clear()
 
 
 def test_the_plan_keeps_one_lowering_unless_a_pass_has_a_far_faster_one():

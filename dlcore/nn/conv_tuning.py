@@ -186,6 +186,7 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, stride, padding, dilation) -> j
     y = patches.reshape(-1, weights.shape[0]) @ weights
     return y.reshape(x.shape[0], *outs, cout)
 
+
 def _run(choice: Choice, x: jax.Array, xla: Callable, im2col: Callable, dnnl: Callable) -> jax.Array:
     algo, rows = choice
     fn = {"xla": xla, "im2col": im2col, "onednn": dnnl}[algo]
@@ -251,10 +252,15 @@ def _machine() -> str:
 def _lowerings() -> str:
     """A digest of the code that makes a choice: the lowerings (im2col, calls of fewer rows, the passes,
     oneDNN's handlers), the candidates, how they are timed and how a plan is drawn from the times (with
-    its constants). Choices made by other code are measured again."""
-    code = [inspect.getsource(f).encode() for f in (im2col_conv, _run, _pass, candidates, _measure, _plan)]
+    its constants). Choices made by other code are measured again. Where the source cannot be read (an
+    installation of compiled files only), "unread": such choices are kept until the machine's key changes."""
+    try:
+        code = [inspect.getsource(f).encode() for f in (im2col_conv, _run, _pass, candidates, _measure, _plan)]
+        code.append(onednn.source().read_bytes())
+    except OSError:
+        return "unread"
     constants = repr((MIN_FLOPS, MARGIN, XLA_MARGIN, IM2COL_PENALTY, SPLIT, _REPEATS, _ROUNDS, _ENOUGH_S)).encode()
-    return hashlib.sha256(b"\0".join([*code, constants, onednn.source().read_bytes()])).hexdigest()[:12]
+    return hashlib.sha256(b"\0".join([*code, constants])).hexdigest()[:12]
 
 
 def _load() -> None:
@@ -357,6 +363,7 @@ def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     """
     times = {w: {o: t * (IM2COL_PENALTY if o[0] == "im2col" else 1.0) for o, t in times[w].items()}
              for w in PASSES}
+    default = next((o for o in options if o[0] == "onednn"), options[0])
 
     def plan(shared: Choice, xla_splits: bool) -> Plan:  # with or without passes split off to XLA's own
         out = []
@@ -374,7 +381,6 @@ def _plan(times: dict[str, dict[Choice, float]], options: list[Choice]) -> Plan:
     def margin(p: Plan) -> float:
         return XLA_MARGIN if default[0] == "onednn" and xla(p) and not xla(base) else MARGIN
 
-    default = next((o for o in options if o[0] == "onednn"), options[0])
     base = plan(default, xla_splits=default[0] == "xla")
     # the cheapest plan that beats the default's by its margin (the default's own plan at the latest)
     plans = {plan(o, splits) for o in options for splits in (False, True)}
