@@ -12,7 +12,8 @@
 // Why the layouts differ by pass: oneDNN's forward kernels for channels-last data are its fastest on
 // AVX-512, so the forward pass reads and writes XLA's buffers directly. Its backward kernels are fast
 // in its own blocked layouts and slow (im2col and a matrix product) in channels-last ones, so the
-// backward passes let oneDNN choose ("any") and reorder to and from XLA's layout around the call.
+// backward passes let oneDNN choose ("any") and reorder to and from XLA's layout around the call, except
+// for an operand whose chosen layout is XLA's own (`SameLayout`: 16 channels in 16-channel blocks).
 //
 // A primitive is built once per signature (pass, shapes, type, geometry) and kept for the process;
 // building one costs about a millisecond, running it microseconds to milliseconds.
@@ -60,6 +61,33 @@ std::map<std::vector<int64_t>, std::shared_ptr<Entry>> g_entries;
 
 memory::desc Plain(const memory::dims& dims, memory::data_type type, tag t) { return {dims, type, t}; }
 
+// Whether `d` places every element where the plain layout `plain` (same dims, no padding) does, so that
+// the primitive can read or write XLA's buffer as it is: true of a blocked layout whose blocks each span
+// a whole dimension, e.g. oneDNN's 16-channel blocks over exactly 16 channels (its "aBcd16b" of a
+// 16-channel map is channels-last), where a reorder would be a copy.
+bool SameLayout(const memory::desc& d, const memory::desc& plain) {
+  if (d == plain) return true;
+  const memory::dims dims = d.get_dims();
+  if (d.get_format_kind() != memory::format_kind::blocked || d.get_data_type() != plain.get_data_type() ||
+      dims != plain.get_dims() || d.get_padded_dims() != dims) {
+    return false;
+  }
+  memory::dims stride = d.get_strides();  // of the outer blocks; a dimension blocked whole has one
+  const memory::dims want = plain.get_strides(), blocks = d.get_inner_blks(), which = d.get_inner_idxs();
+  std::vector<bool> blocked(dims.size(), false);
+  memory::dim step = 1;
+  for (int i = d.get_inner_nblks() - 1; i >= 0; --i) {  // the innermost block first
+    if (blocks[i] != dims[which[i]] || blocked[which[i]]) return false;  // a block of part of a dimension
+    blocked[which[i]] = true;
+    stride[which[i]] = step;
+    step *= blocks[i];
+  }
+  for (size_t j = 0; j < dims.size(); ++j) {
+    if (dims[j] > 1 && stride[j] != want[j]) return false;
+  }
+  return true;
+}
+
 std::shared_ptr<Entry> Lookup(Pass pass, const Geometry& g) {
   std::vector<int64_t> key{pass, static_cast<int64_t>(g.type)};
   for (const auto* v : {&g.src, &g.wei, &g.strides, &g.dilation, &g.pad_lo, &g.pad_hi}) {
@@ -96,9 +124,9 @@ std::shared_ptr<Entry> Lookup(Pass pass, const Geometry& g) {
       entry->src = pd.src_desc(), entry->wei = pd.diff_weights_desc(), entry->dst = pd.diff_dst_desc();
     }
   }
-  if (entry->src != src) entry->src_buf = memory(entry->src, Engine());
-  if (entry->wei != wei) entry->wei_buf = memory(entry->wei, Engine());
-  if (entry->dst != dst) entry->dst_buf = memory(entry->dst, Engine());
+  if (!SameLayout(entry->src, src)) entry->src_buf = memory(entry->src, Engine());
+  if (!SameLayout(entry->wei, wei)) entry->wei_buf = memory(entry->wei, Engine());
+  if (!SameLayout(entry->dst, dst)) entry->dst_buf = memory(entry->dst, Engine());
   g_entries.emplace(std::move(key), entry);
   return entry;
 }
@@ -137,9 +165,10 @@ ffi::Error Run(Pass pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::A
   try {
     std::shared_ptr<Entry> e = Lookup(pass, g);
     thread_local dnnl::stream stream(Engine());
-    memory xla_src(Plain(g.src, g.type, tag::nhwc), Engine(), src_ptr);
-    memory xla_wei(Plain(g.wei, g.type, tag::hwio), Engine(), wei_ptr);
-    memory xla_dst(Plain(g.dst, g.type, tag::nhwc), Engine(), dst_ptr);
+    // XLA's buffers, described as the primitive sees them where it uses them directly
+    memory xla_src(e->src_buf ? Plain(g.src, g.type, tag::nhwc) : e->src, Engine(), src_ptr);
+    memory xla_wei(e->wei_buf ? Plain(g.wei, g.type, tag::hwio) : e->wei, Engine(), wei_ptr);
+    memory xla_dst(e->dst_buf ? Plain(g.dst, g.type, tag::nhwc) : e->dst, Engine(), dst_ptr);
     const bool src_in = pass != kBackwardData, wei_in = pass != kBackwardWeights, dst_in = pass != kForward;
 
     std::lock_guard<std::mutex> lock(e->mu);
