@@ -9,11 +9,12 @@
 // hi_w), dilation (2, 1 = none). float32 operands (oneDNN 3.2's bfloat16 kernels were measured no faster
 // here, and some far slower).
 //
-// Why the layouts differ by pass: oneDNN's forward kernels for channels-last data are its fastest on
-// AVX-512, so the forward pass reads and writes XLA's buffers directly. Its backward kernels are fast
-// in its own blocked layouts and slow (im2col and a matrix product) in channels-last ones, so the
-// backward passes let oneDNN choose ("any") and reorder to and from XLA's layout around the call, except
-// for an operand whose chosen layout is XLA's own (`SameLayout`: 16 channels in 16-channel blocks).
+// Layouts: every pass reads and writes XLA's channels-last maps directly. The forward pass reads XLA's
+// kernel as well; the backward passes let oneDNN lay out the kernel ("any") and reorder it to and from
+// XLA's around the call, except where its layout is XLA's own (`SameLayout`, e.g. a 1 -> 16 kernel in
+// 16-channel blocks). With XLA's kernel layout the backward kernels are im2col and a matrix product,
+// several times slower; with oneDNN's they were measured faster on channels-last maps than on its own
+// blocked maps (which cost a reorder of each map at every call), 10-50% a pass on the books' shapes.
 //
 // A primitive is built once per signature (pass, shapes, type, geometry) and kept for the process;
 // building one costs about a millisecond, running it microseconds to milliseconds.
@@ -99,8 +100,7 @@ std::shared_ptr<Entry> Lookup(Pass pass, const Geometry& g) {
 
   const memory::desc src = Plain(g.src, g.type, tag::nhwc), wei = Plain(g.wei, g.type, tag::hwio),
                      dst = Plain(g.dst, g.type, tag::nhwc);
-  const memory::desc any_src = Plain(g.src, g.type, tag::any), any_wei = Plain(g.wei, g.type, tag::any),
-                     any_dst = Plain(g.dst, g.type, tag::any);
+  const memory::desc any_wei = Plain(g.wei, g.type, tag::any);
   const auto direct = dnnl::algorithm::convolution_direct;
   auto entry = std::make_shared<Entry>();
   if (pass == kForward) {
@@ -110,15 +110,15 @@ std::shared_ptr<Entry> Lookup(Pass pass, const Geometry& g) {
     entry->src = pd.src_desc(), entry->wei = pd.weights_desc(), entry->dst = pd.dst_desc();
   } else {
     // The forward description is the backward passes' hint, in the layouts they will meet.
-    dnnl::convolution_forward::primitive_desc hint(Engine(), dnnl::prop_kind::forward_training, direct, any_src,
-                                                   any_wei, any_dst, g.strides, g.dilation, g.pad_lo, g.pad_hi);
+    dnnl::convolution_forward::primitive_desc hint(Engine(), dnnl::prop_kind::forward_training, direct, src,
+                                                   any_wei, dst, g.strides, g.dilation, g.pad_lo, g.pad_hi);
     if (pass == kBackwardData) {
-      dnnl::convolution_backward_data::primitive_desc pd(Engine(), direct, any_src, any_wei, any_dst, g.strides,
+      dnnl::convolution_backward_data::primitive_desc pd(Engine(), direct, src, any_wei, dst, g.strides,
                                                          g.dilation, g.pad_lo, g.pad_hi, hint);
       entry->primitive = std::make_unique<dnnl::convolution_backward_data>(pd);
       entry->src = pd.diff_src_desc(), entry->wei = pd.weights_desc(), entry->dst = pd.diff_dst_desc();
     } else {
-      dnnl::convolution_backward_weights::primitive_desc pd(Engine(), direct, any_src, any_wei, any_dst,
+      dnnl::convolution_backward_weights::primitive_desc pd(Engine(), direct, src, any_wei, dst,
                                                             g.strides, g.dilation, g.pad_lo, g.pad_hi, hint);
       entry->primitive = std::make_unique<dnnl::convolution_backward_weights>(pd);
       entry->src = pd.src_desc(), entry->wei = pd.diff_weights_desc(), entry->dst = pd.diff_dst_desc();
