@@ -147,11 +147,18 @@ void Reorder(dnnl::stream& stream, memory& from, memory& to) {
         gomp ? reinterpret_cast<int (*)()>(dlsym(gomp, "omp_get_max_threads")) : nullptr,
         gomp ? reinterpret_cast<void (*)(int)>(dlsym(gomp, "omp_set_num_threads")) : nullptr);
   }();
-  const bool alone = omp.first && omp.second && from.get_desc().get_size() < kSmallBytes;
-  const int threads = alone ? omp.first() : 0;
-  if (alone) omp.second(1);
+  struct OneThread {  // the thread count set back on the way out, an exception's included
+    void (*set)(int) = nullptr;
+    int before = 0;
+    ~OneThread() {
+      if (set) set(before);
+    }
+  } guard;
+  if (omp.first && omp.second && from.get_desc().get_size() < kSmallBytes) {
+    guard.set = omp.second, guard.before = omp.first();
+    omp.second(1);
+  }
   dnnl::reorder(from, to).execute(stream, from, to);
-  if (alone) omp.second(threads);
 }
 
 ffi::Error Fail(const std::string& what) { return ffi::Error(ffi::ErrorCode::kInvalidArgument, what); }
