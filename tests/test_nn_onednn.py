@@ -43,7 +43,7 @@ GEOMETRIES = [  # x shape, kernel shape, stride, padding, dilation
     ((6, 9, 9, 4), (3, 3, 4, 6), (2, 2), [(1, 1), (1, 1)], (1, 1)),
     ((6, 20, 4), (3, 4, 6), (1,), [(4, 0)], (2,)),  # 1-D causal, dilated
     ((6, 20, 4), (5, 4, 6), (2,), [(2, 2)], (1,)),
-    # 16 channels: oneDNN's 16-channel blocks of them are XLA's layout, read and written in place
+    # 16 channels: a kernel in oneDNN's 16-channel blocks can be XLA's own layout, read and written in place
     ((4, 9, 9, 16), (3, 3, 16, 32), (1, 1), [(0, 0), (0, 0)], (1, 1)),
     ((4, 10, 10, 1), (3, 3, 1, 16), (1, 1), [(1, 1), (1, 1)], (1, 1)),
     # a kernel over 256 KiB: reordered by oneDNN's threads (smaller ones on the calling thread alone)

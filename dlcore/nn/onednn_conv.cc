@@ -66,8 +66,8 @@ memory::desc Plain(const memory::dims& dims, memory::data_type type, tag t) { re
 
 // Whether `d` places every element where the plain layout `plain` (same dims, no padding) does, so that
 // the primitive can read or write XLA's buffer as it is: true of a blocked layout whose blocks each span
-// a whole dimension, e.g. oneDNN's 16-channel blocks over exactly 16 channels (its "aBcd16b" of a
-// 16-channel map is channels-last), where a reorder would be a copy.
+// a whole dimension, e.g. a 1 -> 16 kernel in oneDNN's 16-output blocks ("Acdb16a" of 16 outputs is
+// XLA's HWIO), where a reorder would be a copy.
 bool SameLayout(const memory::desc& d, const memory::desc& plain) {
   if (d == plain) return true;
   const memory::dims dims = d.get_dims();
