@@ -2,6 +2,7 @@
 
 import functools
 import importlib.metadata
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +95,37 @@ def test_vmap_and_a_second_call_with_other_sizes():
         _close(_xla(x, k, **args), onednn.conv(x, k, **args), 1e-6)
     xs = jnp.asarray(rng.standard_normal((3, 4, 6, 6, 2)), jnp.float32)  # vmapped over a leading axis
     _close(jax.vmap(lambda x: _xla(x, k, **args))(xs), jax.vmap(lambda x: onednn.conv(x, k, **args))(xs), 1e-6)
+
+
+@needs_onednn
+def test_passes_run_from_several_threads_at_once():
+    # XLA calls the handlers from any thread of its pool, and from several at once: a primitive built on one
+    # thread runs on another beside other primitives (each with its own scratchpad; with oneDNN's shared
+    # per-thread scratchpad this crashed on AVX2, whose im2col kernels use one).
+    rng = np.random.default_rng(2)
+    args = dict(stride=(1, 1), padding=[(1, 1), (1, 1)], dilation=(1, 1))
+    xs = [jnp.asarray(rng.standard_normal((8, 14, 14, c)), jnp.float32) for c, _ in ((1, 4), (3, 6), (6, 10))]
+    ks = [jnp.asarray(rng.standard_normal((3, 3, c, o)) / np.sqrt(9 * c), jnp.float32)
+          for c, o in ((1, 4), (3, 6), (6, 10))]
+
+    def loss(conv):
+        return lambda xs, ks: sum(jnp.sum(jnp.sin(conv(x, k, **args))) for x, k in zip(xs, ks))
+
+    want = jax.grad(loss(_xla), argnums=(0, 1))(xs, ks)
+    grad = jax.jit(jax.grad(loss(onednn.conv), argnums=(0, 1)))
+    results = [None] * 3
+
+    def work(i):
+        results[i] = [grad(xs, ks) for _ in range(10)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in (g for r in results for g in r):
+        for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+            _close(a, b, 1e-5)
 
 
 @needs_onednn

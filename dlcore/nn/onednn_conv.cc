@@ -18,6 +18,12 @@
 //
 // A primitive is built once per signature (pass, shapes, type, geometry) and kept for the process;
 // building one costs about a millisecond, running it microseconds to milliseconds.
+//
+// Scratchpads are dlcore's (`scratchpad_mode::user`): one per primitive, used under the primitive's lock.
+// oneDNN's own scratchpad is shared by the primitives of one thread and requires that a primitive run on
+// the thread that built it, while XLA calls these handlers from any thread of its pool and runs
+// independent passes (a layer's data and kernel gradients) at once: with oneDNN's scratchpad a training
+// epoch crashed or computed garbage now and then (seen on AVX2, whose im2col kernels use a scratchpad).
 
 #include <dlfcn.h>
 
@@ -56,6 +62,7 @@ struct Entry {
   std::unique_ptr<dnnl::primitive> primitive;
   memory::desc src, wei, dst;
   memory src_buf, wei_buf, dst_buf;  // empty where the primitive reads or writes XLA's buffer itself
+  memory scratch;                    // empty where the primitive needs none
   std::mutex mu;
 };
 
@@ -63,6 +70,18 @@ std::mutex g_mu;
 std::map<std::vector<int64_t>, std::shared_ptr<Entry>> g_entries;
 
 memory::desc Plain(const memory::dims& dims, memory::data_type type, tag t) { return {dims, type, t}; }
+
+const dnnl::primitive_attr& UserScratchpad() {
+  static const dnnl::primitive_attr attr = [] {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }();
+  return attr;
+}
+
+// The scratchpad a primitive asks for, or an empty memory where it asks for none.
+memory Scratchpad(const memory::desc& d) { return d.get_size() ? memory(d, Engine()) : memory(); }
 
 // Whether `d` places every element where the plain layout `plain` (same dims, no padding) does, so that
 // the primitive can read or write XLA's buffer as it is: true of a blocked layout whose blocks each span
@@ -107,23 +126,26 @@ std::shared_ptr<Entry> Lookup(Pass pass, const Geometry& g) {
   auto entry = std::make_shared<Entry>();
   if (pass == kForward) {
     dnnl::convolution_forward::primitive_desc pd(Engine(), dnnl::prop_kind::forward_training, direct, src, wei,
-                                                 dst, g.strides, g.dilation, g.pad_lo, g.pad_hi);
+                                                 dst, g.strides, g.dilation, g.pad_lo, g.pad_hi, UserScratchpad());
     entry->primitive = std::make_unique<dnnl::convolution_forward>(pd);
     entry->src = pd.src_desc(), entry->wei = pd.weights_desc(), entry->dst = pd.dst_desc();
+    entry->scratch = Scratchpad(pd.scratchpad_desc());
   } else {
     // The forward description is the backward passes' hint, in the layouts they will meet.
     dnnl::convolution_forward::primitive_desc hint(Engine(), dnnl::prop_kind::forward_training, direct, src,
                                                    any_wei, dst, g.strides, g.dilation, g.pad_lo, g.pad_hi);
     if (pass == kBackwardData) {
       dnnl::convolution_backward_data::primitive_desc pd(Engine(), direct, src, any_wei, dst, g.strides,
-                                                         g.dilation, g.pad_lo, g.pad_hi, hint);
+                                                         g.dilation, g.pad_lo, g.pad_hi, hint, UserScratchpad());
       entry->primitive = std::make_unique<dnnl::convolution_backward_data>(pd);
       entry->src = pd.diff_src_desc(), entry->wei = pd.weights_desc(), entry->dst = pd.diff_dst_desc();
+      entry->scratch = Scratchpad(pd.scratchpad_desc());
     } else {
-      dnnl::convolution_backward_weights::primitive_desc pd(Engine(), direct, src, any_wei, dst,
-                                                            g.strides, g.dilation, g.pad_lo, g.pad_hi, hint);
+      dnnl::convolution_backward_weights::primitive_desc pd(Engine(), direct, src, any_wei, dst, g.strides,
+                                                            g.dilation, g.pad_lo, g.pad_hi, hint, UserScratchpad());
       entry->primitive = std::make_unique<dnnl::convolution_backward_weights>(pd);
       entry->src = pd.src_desc(), entry->wei = pd.diff_weights_desc(), entry->dst = pd.diff_dst_desc();
+      entry->scratch = Scratchpad(pd.scratchpad_desc());
     }
   }
   if (!SameLayout(entry->src, src)) entry->src_buf = memory(entry->src, Engine());
@@ -158,7 +180,10 @@ void Reorder(dnnl::stream& stream, memory& from, memory& to) {
     guard.set = omp.second, guard.before = omp.first();
     omp.second(1);
   }
-  dnnl::reorder(from, to).execute(stream, from, to);
+  dnnl::reorder::primitive_desc pd(from, to, UserScratchpad());
+  std::unordered_map<int, memory> args{{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+  if (memory scratch = Scratchpad(pd.scratchpad_desc())) args.emplace(DNNL_ARG_SCRATCHPAD, scratch);
+  dnnl::reorder(pd).execute(stream, args);
 }
 
 ffi::Error Fail(const std::string& what) { return ffi::Error(ffi::ErrorCode::kInvalidArgument, what); }
@@ -214,6 +239,7 @@ ffi::Error Run(Pass pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::A
       case kBackwardData: args = {{DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, src}}; break;
       default: args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_DIFF_WEIGHTS, wei}}; break;
     }
+    if (e->scratch) args.emplace(DNNL_ARG_SCRATCHPAD, e->scratch);
     e->primitive->execute(stream, args);
     if (e->src_buf && !src_in) convert(src, xla_src);
     if (e->wei_buf && !wei_in) convert(wei, xla_wei);
