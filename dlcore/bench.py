@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import jax
 
+from dlcore import cpu
 from dlcore.registry import Registry
 
 
@@ -34,12 +35,9 @@ class Benchmark:
     peer: str
 
 
-# This CPU's float32 peak, the denominator of "share of peak": 2 cores x 2 AVX-512 FMA pipes per core x 16
-# float32 lanes x 2 flops per FMA (a multiply and an add) x 2.596 GHz. The machine is an AMD EPYC of family 26
-# (Zen 5: two 512-bit FMA pipes per core) under KVM; 2.596 GHz is the clock /proc/cpuinfo and the TSC report
-# (lscpu gives no boost figure inside the VM). Were the cores boosting above it, the true peak would be higher
-# and the shares below would overstate by that factor. About 332 GFLOP/s.
-CPU_PEAK_FLOPS = 2 * 2 * 16 * 2 * 2.596e9
+# This CPU's nominal float32 peak, the denominator of "share of peak" (`dlcore.cpu.peak_flops`: cores x FMA
+# pipes x float32 lanes x 2 x clock; 332 GFLOP/s on the 2-core Zen 5 EPYC of the README's table).
+CPU_PEAK_FLOPS = cpu.peak_flops()
 
 
 @dataclasses.dataclass
@@ -193,19 +191,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def matmul_flops(n: int = 2048, repeat: int = 5) -> float:
     """What XLA reaches here on a large float32 matrix product (n x n by n x n, best of `repeat`), FLOP/s: the
-    practical peak beside the nominal `CPU_PEAK_FLOPS` (on this project's machine it is higher, about 488
+    practical peak beside the nominal `CPU_PEAK_FLOPS` (on the README's Zen 5 machine it is higher, about 480
     GFLOP/s: the cores run above the clock the VM reports)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jax.numpy.float32)
     f = jax.jit(lambda a: a @ a)
@@ -229,7 +217,7 @@ def machine() -> dict[str, Any]:
     from dlcore import memory
     from dlcore.nn import onednn
 
-    return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+    return {"host": platform.node(), "platform": platform.platform(), "cpu": cpu.identity(), "cores": os.cpu_count(),
             "cpu_peak_flops": CPU_PEAK_FLOPS, "matmul_flops": matmul_flops(), "compilation_cache": jax.config.jax_compilation_cache_dir,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

@@ -14,7 +14,7 @@ import jax
 import pytest
 from one_line import raises_one_line
 
-from dlcore import bench, cli, runner
+from dlcore import bench, cli, cpu, runner
 from dlcore.benchmarks import _steps
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -99,7 +99,18 @@ def test_json_says_where_and_when(speed):
 
 
 def test_peak_is_cores_times_fma_pipes_times_lanes_times_clock():
-    assert bench.CPU_PEAK_FLOPS == pytest.approx(332.3e9, rel=1e-3)
+    # the machines this project has run on, by hand: cores x 2 pipes x lanes x 2 flops x clock
+    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "cpu MHz": "2596.0", "flags": "fpu avx2 fma avx512f"}
+    zen4 = {**zen5, "cpu family": "25", "cpu MHz": "2400.0"}
+    zen3 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "cpu MHz": "2445.406", "flags": "fpu avx avx2 fma"}
+    spr = {"vendor_id": "GenuineIntel", "cpu family": "6", "cpu MHz": "2100.0", "flags": "avx2 fma avx512f amx_bf16"}
+    assert cpu.peak_flops(zen5, cores=2) == pytest.approx(332.3e9, rel=1e-3)
+    assert cpu.peak_flops(zen4, cores=2) == pytest.approx(2 * 2 * 8 * 2 * 2.4e9)
+    assert cpu.peak_flops(zen3, cores=2) == pytest.approx(156.5e9, rel=1e-3)
+    assert cpu.peak_flops(spr, cores=4) == pytest.approx(4 * 2 * 16 * 2 * 2.1e9)
+    assert cpu.peak_flops({"flags": "sse2"}, cores=1) == pytest.approx(2 * 4 * 2 * 2.5e9)
+    assert bench.CPU_PEAK_FLOPS == cpu.peak_flops()  # this machine's
+    assert "family" in cpu.identity() and cpu.model() in cpu.identity()
 
 
 # the books' parameter counts (docstrings of dlcore's models, the books' summaries) or hand counts

@@ -57,7 +57,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -69,6 +68,7 @@ import jaxlib
 import numpy as np
 from jax import lax
 
+from dlcore import cpu
 from dlcore.nn import onednn
 
 __all__ = ["MARGIN", "MIN_FLOPS", "MODE", "PASSES", "XLA_MARGIN", "candidates", "choice", "choices_path", "conv",
@@ -236,16 +236,8 @@ def choices_path() -> Path:
 
 
 def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     dnnl = f"onednn {onednn.version()}" if onednn.available() else "no onednn"
-    return f"{model}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}|{dnnl}|lowerings {_lowerings()}"
+    return f"{cpu.identity()}|{os.cpu_count()} cores|jaxlib {jaxlib.__version__}|{dnnl}|lowerings {_lowerings()}"
 
 
 @functools.cache
