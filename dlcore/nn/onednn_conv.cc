@@ -11,9 +11,10 @@
 //
 // Layouts: every pass reads and writes XLA's channels-last maps directly. The forward pass reads XLA's
 // kernel as well where oneDNN has a direct kernel for it (with AVX-512; with AVX2 alone it has none, and
-// the forward pass takes the kernel in oneDNN's layout like the backward passes: `Im2col`); the backward passes let oneDNN lay out the kernel ("any") and reorder it to and from
-// XLA's around the call, except where its layout is XLA's own (`SameLayout`, e.g. a 1 -> 16 kernel in
-// 16-channel blocks). With XLA's kernel layout the backward kernels are im2col and a matrix product,
+// the forward pass takes the kernel in oneDNN's layout like the backward passes: `Im2col`). The backward
+// passes let oneDNN lay out the kernel ("any") and reorder it to and from XLA's around the call, except
+// where its layout is XLA's own (`SameLayout`, e.g. a 1 -> 16 kernel in 16-channel blocks). With XLA's
+// kernel layout the backward kernels are im2col and a matrix product,
 // several times slower; with oneDNN's they were measured faster on channels-last maps than on its own
 // blocked maps (which cost a reorder of each map at every call), 10-50% a pass on the books' shapes.
 //
