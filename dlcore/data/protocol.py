@@ -27,6 +27,7 @@ this module.
 from __future__ import annotations
 
 import collections.abc as cabc
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -260,6 +261,11 @@ def batch_plan(key: jax.Array | None, n: int, batch_size: int, drop_last: bool =
     return order.reshape(steps, batch_size).astype(jnp.int32), jnp.ones((steps, batch_size), jnp.float32)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _shuffled_plan(key, epoch, n, batch_size, drop_last, steps):
+    return batch_plan(jax.random.fold_in(key, epoch), n, batch_size, drop_last, steps)
+
+
 class BatchSource:
     """What the Trainer iterates: ``epoch(e)`` yields the batches of epoch ``e`` (1-based), each padded
     to one shape; ``batches_per_epoch`` and ``examples_per_epoch`` (None when unknown beforehand),
@@ -305,6 +311,7 @@ class ArraySplit(BatchSource):
             self.examples_per_epoch = self.batches_per_epoch * self.batch_size if self.drop_last else self.n
         self.device = None
         self._put = None
+        self._plan = None  # (shape, plan) of an unshuffled split
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in jax.tree.leaves(self.split))
@@ -314,8 +321,14 @@ class ArraySplit(BatchSource):
         return take_rows(self.split, rows)
 
     def plan(self, epoch: int):
-        key = jax.random.fold_in(self.key, epoch) if self.shuffle else None
-        return batch_plan(key, self.n, self.batch_size, self.drop_last, self.steps)
+        """`batch_plan` of epoch ``epoch``: one compiled call when shuffling, else the same plan every epoch,
+        made once (a plan built op by op costs a dozen dispatches, which a short epoch notices)."""
+        shape = (self.n, self.batch_size, self.drop_last, self.steps)
+        if self.shuffle:
+            return _shuffled_plan(self.key, epoch, *shape)
+        if self._plan is None or self._plan[0] != shape:
+            self._plan = shape, batch_plan(None, *shape)
+        return self._plan[1]
 
     def on_device(self, put: Callable[[dict], dict] | None = None) -> dict:
         """The split on the device, placed once: by ``put(split)`` when given (the Trainer's mesh replicates it),

@@ -241,6 +241,7 @@ class Trainer:
         self.batches_per_epoch = 0
         self.examples_per_epoch = 0
         self._compiled: dict[Any, Callable] = {}
+        self._acc0: dict[Any, dict] = {}
         self._checked: dict[Any, Any] = {}  # batch signature -> the model's abstract output (see check)
         self.trace_counts: dict[str, int] = {}
         self._listeners: list[Callback] = []
@@ -303,6 +304,14 @@ class Trainer:
         if key not in self._compiled:
             self._compiled[key] = jax.jit(self._bind(name, fn, **static))
         return self._compiled[key]
+
+    def _zero_acc(self, eval: bool = False) -> dict:
+        """The task's zeroed accumulators, made once per task: arrays are immutable, so every epoch can start
+        from the same ones, and starting an epoch dispatches nothing to the device."""
+        key = (self.task, eval)
+        if key not in self._acc0:
+            self._acc0[key] = self.task.init_acc(eval=eval)
+        return self._acc0[key]
 
     def _bind(self, name: str, fn: Callable, **static) -> Callable:
         """`fn` with `static` bound as the Trainer traces it, not jitted: under a mesh the task splits the
@@ -553,7 +562,7 @@ class Trainer:
 
     def _train_epoch(self, src: P.BatchSource, epoch: int):
         task, policy = self.task, self.on_nonfinite
-        acc, guard = task.init_acc(), S.new_guard(self.count)
+        acc, guard = self._zero_acc(), S.new_guard(self.count)
         if self.parallel is not None:
             acc, guard, self.carry = self.parallel.replicate((acc, guard, self.carry))
         bar = self.progress
@@ -644,7 +653,7 @@ class Trainer:
     def _evaluate(self, src: P.BatchSource) -> dict[str, float]:
         task = self.task
         carry = self._init_carry(src.batch_size)
-        acc = task.init_acc(eval=True)
+        acc = self._zero_acc(eval=True)
         if self.parallel is not None:
             acc, carry = self.parallel.replicate((acc, carry))
         if isinstance(src, P.ArraySplit):

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from dlcore import precision as precision_lib
@@ -368,8 +369,10 @@ def checked_step(states, carry, key, data: dict, idx, w, i, *, task):
 
 
 def new_guard(count) -> dict:
-    return {"bad": jnp.zeros((), jnp.int32), "first": jnp.full((), -1, jnp.int32),
-            "count": jnp.asarray(count, jnp.int32)}
+    """The step guard at loop count ``count``: non-finite steps seen, the first one's count (-1: none), and the
+    count. NumPy scalars for a Python count (starting a Trainer epoch dispatches nothing), traced ones under jit."""
+    xp = jnp if isinstance(count, jax.Array) else np
+    return {"bad": xp.zeros((), xp.int32), "first": xp.full((), -1, xp.int32), "count": xp.asarray(count, xp.int32)}
 
 
 def run_epoch(states, carry, guard, acc, key, data: dict, idx, w, every=0, *, task, policy: str, on_batch=None):
