@@ -159,6 +159,35 @@ def test_digits_shapes_ranges_and_split():
     assert ours == raw_rows
 
 
+@pytest.mark.parametrize("found", [True, False], ids=["file read", "through scikit-learn"])
+def test_digits_and_sample_photos_are_scikit_learns_own(found, monkeypatch):
+    # read from scikit-learn's data files without importing it (the seconds a `dlcore run` would pay), or, where
+    # those files are not found, through its loaders: the same arrays either way
+    from sklearn.datasets import load_digits, load_sample_images
+
+    from dlcore.data import embedded
+
+    if not found:
+        monkeypatch.setattr(embedded, "_sklearn_file", lambda *parts: None)
+    for fn in (embedded._digits_raw, embedded._sample_images):
+        fn.cache_clear()
+    try:
+        images, labels = embedded._digits_raw()
+        photos = embedded._sample_images()
+    finally:
+        for fn in (embedded._digits_raw, embedded._sample_images):
+            fn.cache_clear()
+    ref = load_digits()
+    assert images.dtype == ref.images.dtype and labels.dtype == ref.target.dtype
+    np.testing.assert_array_equal(images, ref.images)
+    np.testing.assert_array_equal(labels, ref.target)
+    ref_photos = load_sample_images().images
+    assert len(photos) == len(ref_photos) == 2
+    for ours, theirs in zip(photos, ref_photos):
+        assert ours.dtype == np.uint8 and not ours.flags.writeable
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_digits_deterministic_and_flatten():
     a, b = data.load("digits"), data.load("digits")
     for split in ("train", "test"):

@@ -7,7 +7,9 @@ fresh arrays, so callers may modify what they get.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -39,12 +41,27 @@ def thermometer() -> dict[str, dict[str, np.ndarray]]:
     }
 
 
+def _sklearn_file(*parts: str) -> Path | None:
+    """A data file shipped inside scikit-learn, found without importing it (its import takes seconds, which
+    every `dlcore run` on the digits would pay), or None where this scikit-learn keeps it elsewhere."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    return path if path.is_file() else None
+
+
 @functools.lru_cache(maxsize=1)
 def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    path = _sklearn_file("datasets", "data", "digits.csv.gz")
+    if path is not None:  # what `load_digits` reads: 64 pixels and the label on each row
+        rows = np.loadtxt(path, delimiter=",")
+        images, labels = rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(int)
+    else:
+        from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    images, labels = bunch.images, bunch.target
+        bunch = load_digits()
+        images, labels = bunch.images, bunch.target
     # Read-only so the cached copy cannot be changed through a caller's view.
     images.flags.writeable = False
     labels.flags.writeable = False
@@ -187,9 +204,19 @@ def python_docs() -> dict[str, dict[str, np.ndarray]]:
 
 @functools.lru_cache(maxsize=1)
 def _sample_images() -> tuple[np.ndarray, ...]:
-    from sklearn.datasets import load_sample_images
+    files = [_sklearn_file("datasets", "images", name) for name in ("china.jpg", "flower.jpg")]
+    if all(files):  # what `load_sample_images` reads, in its (sorted) order, decoded by the same Pillow
+        from PIL import Image
 
-    images = tuple(np.asarray(im, np.uint8) for im in load_sample_images().images)
+        decoded = []
+        for path in files:
+            with Image.open(path) as im:
+                decoded.append(np.asarray(im))
+    else:
+        from sklearn.datasets import load_sample_images
+
+        decoded = load_sample_images().images
+    images = tuple(np.asarray(im, np.uint8) for im in decoded)
     for im in images:
         im.flags.writeable = False
     return images
