@@ -170,7 +170,7 @@ def run(ctx: Context) -> dict[str, float]:
     img = content_img                                          # opt_img = content_img.clone()
     while n_iter[0] <= max_iter:
         img, _ = opt.step(None, img, value_and_grad=closure)
-    (total, (style, content)) = loss(img)
+    (total, (style, content)), _ = value_and_grad(img)     # the final image scored by the compiled loss
     ctx.print(f"{n_iter[0]} evaluations: loss {history[0]:.6g} -> {float(total):.6g} "
               f"({history[0] / float(total):.1f}x lower)")
     out = postp(img)[0]                                        # (h, w, 3) RGB in [0, 1]
