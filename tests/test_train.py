@@ -149,7 +149,7 @@ def test_train_step_is_vmappable_over_keys():
     d = toy(16)
     batch = {"x": d["x"], "y": d["y"], "w": np.ones(16, np.float32)}
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    new = jax.vmap(lambda k: S.train_step(t.state, batch, k, loss_fn=losses.cross_entropy)[0].params)(keys)
+    new = jax.jit(jax.vmap(lambda k: S.train_step(t.state, batch, k, loss_fn=losses.cross_entropy)[0].params))(keys)
     k = np.asarray(new["l1"]["kernel"][...])
     assert k.shape == (4, 8, 16)
     assert not np.allclose(k[0], k[1])  # different dropout masks, different updates
