@@ -278,3 +278,24 @@ def test_a_later_fit_skips_the_shape_traces_but_still_checks_what_changed(monkey
     with pytest.raises(ValueError, match=r"1 labels lie outside \[0, 3\)"):
         t.fit(bad, epochs=3)  # same shapes as before: the labels are still looked at
     assert len(traced) == 2
+
+
+@pytest.mark.parametrize("n,batch,drop_last,steps", [(50, 16, False, None), (50, 16, True, None), (50, 16, False, 9),
+                                                     (7, 16, False, None)])
+def test_a_splits_plan_is_the_op_by_op_plan(n, batch, drop_last, steps):
+    # ArraySplit.plan makes an unshuffled plan once and a shuffled one in one compiled call: the same rows and weights
+    # as batch_plan run op by op, every epoch
+    from dlcore.data import protocol as P
+
+    key, split = jax.random.PRNGKey(3), toy(n)
+    shuffled = P.ArraySplit(split, batch, shuffle=True, key=key, drop_last=drop_last, steps=steps)
+    plain = P.ArraySplit(split, batch, drop_last=drop_last, steps=steps)
+    for epoch in (1, 2):
+        want = P.batch_plan(jax.random.fold_in(key, epoch), shuffled.n, shuffled.batch_size, drop_last, steps)
+        for got, ref in zip(shuffled.plan(epoch), want):
+            assert got.dtype == ref.dtype
+            np.testing.assert_array_equal(got, ref)
+        for got, ref in zip(plain.plan(epoch), P.batch_plan(None, plain.n, plain.batch_size, drop_last, steps)):
+            assert got.dtype == ref.dtype
+            np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(shuffled.plan(1)[0], shuffled.plan(2)[0])  # a fresh order each epoch
