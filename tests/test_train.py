@@ -283,8 +283,8 @@ def test_a_later_fit_skips_the_shape_traces_but_still_checks_what_changed(monkey
 @pytest.mark.parametrize("n,batch,drop_last,steps", [(50, 16, False, None), (50, 16, True, None), (50, 16, False, 9),
                                                      (7, 16, False, None)])
 def test_a_splits_plan_is_the_op_by_op_plan(n, batch, drop_last, steps):
-    # ArraySplit.plan makes an unshuffled plan once and a shuffled one in one compiled call: the same rows and weights
-    # as batch_plan run op by op, every epoch
+    # ArraySplit.plan makes each epoch's plan in one compiled call: the same rows and weights as batch_plan run op by
+    # op, every epoch
     from dlcore.data import protocol as P
 
     key, split = jax.random.PRNGKey(3), toy(n)

@@ -262,8 +262,10 @@ def batch_plan(key: jax.Array | None, n: int, batch_size: int, drop_last: bool =
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _shuffled_plan(key, epoch, n, batch_size, drop_last, steps):
-    return batch_plan(jax.random.fold_in(key, epoch), n, batch_size, drop_last, steps)
+def _epoch_plan(key, epoch, n, batch_size, drop_last, steps):
+    """`batch_plan` of epoch ``epoch`` (shuffled by ``fold_in(key, epoch)``, or in order for ``key=None``) as one
+    compiled call: built op by op it costs a dozen dispatches, which a short epoch notices."""
+    return batch_plan(None if key is None else jax.random.fold_in(key, epoch), n, batch_size, drop_last, steps)
 
 
 class BatchSource:
@@ -311,7 +313,6 @@ class ArraySplit(BatchSource):
             self.examples_per_epoch = self.batches_per_epoch * self.batch_size if self.drop_last else self.n
         self.device = None
         self._put = None
-        self._plan = None  # (shape, plan) of an unshuffled split
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in jax.tree.leaves(self.split))
@@ -321,14 +322,8 @@ class ArraySplit(BatchSource):
         return take_rows(self.split, rows)
 
     def plan(self, epoch: int):
-        """`batch_plan` of epoch ``epoch``: one compiled call when shuffling, else the same plan every epoch,
-        made once (a plan built op by op costs a dozen dispatches, which a short epoch notices)."""
-        shape = (self.n, self.batch_size, self.drop_last, self.steps)
-        if self.shuffle:
-            return _shuffled_plan(self.key, epoch, *shape)
-        if self._plan is None or self._plan[0] != shape:
-            self._plan = shape, batch_plan(None, *shape)
-        return self._plan[1]
+        return _epoch_plan(self.key if self.shuffle else None, epoch, self.n, self.batch_size, self.drop_last,
+                           self.steps)
 
     def on_device(self, put: Callable[[dict], dict] | None = None) -> dict:
         """The split on the device, placed once: by ``put(split)`` when given (the Trainer's mesh replicates it),
