@@ -254,7 +254,7 @@ def _eval_fn(model_or_fn: Any) -> Callable[[jax.Array], jax.Array]:
 def _batched(fn: Callable, x: Any, batch_size: int | None) -> np.ndarray:
     x = np.asarray(x)
     if batch_size is None or batch_size >= len(x):
-        return np.asarray(fn(jnp.asarray(x)))
+        return np.asarray(fn(jax.device_put(x)))
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = []
@@ -263,7 +263,7 @@ def _batched(fn: Callable, x: Any, batch_size: int | None) -> np.ndarray:
         pad = batch_size - len(chunk)
         if pad:  # one shape, one compilation
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        out.append(np.asarray(fn(jnp.asarray(chunk)))[: batch_size - pad])
+        out.append(np.asarray(fn(jax.device_put(chunk)))[: batch_size - pad])
     return np.concatenate(out)
 
 

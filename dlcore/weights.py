@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 from flax import nnx
 
@@ -229,7 +229,7 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, strict:
             raise WeightsError(f"tensor {e.key!r} has shape {tuple(a.shape)}, but {name} expects "
                                f"{e.torch_shape} (torch layout)")
         value = e.from_torch(a)
-        updates.append((e.var, jnp.asarray(np.array(value, dtype=e.var[...].dtype, order="C"))))
+        updates.append((e.var, jax.device_put(np.array(value, dtype=e.var[...].dtype, order="C"))))
     for var, value in updates:
         var[...] = value
     return model

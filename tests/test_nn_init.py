@@ -71,3 +71,30 @@ def test_init_keys_are_reproducible_and_distinct():
     np.testing.assert_array_equal(np.stack(ka), np.stack(kb))
     assert len({k.tobytes() for k in ka}) == 3
     assert a.dropout is not None  # other streams come from the wrapped Rngs
+
+
+def test_a_new_shape_in_a_drawn_bucket_compiles_nothing():
+    """Eager initialisation draws a power-of-two bucket and slices it on the host: a kernel of a new shape whose
+    bucket was drawn before costs no XLA compilation (`jnp.asarray` of the host slice would compile a copy
+    program for every new shape), and gives the values the traced draw gives."""
+    compiles = []
+
+    def listen(event, duration, **kw):
+        # lowering happens for every program not compiled in this process, even one the persistent cache holds
+        if event in ("/jax/core/compile/jaxpr_to_mlir_module_duration", "/jax/core/compile/backend_compile_duration"):
+            compiles.append(event)
+
+    draw = init.kaiming_uniform(a=math.sqrt(5))
+    draw(KEY, (7, 9, 5, 3))  # 945 values: the 1024 bucket, compiled here if not before
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        shapes = [(3, 3, 4, 19), (5, 5, 2, 15), (700, 3)]  # 684, 750, 2100 -> 1024, 1024, 4096 buckets
+        draw(KEY, (40, 80))  # warm the 4096 bucket
+        compiles.clear()
+        eager = [draw(KEY, s) for s in shapes]
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+    for s, a in zip(shapes, eager):
+        assert a.shape == s and a.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(jax.jit(draw, static_argnums=1)(KEY, s)))

@@ -54,8 +54,9 @@ def _draw(key, shape, dtype, dist: str, a: float, b: float) -> jax.Array:
     flat = _draw_flat(key, n, jnp.dtype(dtype), dist, jnp.asarray(a, dtype), jnp.asarray(b, dtype))
     if isinstance(flat, jax.core.Tracer):
         return flat[:size].reshape(shape)
-    # eagerly, slice on the host: no compilation per shape
-    return jnp.asarray(np.asarray(flat)[:size].reshape(shape))
+    # eagerly, slice on the host and put the result on the device: no compilation per shape (`jnp.asarray` of a
+    # NumPy array compiles a copy program for each new shape)
+    return jax.device_put(np.asarray(flat)[:size].reshape(shape))
 
 
 def _fans(shape: Sequence[int]) -> tuple[int, int]:

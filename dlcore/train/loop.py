@@ -83,7 +83,7 @@ def _is_tx(x) -> bool:
 
 
 def _abstract(tree):
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype), tree)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), tree)
 
 
 class Trainer:
