@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -73,10 +74,11 @@ def test_init_keys_are_reproducible_and_distinct():
     assert a.dropout is not None  # other streams come from the wrapped Rngs
 
 
-def test_a_new_shape_in_a_drawn_bucket_compiles_nothing():
-    """Eager initialisation draws a power-of-two bucket and slices it on the host: a kernel of a new shape whose
-    bucket was drawn before costs no XLA compilation (`jnp.asarray` of the host slice would compile a copy
-    program for every new shape), and gives the values the traced draw gives."""
+def test_a_new_shape_compiles_nothing_once_its_distribution_has_been_drawn():
+    """Eager initialisation draws float32 values in fixed-size chunks and joins them on the host: once a
+    distribution has been drawn, a kernel of any new shape or size costs no XLA compilation (before, each
+    power-of-two size bucket compiled a threefry program, a third of a second each; `jnp.asarray` of the host
+    slice would compile a copy program for every new shape), and gives the values the traced draw gives."""
     compiles = []
 
     def listen(event, duration, **kw):
@@ -85,12 +87,10 @@ def test_a_new_shape_in_a_drawn_bucket_compiles_nothing():
             compiles.append(event)
 
     draw = init.kaiming_uniform(a=math.sqrt(5))
-    draw(KEY, (7, 9, 5, 3))  # 945 values: the 1024 bucket, compiled here if not before
+    draw(KEY, (7, 9, 5, 3))  # compiled here if not before
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        shapes = [(3, 3, 4, 19), (5, 5, 2, 15), (700, 3)]  # 684, 750, 2100 -> 1024, 1024, 4096 buckets
-        draw(KEY, (40, 80))  # warm the 4096 bucket
-        compiles.clear()
+        shapes = [(3, 3, 4, 19), (5, 5, 2, 15), (700, 3), (3, 3, 64, 130)]  # 684 to 74,880 values: two chunks
         eager = [draw(KEY, s) for s in shapes]
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
@@ -98,3 +98,34 @@ def test_a_new_shape_in_a_drawn_bucket_compiles_nothing():
     for s, a in zip(shapes, eager):
         assert a.shape == s and a.dtype == np.float32
         np.testing.assert_array_equal(np.asarray(a), np.asarray(jax.jit(draw, static_argnums=1)(KEY, s)))
+
+
+@pytest.mark.parametrize("key", [KEY, jax.random.key(7)], ids=["raw key", "typed key"])
+def test_chunked_draws_are_jax_randoms_own_values(key):
+    """The chunks are `jax.random.uniform(key, (size,))` and `jax.random.normal` bit for bit, across chunk
+    boundaries (65,536 values a chunk), eagerly and traced."""
+    n = 2 * init._CHUNK + 1234
+    ref_u = np.asarray(jax.random.uniform(key, (n,)))
+    ref_n = np.asarray(jax.random.normal(key, (n,)))
+    for draw, ref in ((init.uniform(0.0, 1.0), ref_u), (init.normal(std=1.0, mean=0.0), ref_n)):
+        np.testing.assert_array_equal(np.asarray(draw(key, (n, 1)))[:, 0], ref)
+        np.testing.assert_array_equal(np.asarray(jax.jit(draw, static_argnums=1)(key, (n, 1)))[:, 0], ref)
+    # a scaled normal: eager and traced agree to the bit, and with the scaled jax.random draw to float32's rounding
+    got = np.asarray(init.normal(std=0.02, mean=0.5)(key, (n, 1)))[:, 0]
+    np.testing.assert_array_equal(got, np.asarray(jax.jit(init.normal(std=0.02, mean=0.5), static_argnums=1)(
+        key, (n, 1)))[:, 0])
+    np.testing.assert_allclose(got, 0.5 + 0.02 * ref_n, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype, impl", [(jnp.bfloat16, "threefry2x32"), (jnp.float32, "rbg")])
+def test_other_dtypes_and_prngs_draw_power_of_two_buckets(dtype, impl):
+    """Where the chunks' arithmetic is not jax.random's (another dtype, another PRNG), a draw is the head of a
+    power-of-two bucket of jax.random's own values, eagerly and traced alike."""
+    key = jax.random.key(3, impl=impl)
+    draw = init.uniform(-1.0, 1.0)
+    got = draw(key, (30, 7), dtype)
+    assert got.dtype == dtype and got.shape == (30, 7)
+    ref = -1.0 + 2.0 * jax.random.uniform(key, (256,), dtype)
+    np.testing.assert_array_equal(np.asarray(got, np.float32).ravel(), np.asarray(ref[:210], np.float32))
+    np.testing.assert_array_equal(np.asarray(got, np.float32),
+                                  np.asarray(jax.jit(draw, static_argnums=(1, 2))(key, (30, 7), dtype), np.float32))

@@ -28,6 +28,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry_2x32
 
 from dlcore.checks import check_choice, check_float
 
@@ -40,23 +41,78 @@ def _draw_flat(key, n: int, dtype, dist: str, a, b):
     return a + b * jax.random.normal(key, (n,), dtype)
 
 
-def _draw(key, shape, dtype, dist: str, a: float, b: float) -> jax.Array:
-    """`a + b * sample` of `shape`, drawn as a flat vector whose length is rounded up to a power of two.
+_CHUNK = 1 << 16  # values per call of `_draw_chunk`: one compilation serves every size
 
-    Eager initialisation compiles one XLA program per distinct shape of a `jax.random` call (a
-    fifth of a second each on a busy CPU, so many seconds for a CNN zoo); bucketing the length
-    shares those compilations between layers and leaves only a cheap slice per shape. The values
-    depend on (key, shape) alone, eagerly or under `jit`/`eval_shape` alike.
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _draw_chunk(words, offset, n: int, dist: str, a, b):
+    """Values `offset` .. `offset + n - 1` of `a + b * jax.random.uniform(key, (size,))` (or `normal`) for any
+    size beyond them, float32, where `words` is the threefry key's data. With JAX's partitionable threefry (its
+    default), value i is a function of the key and the counter i alone: the two hashes of the 64-bit counter
+    (0, i) xor-ed into 32 random bits, whose top 23 become the mantissa of a float in [1, 2), minus 1; a normal
+    value is sqrt(2) * erfinv of a uniform one in (-1, 1). This is `jax.random`'s arithmetic, step for step, so
+    the uniform values are bit for bit its own, and erfinv(u) is too (tests/test_nn_init.py checks both); for a
+    normal draw `b` already holds the factor sqrt(2)."""
+    count = offset + jax.lax.iota(jnp.uint32, n)
+    hashed = threefry_2x32(words, jnp.concatenate([jnp.zeros(n, jnp.uint32), count]))
+    bits = hashed[:n] ^ hashed[n:]
+    one = jnp.asarray(np.array(1.0, np.float32).view(np.uint32))
+    floats = jax.lax.bitcast_convert_type(jax.lax.shift_right_logical(bits, jnp.uint32(9)) | one, jnp.float32)
+    floats = floats - jnp.float32(1.0)
+    if dist == "uniform":
+        return a + b * floats  # jax.random.uniform's floats * (1 - 0) + 0, max(0, .): the same floats
+    lo, hi = np.nextafter(np.float32(-1.0), np.float32(0.0)), np.float32(1.0)
+    u = jax.lax.max(jnp.float32(lo), floats * (jnp.float32(hi) - jnp.float32(lo)) + jnp.float32(lo))
+    return a + b * jax.lax.erf_inv(u)  # b: the scale times sqrt(2), multiplied by `_draw`
+
+
+def _threefry_words(key, dtype):
+    """The key's two uint32 words where `_draw_chunk` gives `jax.random`'s own values (float32, JAX's threefry
+    with partitionable counters, its default), else None."""
+    if jnp.dtype(dtype) != jnp.float32 or not jax.config.jax_threefry_partitionable:
+        return None
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key) if key.shape == () and str(jax.random.key_impl(key)) == "threefry2x32" \
+            else None
+    if key.shape != (2,) or key.dtype != jnp.uint32 or jax.config.jax_default_prng_impl != "threefry2x32":
+        return None
+    return key
+
+
+def _draw(key, shape, dtype, dist: str, a: float, b: float) -> jax.Array:
+    """`a + b * sample` of `shape`: `jax.random.uniform(key, (size,))` (or `normal`), reshaped.
+
+    Eager initialisation would compile one XLA program per distinct shape of a `jax.random` call: about a third
+    of a second each on a CPU, mostly the threefry hash, so seconds for a ResNet. Since value i of a float32 draw
+    depends on the key and i alone, eagerly the values are drawn in chunks of 65,536 by one compiled program
+    (`_draw_chunk`) and joined and cut on the host: one compilation in all. Other dtypes and PRNGs draw a flat
+    vector whose length is rounded up to a power of two (a draw of n values begins with those of any smaller
+    draw), one compilation per size bucket. The values depend on (key, shape) alone, eagerly or under
+    `jit`/`eval_shape` alike.
     """
     shape = tuple(int(d) for d in shape)
     size = math.prod(shape)
-    n = max(256, 1 << max(size - 1, 0).bit_length())
-    flat = _draw_flat(key, n, jnp.dtype(dtype), dist, jnp.asarray(a, dtype), jnp.asarray(b, dtype))
-    if isinstance(flat, jax.core.Tracer):
-        return flat[:size].reshape(shape)
-    # eagerly, slice on the host and put the result on the device: no compilation per shape (`jnp.asarray` of a
+    words = _threefry_words(key, dtype) if size < 2 ** 32 - _CHUNK else None
+    if words is not None:
+        # a normal value is b * (sqrt(2) * erfinv(u)) in jax.random; here (b * sqrt(2)) * erfinv(u), one float32
+        # product with the constant made first, because under jit XLA folds the two constants into one, and the
+        # eager draw must give the traced one's values (it may differ from b * jax.random.normal in the last bit)
+        a, b = np.float32(a), np.float32(b) * (np.float32(np.sqrt(2)) if dist == "normal" else np.float32(1))
+        first = _draw_chunk(words, np.uint32(0), _CHUNK, dist, a, b)
+        if isinstance(first, jax.core.Tracer):  # under jit or eval_shape: the whole draw in the trace
+            return _draw_chunk(words, np.uint32(0), max(size, 1), dist, a, b)[:size].reshape(shape)
+        parts = [np.asarray(first)] + [np.asarray(_draw_chunk(words, np.uint32(start), _CHUNK, dist, a, b))
+                                       for start in range(_CHUNK, size, _CHUNK)]
+        flat = np.concatenate(parts)[:size]
+    else:
+        n = max(256, 1 << max(size - 1, 0).bit_length())
+        flat = _draw_flat(key, n, jnp.dtype(dtype), dist, jnp.asarray(a, dtype), jnp.asarray(b, dtype))
+        if isinstance(flat, jax.core.Tracer):
+            return flat[:size].reshape(shape)
+        flat = np.asarray(flat)[:size]
+    # eagerly, cut on the host and put the result on the device: no compilation per shape (`jnp.asarray` of a
     # NumPy array compiles a copy program for each new shape)
-    return jax.device_put(np.asarray(flat)[:size].reshape(shape))
+    return jax.device_put(flat.reshape(shape))
 
 
 def _fans(shape: Sequence[int]) -> tuple[int, int]:
