@@ -349,6 +349,14 @@ def test_naive_baselines_and_chronological_split():
     parts = timeseries.chronological_split({"x": days}, (0.7, 0.15))
     assert [len(p["x"]) for p in parts.values()] == [49, 11, 10]
     assert parts["valid"]["x"][0] == parts["train"]["x"][-1] + 1
+    with pytest.raises(ValueError, match=r"3 time steps split by \[0.1, 0.1\] leave \['train'\] empty"):
+        timeseries.chronological_split({"x": days[:3]}, (0.1, 0.1))  # an empty part is refused, not returned
+
+
+@pytest.mark.parametrize("target", [3, [0, 5], [], "a"])
+def test_windows_refuse_a_target_that_is_not_a_column(target):
+    with pytest.raises(ValueError, match="target must be a column of the series"):
+        timeseries.windows(np.arange(20.0), 4, target=target)
 
 
 # --- tables -----------------------------------------------------------------------------------

@@ -309,6 +309,13 @@ def test_unbatched_sequence_matches_torch(kind):
         _close(a, b.detach().numpy())
 
 
+def test_unbatched_lstm_names_a_lone_state_array():
+    lstm = dnn.LSTM(I, H, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"hx is a tuple \(h_0, c_0\) of shape .* = \(1, %d\) each, got ndarray "
+                                         r"of shape \(1, %d\)" % (H, H)):
+        lstm(_x(T, I), np.zeros((1, H), np.float32))
+
+
 def test_layer_norm_cell_is_the_books_memory_cell():
     # Geron's nn.Sequential(nn.Linear(I + H, H), nn.LayerNorm(H), nn.Tanh()), with the same weights
     cell = dnn.LayerNormRNNCell(I, H, rngs=nnx.Rngs(0))

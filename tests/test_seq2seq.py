@@ -106,3 +106,14 @@ def test_a_small_model_learns_to_translate_and_translate_checks_its_input(pairs)
         model(np.zeros((2, 3)), np.array([1, 2]), np.zeros((2, 2), int))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, T\]"):
         model(np.zeros((2, 3), int), np.array([1, 4]), np.zeros((2, 2), int))
+
+
+def test_translate_takes_a_word_vocab():
+    """`translate` with a `Vocab` (its docstring's other tokenizer): the ids of `<s>` and `</s>` come from the
+    vocabulary, and the output is text of its words."""
+    vocab = text.Vocab.build(["the cat sat", "el gato"])
+    model = dlcore.models.create("nmt", vocab_size=len(vocab), embed_dim=8, hidden_dim=8, num_layers=1)
+    out = translate(model, vocab, ["the cat", "el gato"], max_len=3)
+    assert len(out) == 2 and all(isinstance(s, str) and len(s.split()) <= 3 for s in out)
+    words = set(vocab.itos) - set(text.SPECIALS)
+    assert all(w in words for s in out for w in s.split())

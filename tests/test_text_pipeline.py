@@ -279,3 +279,26 @@ def test_fasttext_download_and_the_offline_line(server, cache, monkeypatch):
     (cache / "fasttext_simple" / "wiki.simple.vec").unlink()
     with pytest.raises(DatasetNotFoundError, match="the download failed .*refused"):
         text.pretrained_vectors("fasttext.simple.300d", vocab)
+
+
+def test_a_left_padded_encoding_buckets_its_real_tokens():
+    """An `Encoding` padded on the left (`pad_batch(..., padding_side="left")`) holds its tokens at the end of
+    each row: the iterator takes the tokens where the mask is True, not the row's first `length` ids."""
+    left = text.pad_batch([[5, 6, 7], [8], [9, 4]], padding_side="left")
+    right = text.pad_batch([[5, 6, 7], [8], [9, 4]])
+    batches = [next(iter(text.BucketIterator(e, batch_size=3, shuffle=False, pad_multiple=1).epoch(1)))
+               for e in (left, right)]
+    for b in batches:
+        ids, lengths = b["x"]
+        rows = sorted(ids[i, :n].tolist() for i, n in enumerate(lengths))
+        assert rows == [[5, 6, 7], [8], [9, 4]]
+
+
+def test_vocab_encode_counts_and_logs_unknown_tokens(caplog):
+    """One text through `Vocab.encode` counts its unknown tokens as `encode_batch` does, and logs them."""
+    vocab = text.Vocab.build(["the cat sat"], level="word")
+    with caplog.at_level(logging.WARNING):
+        ids = vocab.encode("the zebra sat")
+    assert ids.tolist() == [vocab.stoi["the"], vocab.stoi[text.UNK], vocab.stoi["sat"]]
+    assert vocab.unknown_tokens == {"zebra": 1} and "zebra" in caplog.text
+    assert vocab.token_to_id("cat") == vocab.stoi["cat"] and vocab.token_to_id("zebra") is None

@@ -240,6 +240,10 @@ class Vocab:
     def eos_id(self) -> int | None:
         return self.stoi.get(EOS)
 
+    def token_to_id(self, token: str) -> int | None:
+        """The id of ``token``, or None where the vocabulary lacks it (as `SubwordTokenizer.token_to_id`)."""
+        return self.stoi.get(token)
+
     def tokenize(self, text: str) -> list[str]:
         """The tokens of ``text``: its characters, or its words and punctuation."""
         if not isinstance(text, str):
@@ -254,7 +258,9 @@ class Vocab:
         Returns:
             int32 ``(T,)``.
         """
-        return self._encode(text, add_bos, add_eos)[0]
+        ids, missing = self._encode(text, add_bos, add_eos)
+        self._report(collections.Counter(missing), len(ids))
+        return ids
 
     def _encode(self, text: str, add_bos: bool, add_eos: bool) -> tuple[np.ndarray, list[str]]:
         tokens = self.tokenize(text)
@@ -746,7 +752,7 @@ class BucketIterator(_protocol.BatchSource):
 
     Args:
         sequences: N token-id sequences (lists or arrays of ints), or an
-            `Encoding` (its rows cut to their ``lengths``).
+            `Encoding` (each row its real tokens, where ``mask`` is True: right- or left-padded).
         y: Targets, N rows (optional).
         batch_size: Rows per batch.
         shuffle: Shuffle every epoch (False: the data's order, pools still sorted
@@ -937,8 +943,8 @@ class BucketIterator(_protocol.BatchSource):
 
 
 def _as_sequences(sequences: Any) -> list[np.ndarray]:
-    if isinstance(sequences, Encoding):
-        return [sequences.ids[i, :n].astype(np.int32) for i, n in enumerate(sequences.lengths)]
+    if isinstance(sequences, Encoding):  # the real tokens are where the mask is True: right- or left-padded alike
+        return [np.asarray(row)[np.asarray(m, bool)].astype(np.int32) for row, m in zip(sequences.ids, sequences.mask)]
     if isinstance(sequences, (str, bytes)) or (len(sequences) and isinstance(sequences[0], str)):
         raise ValueError("BucketIterator takes token ids, not texts: encode them first, e.g. "
                          "[vocab.encode(t) for t in texts]")

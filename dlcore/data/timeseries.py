@@ -92,8 +92,13 @@ def windows(
     if n < 1:
         raise ValueError(f"a series of {t} steps is too short for window={window} and horizon={horizon} "
                          f"(needs at least {window + horizon})")
-    cols = values if target is None else values[:, [target] if isinstance(target, numbers.Integral)
-                                                  else list(target)]
+    if target is not None:
+        wanted = [target] if isinstance(target, numbers.Integral) else list(target)
+        bad = [c for c in wanted if not isinstance(c, numbers.Integral) or not -values.shape[1] <= c < values.shape[1]]
+        if bad or not wanted:
+            raise ValueError(f"target must be a column of the series (an int, or a list of ints, in "
+                             f"[-{values.shape[1]}, {values.shape[1]})), got {target!r}")
+    cols = values if target is None else values[:, wanted]
     squeeze = isinstance(target, numbers.Integral)
 
     x = values
@@ -174,6 +179,10 @@ def chronological_split(arrays: Mapping[str, Any], fractions: Sequence[float],
         raise ValueError(f"arrays differ in length {sorted(lengths)}")
     t = lengths.pop()
     cuts = [0, *np.round(np.cumsum(fractions) * t).astype(int).tolist(), t]
+    empty = [name for i, name in enumerate(names) if cuts[i + 1] <= cuts[i]]
+    if empty:
+        raise ValueError(f"chronological_split: {t} time steps split by {list(fractions)} leave {empty} empty; "
+                         f"use more data or larger fractions")
     return {name: {k: np.asarray(v)[cuts[i]:cuts[i + 1]] for k, v in arrays.items()}
             for i, name in enumerate(names)}
 

@@ -506,7 +506,13 @@ class _RNNBase(nnx.Module):
         lstm = self._mode == "LSTM"
         n = self.num_layers * (2 if self.bidirectional else 1)
         if hx is not None:
-            parts = list(hx) if lstm and isinstance(hx, (tuple, list)) else [hx]
+            if lstm and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise ValueError(f"LSTM: for an unbatched input (T, F) hx is a tuple (h_0, c_0) of shape "
+                                 f"(num_layers * num_directions, hidden_size) = {(n, self.hidden_size)} each, got "
+                                 f"{type(hx).__name__}"
+                                 + (f" of shape {_shape(hx)}" if not isinstance(hx, (tuple, list)) else
+                                    f" of {len(hx)}"))
+            parts = list(hx) if lstm else [hx]
             for p in parts:
                 if _shape(p) != (n, self.hidden_size):
                     raise ValueError(f"{type(self).__name__}: for an unbatched input (T, F) the initial state has "
