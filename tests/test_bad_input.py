@@ -101,5 +101,31 @@ def test_labels_the_loss_ignores_pass_the_label_check():
     with pytest.raises(ValueError) as e:
         trainer().fit(d, epochs=1)
     one_line(e, "2 labels lie outside [0, 2)", "ignore_index")
-    hist = trainer(functools.partial(losses.cross_entropy, ignore_index=-100)).fit(d, epochs=2)
+    ignoring = functools.partial(losses.cross_entropy, ignore_index=-100)
+    hist = trainer(ignoring).fit(d, epochs=2)
     assert np.isfinite(hist["loss"]).all()
+    # those rows are padding: they weigh nothing in the loss, its gradient or the metrics, as in PyTorch's mean
+    # over the labelled rows; training and evaluating equal the same data with the rows weighted 0
+    labelled = (d["y"] >= 0).astype(np.float32)
+    weighted = {**d, "y": np.maximum(d["y"], 0), "w": labelled}
+    a, b = (trainer(ignoring, shuffle=False, metrics=["accuracy"]) for _ in range(2))
+    np.testing.assert_allclose(a.fit(d, epochs=2)["loss"], b.fit(weighted, epochs=2)["loss"], rtol=1e-6)
+    ev_a, ev_b = a.evaluate(d), b.evaluate(weighted)
+    assert ev_a == pytest.approx(ev_b, rel=1e-6)
+    out = a.predict(d["x"])
+    keep = d["y"] >= 0
+    assert ev_a["accuracy"] == pytest.approx(np.mean(out[keep].argmax(-1) == d["y"][keep]))
+
+
+def test_an_epoch_with_nothing_counted_logs_nan_not_zero():
+    """Every step skipped (or every row weighted 0): the epoch's loss is NaN, which early stopping never takes
+    for the best, not 0."""
+    x = np.linspace(-1, 1, 16, dtype=np.float32)[:, None]
+    y = 2 * x
+    y[[0, 8]] = 1e30  # finite targets whose squared error overflows, one in each batch of 8: both steps skipped
+    es = dlcore.EarlyStopping("loss", patience=3)
+    hist = dlcore.Trainer(dlcore.models.create("linear"), optim.sgd(1e-3), losses.mse, batch_size=8, shuffle=False,
+                          on_nonfinite="skip", callbacks=[es], progress=False).fit({"x": x, "y": y}, epochs=2)
+    assert hist["skipped_steps"] == [2.0, 2.0] and np.isnan(hist["loss"]).all()
+    assert es.best == float("inf")
+    assert np.isnan(trainer().evaluate({**data(8), "w": np.zeros(8, np.float32)})["loss"])

@@ -23,6 +23,7 @@ loss (or logs) or new parameters are not finite, or skips such steps.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -52,6 +53,21 @@ def _weights(batch: dict) -> jax.Array:
     return jnp.ones((jax.tree.leaves(batch["x"])[0].shape[0],), jnp.float32)
 
 
+def unlabelled_weights(w: jax.Array, outputs, targets, losses: jax.Array) -> jax.Array:
+    """`w` with 0 for the rows the loss ignores: rows of one integer class label that lies outside the outputs'
+    classes and whose loss is exactly 0 (`cross_entropy(..., ignore_index=-100)`'s padding). So the epoch's loss
+    is PyTorch's mean over the labelled rows, its gradient has PyTorch's scale, and the metrics leave those rows
+    out. A loss that does not ignore such labels keeps their rows (its NaN shows). `outputs` (B, C) (or a tuple
+    whose first is), `targets` (B,), `losses` (B,)."""
+    main = outputs[0] if isinstance(outputs, tuple) else outputs
+    if (targets is None or not hasattr(targets, "dtype") or not jnp.issubdtype(targets.dtype, jnp.integer)
+            or targets.ndim != 1 or getattr(main, "ndim", 0) != 2 or main.shape[-1] < 2
+            or losses.shape != targets.shape):
+        return w
+    ignored = ((targets < 0) | (targets >= main.shape[-1])) & (losses == 0)
+    return jnp.where(ignored, jnp.zeros_like(w), w)
+
+
 def init_metrics(metrics: Sequence[Any]) -> dict:
     """Zeroed accumulators for the loss and each streaming metric.
 
@@ -75,10 +91,17 @@ def update_metrics(acc: dict, metrics: Sequence[Any], outputs, targets, per_exam
     return new
 
 
+def mean_of(sums: dict) -> float:
+    """`total / count` of a host accumulator; NaN where nothing was counted (every step of an epoch skipped,
+    every row weighted 0), never a loss of 0 that early stopping would take for the best."""
+    count = float(sums["count"])
+    return float(sums["total"] / count) if count > 0 else math.nan  # in the accumulator's dtype, as always
+
+
 def compute_metrics(acc: dict, metrics: Sequence[Any] = ()) -> dict[str, float]:
     """Final figures from accumulators, as Python floats (one transfer from the device)."""
     acc = jax.device_get(acc)
-    out = {"loss": float(acc["loss"]["total"] / max(float(acc["loss"]["count"]), 1.0))}
+    out = {"loss": mean_of(acc["loss"])}
     for m in metrics:
         out[m.name] = float(m.compute(acc[m.name]))
     return out
@@ -131,9 +154,10 @@ def _supervised_update(state: TrainState, batch: dict, key: jax.Array, loss_fn: 
     def objective(params):
         outputs, model = _run(state.graphdef, params, state.rest, rngs, batch["x"], policy)
         losses = per_example_loss(loss_fn, outputs, targets)
-        return weighted_mean(losses, w), (outputs, losses, nnx.state(model, _REST))
+        rows = unlabelled_weights(w, outputs, targets, jax.lax.stop_gradient(losses))
+        return weighted_mean(losses, rows), (outputs, losses, rows, nnx.state(model, _REST))
 
-    (loss, (outputs, losses, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (loss, (outputs, losses, w, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     if policy is not None:
         rest = precision_lib.restore_dtypes(rest, state.rest)
     new_state = state.apply_gradients(grads).replace(rest=rest)
@@ -186,7 +210,7 @@ def eval_step(state: TrainState, batch: dict, *, loss_fn: LossFn, metrics: Seque
     losses = per_example_loss(loss_fn, outputs, targets)
     acc = init_metrics(metrics) if acc is None else acc
     return outputs, update_metrics(acc, metrics if targets is not None else (), outputs, targets, losses,
-                                   _weights(batch))
+                                   unlabelled_weights(_weights(batch), outputs, targets, losses))
 
 
 def predict_step(state: TrainState, x, precision=None) -> jax.Array:
@@ -276,7 +300,7 @@ class Custom:
     @staticmethod
     def compute(acc) -> dict[str, float]:
         acc = jax.device_get(acc)
-        return {k: float(v["total"] / max(float(v["count"]), 1.0)) for k, v in acc.items()}
+        return {k: mean_of(v) for k, v in acc.items()}
 
     def running(self, acc):
         if not acc:
