@@ -129,3 +129,20 @@ def test_an_epoch_with_nothing_counted_logs_nan_not_zero():
     assert hist["skipped_steps"] == [2.0, 2.0] and np.isnan(hist["loss"]).all()
     assert es.best == float("inf")
     assert np.isnan(trainer().evaluate({**data(8), "w": np.zeros(8, np.float32)})["loss"])
+
+
+def test_evaluation_and_prediction_sizes_and_initial_epoch_are_checked():
+    for kw, needle in (({"eval_batch_size": 0}, "eval_batch_size"), ({"eval_batch_size": 2.5}, "eval_batch_size"),
+                       ({"eval_batch_size": -3}, "eval_batch_size")):
+        with pytest.raises(ValueError) as e:
+            trainer(**kw)
+        one_line(e, needle, "must be an int >= 1")
+    t = trainer()
+    for size in (0, -2, 1.5):
+        with pytest.raises(ValueError) as e:
+            t.predict(data()["x"], batch_size=size)
+        one_line(e, "predict: batch_size", "must be an int >= 1")
+    with pytest.raises(ValueError) as e:
+        t.fit(data(), epochs=2, initial_epoch=-3)
+    one_line(e, "initial_epoch", "must be an int >= 0")
+    assert t.epoch == 0  # nothing trained

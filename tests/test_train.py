@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import shutil
 from pathlib import Path
 
 import jax
@@ -15,6 +16,7 @@ import dlcore
 from dlcore import checkpoint as ckpt
 from dlcore import losses, optim
 from dlcore.train import step as S
+from dlcore.train.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_toys import Net, toy  # noqa: E402
@@ -193,6 +195,37 @@ def test_resume_ends_with_the_same_weights(tmp_path):
     np.testing.assert_allclose(hist["val_loss"], full.history["val_loss"], rtol=0, atol=0)
 
 
+def test_resume_finds_each_callbacks_state_whatever_the_other_callbacks(tmp_path):
+    """A callback's state is saved under its class name, not its place in the list: resuming with a logger
+    added in front, the callbacks reordered, or early stopping removed, restores the checkpoint (before, the
+    arrays were declared missing and the checkpoint corrupt, or one callback got another's state)."""
+    data, val = toy(), toy(40, seed=1)
+    es = dlcore.EarlyStopping(patience=10)
+    make_trainer(callbacks=[es, dlcore.Checkpoint(tmp_path / "run")]).fit(data, epochs=2, validation=val)
+    meta = ckpt.restore_meta(tmp_path / "run")
+    assert set(meta["callbacks"]) == {"EarlyStopping"}
+    class Counter(Callback):  # another callback with a state of its own
+        def state_dict(self):
+            return {"n": 7}
+
+        def load_state_dict(self, d):
+            self.n = d.get("n")
+
+    for others in ([dlcore.CSVLogger(tmp_path / "log.csv")], [Counter()], []):
+        again = dlcore.EarlyStopping(patience=10)
+        run = tmp_path / f"run{len(others)}{type(others[0]).__name__ if others else ''}"
+        shutil.copytree(tmp_path / "run", run)
+        t = make_trainer(callbacks=[*others, dlcore.Checkpoint(run), again])
+        assert t.fit(data, epochs=2, validation=val, resume=True)["loss"] == meta["history"]["loss"]  # resumed, done
+        assert (again.best, again.best_epoch, again.wait) == (es.best, es.best_epoch, es.wait)
+        assert_same(jax.tree.leaves(again.best_state), jax.tree.leaves(es.best_state))
+    t = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path / "run")])  # early stopping gone: its arrays unused
+    assert len(t.fit(data, epochs=3, validation=val, resume=True)["loss"]) == 3
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="directory .*a_file' is a file; it needs a folder"):
+        dlcore.Checkpoint(tmp_path / "a_file")
+
+
 def test_checkpoint_holds_optimizer_state_epoch_and_hyperparameters(tmp_path):
     t = make_trainer(callbacks=[dlcore.Checkpoint(tmp_path, hyperparameters={"lr": 0.01})])
     t.fit(toy(), epochs=1)
@@ -299,3 +332,20 @@ def test_a_splits_plan_is_the_op_by_op_plan(n, batch, drop_last, steps):
             assert got.dtype == ref.dtype
             np.testing.assert_array_equal(got, ref)
     assert not np.array_equal(shuffled.plan(1)[0], shuffled.plan(2)[0])  # a fresh order each epoch
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_steps_past_one_pass_in_order_continue_as_the_next_pass(drop_last):
+    """In order (no shuffle), an epoch of more steps than one pass runs pass after pass, each as one pass is:
+    the rows of a short last batch are trained on (weight 1, its padding 0), or dropped with drop_last."""
+    from dlcore.data import protocol as P
+
+    idx, w = (np.asarray(a) for a in P.batch_plan(None, 10, 4, drop_last, steps=7))
+    one_idx, one_w = (np.asarray(a) for a in P.batch_plan(None, 10, 4, drop_last))
+    per_pass = len(one_idx)
+    assert idx.shape == w.shape == (7, 4)
+    for s in range(7):
+        np.testing.assert_array_equal(idx[s], one_idx[s % per_pass])
+        np.testing.assert_array_equal(w[s], one_w[s % per_pass])
+    used = set(idx[w > 0].tolist())
+    assert used == (set(range(8)) if drop_last else set(range(10)))

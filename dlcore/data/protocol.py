@@ -235,7 +235,8 @@ def batch_plan(key: jax.Array | None, n: int, batch_size: int, drop_last: bool =
         batch_size: rows per batch.
         drop_last: drop a short last batch instead of padding it.
         steps: batches in the epoch when not one pass (Keras's ``steps_per_epoch``): fewer cuts the pass
-            short, more continues with fresh permutations (``fold_in(key, pass)``) as a new pass would.
+            short; more continues, in order with the next pass as one pass is (``key=None``: every row is
+            seen), or shuffled with fresh permutations (``fold_in(key, pass)``), the whole batches of each.
 
     Returns:
         idx (num_batches, batch_size) int32 and w (num_batches, batch_size) float32, where padded slots
@@ -254,9 +255,13 @@ def batch_plan(key: jax.Array | None, n: int, batch_size: int, drop_last: bool =
         w = (jnp.arange(total) < n).astype(jnp.float32).reshape(nb, batch_size)
         return idx.astype(jnp.int32), w
     total = steps * batch_size
-    per_pass = (n // batch_size) * batch_size or n  # whole batches of each pass
+    if key is None:  # in order: pass after pass, each as one pass is (its short last batch padded unless drop_last)
+        idx, w = batch_plan(None, n, batch_size, drop_last)
+        reps = -(-steps // idx.shape[0])
+        return jnp.tile(idx, (reps, 1))[:steps], jnp.tile(w, (reps, 1))[:steps]
+    per_pass = (n // batch_size) * batch_size or n  # whole batches of each pass; each permutation leaves out others
     passes = -(-total // per_pass)
-    order = jnp.concatenate([perm(None if key is None else (key if p == 0 else jax.random.fold_in(key, p)))[:per_pass]
+    order = jnp.concatenate([perm(key if p == 0 else jax.random.fold_in(key, p))[:per_pass]
                              for p in range(passes)])[:total]
     return order.reshape(steps, batch_size).astype(jnp.int32), jnp.ones((steps, batch_size), jnp.float32)
 

@@ -168,6 +168,8 @@ class Checkpoint(Callback):
     def __init__(self, directory: str | os.PathLike, every: int = 1, keep: int = 2,
                  hyperparameters: dict[str, Any] | None = None):
         self.directory = Path(directory).expanduser().absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"Checkpoint: directory {str(self.directory)!r} is a file; it needs a folder")
         self.every = check_int(every, "every", low=1, who="Checkpoint")
         self.keep = check_int(keep, "keep", low=1, who="Checkpoint")
         self.hyperparameters = dict(hyperparameters or {})
@@ -180,11 +182,11 @@ class Checkpoint(Callback):
         tree = {**trainer.checkpoint_tree(), "callbacks": {}}
         meta = {"epoch": epoch, "hyperparameters": self.hyperparameters, "history": trainer.history,
                 "stopped": trainer.stop_training, "callbacks": {}}
-        for i, cb in enumerate(trainer.callbacks):
+        for key, cb in zip(_callback_keys(trainer.callbacks), trainer.callbacks):
             if hasattr(cb, "state_dict"):
-                meta["callbacks"][str(i)] = cb.state_dict()
+                meta["callbacks"][key] = cb.state_dict()
             if hasattr(cb, "arrays") and cb.arrays() is not None:
-                tree["callbacks"][str(i)] = cb.arrays()
+                tree["callbacks"][key] = cb.arrays()
         meta["has_arrays"] = sorted(tree["callbacks"])
         ckpt.save(self.directory, epoch, tree, meta, keep=self.keep)
 
@@ -199,22 +201,35 @@ class Checkpoint(Callback):
             return 0
 
         def template(meta: dict) -> dict:
-            tree = {**trainer.checkpoint_tree(), "callbacks": {}}
-            for i, cb in enumerate(trainer.callbacks):
-                if hasattr(cb, "arrays") and str(i) in meta.get("has_arrays", []):
-                    tree["callbacks"][str(i)] = trainer.weights()
-            return tree
+            # every callback's saved arrays (a best epoch's weights), whether or not that callback is here now
+            return {**trainer.checkpoint_tree(), "callbacks": {k: trainer.weights() for k in meta.get("has_arrays", [])}}
 
         tree, meta, _ = ckpt.restore_latest_good(self.directory, template, stacklevel=4)  # the line calling fit
         trainer.load_checkpoint_tree({k: v for k, v in tree.items() if k != "callbacks"})
         trainer.history = {k: list(v) for k, v in meta["history"].items()}
-        for i, cb in enumerate(trainer.callbacks):
-            if str(i) in meta["callbacks"]:
-                cb.load_state_dict(meta["callbacks"][str(i)])
-            if str(i) in tree["callbacks"]:
-                cb.load_arrays(tree["callbacks"][str(i)])
+        saved = [*meta["callbacks"], *tree["callbacks"]]
+        keys = ([str(i) for i in range(len(trainer.callbacks))] if saved and all(k.isdigit() for k in saved)
+                else _callback_keys(trainer.callbacks))  # checkpoints before 2026-12: by position
+        for key, cb in zip(keys, trainer.callbacks):
+            if key in meta["callbacks"] and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(meta["callbacks"][key])
+            if key in tree["callbacks"] and hasattr(cb, "load_arrays"):
+                cb.load_arrays(tree["callbacks"][key])
         trainer.stop_training = bool(meta.get("stopped", False))
         return int(meta["epoch"])
+
+
+def _callback_keys(callbacks) -> list[str]:
+    """The key of each callback's state in a checkpoint: its class name, then "_2", "_3", ... for a second and
+    third of one class. Adding, removing or reordering other callbacks (a logger, say) between a run and its
+    resumption then hands no callback another's state."""
+    seen: dict[str, int] = {}
+    keys = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return keys
 
 
 # -- loggers: training logs where people look ------------------------------------------------------------

@@ -197,6 +197,8 @@ class Trainer:
             self.task = S.Custom(step, eval_step)
         if batch_size is not None:
             check_int(batch_size, "batch_size (None: full batch)", low=1, who="Trainer")
+        if eval_batch_size is not None:
+            check_int(eval_batch_size, "eval_batch_size (None: max(batch_size, 500))", low=1, who="Trainer")
         check_choice(epoch_mode, "epoch_mode", ("auto", "scan", "step"), who="Trainer")
         check_choice(on_nonfinite, "on_nonfinite", ("stop", "skip", "off"), who="Trainer")
         self.nonfinite_rows = check_choice(nonfinite_rows, "nonfinite_rows", ("raise", "drop"), who="Trainer")
@@ -472,6 +474,8 @@ class Trainer:
             NonFiniteError: a step's loss, gradients or parameters were not finite (`on_nonfinite="stop"`).
         """
         check_int(epochs, "epochs", low=1)
+        if initial_epoch is not None:
+            check_int(initial_epoch, "initial_epoch (None: the epochs this trainer has completed)", low=0)
         saver = [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
         if resume and not saver:
             raise ValueError("resume=True needs a Checkpoint callback that says where the checkpoints are")
@@ -685,6 +689,8 @@ class Trainer:
                 raise ValueError("this trainer holds several models: pass which= (the key of the one to run)")
             state = state[which]
         policy = getattr(self.task, "precision", None)
+        if batch_size is not None:
+            check_int(batch_size, "predict: batch_size (None: the evaluation batch size)", low=1)
         fn = self._jit("predict", S.predict_step, precision=policy)
         if isinstance(x, dict) and "x" in x:  # a split: predict its inputs
             x = x["x"]
