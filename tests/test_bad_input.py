@@ -146,3 +146,42 @@ def test_evaluation_and_prediction_sizes_and_initial_epoch_are_checked():
         t.fit(data(), epochs=2, initial_epoch=-3)
     one_line(e, "initial_epoch", "must be an int >= 0")
     assert t.epoch == 0  # nothing trained
+
+
+def test_a_loaders_labels_are_all_checked_before_training():
+    """A Loader holds its whole split on the host: every label is checked before the first step, as for a
+    dict (before, only the first batch's, and a bad label later trained and then failed as 'NaN or inf')."""
+    from dlcore.data import Loader
+
+    d = data(24)
+    d["y"][21] = 7  # in the last batch of 8
+    for src in (d, Loader(d, 8)):
+        t = trainer()
+        with pytest.raises(ValueError) as e:
+            t.fit(src, epochs=1)
+        one_line(e, "1 labels lie outside [0, 2)")
+        assert int(t.state.step) == 0
+
+
+def test_a_kept_carry_of_another_batch_size_is_one_line():
+    """reset_carry=False keeps the carry from fit to fit; batches of another size cannot continue it: one line
+    (before, a broadcasting error from inside the traced step), and `trainer.carry = None` starts afresh."""
+    import jax
+    import jax.numpy as jnp
+
+    def step(state, batch, key, carry):
+        def objective(p):
+            out = state.model(train=True, key=key, params=p)(batch["x"]) + carry
+            return losses.reduce(losses.cross_entropy(out, batch["y"]), weights=batch["w"]), out
+        (loss, out), g = jax.value_and_grad(objective, has_aux=True)(state.params)
+        return state.apply_gradients(g), {"loss": loss}, jax.lax.stop_gradient(out) * 0.1
+
+    t = dlcore.Trainer(dlcore.nn.MLP((3, 2), rngs=nnx.Rngs(0)), optim.sgd(0.1), step=step,
+                       carry=lambda bs: jnp.zeros((bs, 2)), reset_carry=False, batch_size=4, progress=False)
+    t.fit(data(8), epochs=1)
+    with pytest.raises(ValueError) as e:
+        t.fit(data(2, seed=1), epochs=2)
+    one_line(e, "the carry kept from the last fit (reset_carry=False)", "batches of 2 rows", "trainer.carry = None")
+    t.carry = None
+    t.fit(data(2, seed=1), epochs=2)  # one more epoch, from the initial carry
+    assert t.epoch == 2 and jax.tree.leaves(t.carry)[0].shape == (2, 2)

@@ -375,6 +375,7 @@ class Stream(BatchSource):
         self._open = None
         self.batch_size = 0
         self.examples_per_epoch = None
+        self.host_split = None  # a Loader's whole split on the host, where the Trainer checks every label
 
     def _checked(self, batch, where: str) -> dict:
         batch = as_batch(batch, where)
@@ -466,7 +467,9 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
     if isinstance(data, Loader):
         if nonfinite_rows(data._host).any():  # its split is on the device already: clean it first
             handle_nonfinite(data._host, "raise", f"{name} (a Loader)")
-        return Stream(lambda e: data.iter_epoch(e - 1), len(data), steps_per_epoch, name)
+        stream = Stream(lambda e: data.iter_epoch(e - 1), len(data), steps_per_epoch, name)
+        stream.host_split = data._host
+        return stream
     if _is_random_access(data):
         if len(data) == 0:
             raise ValueError(f"{name} is empty (0 records)")

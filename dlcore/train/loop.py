@@ -375,13 +375,15 @@ class Trainer:
         if out is None:
             out = self._check_traces(abstract, shapes, name)
             self._checked[signature] = out
-        y = src.split.get("y") if isinstance(src, P.ArraySplit) else batch.get("y")
+        # every label where the rows are at hand (an in-memory split, a Loader's), else the example batch's
+        rows = src.split if isinstance(src, P.ArraySplit) else getattr(src, "host_split", None) or batch
+        y = rows.get("y")
         out = out[0] if isinstance(out, tuple) else out
         if (isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer) and hasattr(out, "ndim")
                 and out.ndim == y.ndim + 1 and out.shape[-1] > 1):
             n_classes = out.shape[-1]
             outside = (y < 0) | (y >= n_classes)
-            if outside.any() and not self._loss_ignores(src, outside):
+            if outside.any() and not self._loss_ignores(rows, outside):
                 raise ValueError(f"{name}: {int(outside.sum())} labels lie outside [0, {n_classes}) (min "
                                  f"{int(y.min())}, max {int(y.max())}); the model has {n_classes} outputs (a loss "
                                  f"with ignore_index gives such rows 0 and is let through)")
@@ -409,10 +411,9 @@ class Trainer:
                                  f"{_first_line(exc)}") from None
         return out
 
-    def _loss_ignores(self, src: P.BatchSource, outside: np.ndarray) -> bool:
+    def _loss_ignores(self, split: dict, outside: np.ndarray) -> bool:
         """Whether the loss gives 0 to every distinct out-of-range label (as `cross_entropy(...,
-        ignore_index=-100)` does), tried on one example row of each: then those rows are padding."""
-        split = src.split if isinstance(src, P.ArraySplit) else src.example()
+        ignore_index=-100)` does), tried on one row of `split` of each: then those rows are padding."""
         labels, first = np.unique(split["y"][outside], return_index=True)
         if len(labels) > 8:
             return False
@@ -425,6 +426,13 @@ class Trainer:
     def _check_custom(self, batch, src, name: str, train: bool) -> None:
         import dataclasses
 
+        if train and self.carry is not None and callable(self.initial_carry):
+            fresh = S._spec(jax.eval_shape(lambda: self._init_carry(src.batch_size)))
+            if fresh != S._spec(self.carry):
+                raise ValueError(f"{name}: the carry kept from the last fit (reset_carry=False) has shapes "
+                                 f"{list(S._spec(self.carry)[1])}, but batches of {src.batch_size} rows start from "
+                                 f"{list(fresh[1])}: keep the batch size, or set trainer.carry = None to start "
+                                 f"this fit from the initial carry")
         carry = self._init_carry(src.batch_size) if self.carry is None or not train else self.carry
         abstract = _abstract(batch)
         if train:
