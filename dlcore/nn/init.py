@@ -69,12 +69,13 @@ def _draw_chunk(words, offset, n: int, dist: str, a, b):
 def _threefry_words(key, dtype):
     """The key's two uint32 words where `_draw_chunk` gives `jax.random`'s own values (float32, JAX's threefry
     with partitionable counters, its default), else None."""
-    if jnp.dtype(dtype) != jnp.float32 or not jax.config.jax_threefry_partitionable:
+    if jnp.dtype(dtype) != jnp.float32 or not getattr(jax.config, "jax_threefry_partitionable", True):
         return None
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key) if key.shape == () and str(jax.random.key_impl(key)) == "threefry2x32" \
             else None
-    if key.shape != (2,) or key.dtype != jnp.uint32 or jax.config.jax_default_prng_impl != "threefry2x32":
+    if key.shape != (2,) or key.dtype != jnp.uint32 or getattr(jax.config, "jax_default_prng_impl",
+                                                                "threefry2x32") != "threefry2x32":
         return None
     return key
 
