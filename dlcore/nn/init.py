@@ -89,7 +89,8 @@ def _draw(key, shape, dtype, dist: str, a: float, b: float) -> jax.Array:
     (`_draw_chunk`) and joined and cut on the host: one compilation in all. Other dtypes and PRNGs draw a flat
     vector whose length is rounded up to a power of two (a draw of n values begins with those of any smaller
     draw), one compilation per size bucket. The values depend on (key, shape) alone, eagerly or under
-    `jit`/`eval_shape` alike.
+    `jit`/`eval_shape` alike (to the bit for float32 threefry draws; in the buckets a normal draw under `jit`
+    can differ in its last bit, where XLA folds the scale into `jax.random.normal`'s own constant).
     """
     shape = tuple(int(d) for d in shape)
     size = math.prod(shape)
