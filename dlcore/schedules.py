@@ -316,10 +316,11 @@ def _piecewise(total_steps: int, pct_start: float, three_phase: bool, anneal_str
             pct = (t - start_step) / (end_step - start_step)
             pieces.append((end_step, anneal(values[i], values[i + 1], pct)))
             start_step = end_step
-        # The first phase whose end is >= t; past the last end, the last phase continues (PyTorch raises).
+        # The first phase whose end is >= t; past the last end, the cycle's final value (PyTorch raises): annealing
+        # on would take a linear rate below 0 and a cosine one back up to its maximum.
         for end_step, value in reversed(pieces):
             out = jnp.where(t <= end_step, value, out)
-        return jnp.where(t > ends[-1], pieces[-1][1], out)
+        return out
 
     return schedule
 
@@ -342,8 +343,8 @@ def one_cycle_lr(max_lr: float, total_steps: int, pct_start: float = 0.3, anneal
     Phase 1 (to step ``pct_start * total_steps - 1``) anneals from ``initial = max_lr / div_factor`` to
     ``max_lr``; phase 2 (to ``total_steps - 1``) from ``max_lr`` to ``initial / final_div_factor``.
     With ``three_phase`` the second phase returns to ``initial`` at ``2 * pct_start * total_steps - 2``
-    and a third goes down to the minimum. Steps past ``total_steps - 1`` keep annealing along the last
-    phase (PyTorch raises an error there). Pair it with ``one_cycle_momentum`` for the momentum.
+    and a third goes down to the minimum. Steps past ``total_steps - 1`` hold the final value (PyTorch
+    raises an error there; annealing on would take a linear rate below 0). Pair it with ``one_cycle_momentum`` for the momentum.
 
     Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, 1cycle Scheduling; Smith, "A
     Disciplined Approach to Neural Network Hyper-Parameters: Part 1" (2018).

@@ -139,6 +139,18 @@ def test_one_cycle_momentum_matches_torch(three_phase):
     np.testing.assert_allclose(_seq(ours, 30), want, rtol=1e-5)
 
 
+@pytest.mark.parametrize("anneal", ["linear", "cos"])
+def test_one_cycle_holds_its_final_values_past_the_cycle(anneal):
+    """Past total_steps - 1 (where PyTorch raises) the rate and momentum hold the cycle's last values: annealing on
+    took a linear rate below 0 (SGD then climbs the loss) and a cosine one back up to max_lr."""
+    lr = schedules.one_cycle_lr(0.1, 10, 0.3, anneal, div_factor=10, final_div_factor=100)
+    mom = schedules.one_cycle_momentum(10, 0.3, anneal)
+    lrs, moms = np.asarray(_seq(lr, 30)), np.asarray(_seq(mom, 30))
+    assert lrs.min() > 0 and moms.max() <= 0.95 + 1e-6
+    np.testing.assert_allclose(lrs[9:], 0.1 / 10 / 100, rtol=1e-4)
+    np.testing.assert_allclose(moms[9:], 0.95, rtol=1e-5)
+
+
 def test_sequential_warmup_then_schedule_matches_torch():
     torch = pytest.importorskip("torch")
     L = torch.optim.lr_scheduler
