@@ -96,6 +96,22 @@ def test_kmeans_plusplus_function_picks_distinct_points(blobs):
     np.testing.assert_array_equal(centers, blobs[idx])
 
 
+def test_seeds_draw_alike_in_float32_and_float64_and_out_of_range_seeds_are_refused(blobs):
+    """kmeans_plusplus made its key inside the float64 context: seed 2**32 then drew another key in float64 than
+    in float32 (where it equalled seed 0). Keys are made outside it now, and seeds outside scikit-learn's
+    [0, 2**32 - 1] are refused, by every estimator."""
+    for seed in (0, 7, 2 ** 32 - 1):
+        a = cluster.kmeans_plusplus(blobs.astype(np.float32), 4, random_state=seed)[1]
+        b = cluster.kmeans_plusplus(blobs.astype(np.float64), 4, random_state=seed)[1]
+        np.testing.assert_array_equal(a, b)
+    for seed in (2 ** 32, -1):
+        for run in (lambda: cluster.kmeans_plusplus(blobs, 4, random_state=seed),
+                    lambda: cluster.KMeans(3, random_state=seed).fit(blobs),
+                    lambda: cluster.GaussianMixture(2, random_state=seed).fit(blobs)):
+            with pytest.raises(ValueError, match=r"random_state must be an int in the range \[0, 4294967295\]"):
+                run()
+
+
 def test_an_empty_cluster_is_moved_to_a_far_point():
     X, _ = make_blobs(300, centers=3, random_state=0)
     init = np.array([X[0], X[1], [1e3, 1e3]])  # nothing is ever nearest to the third centre

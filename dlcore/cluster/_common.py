@@ -195,6 +195,10 @@ def as_key(random_state: Any, who: str) -> jax.Array:
         random_state = int(random_state.randint(np.iinfo(np.int32).max))
     elif isinstance(random_state, np.random.Generator):
         random_state = int(random_state.integers(np.iinfo(np.int32).max))
+    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) and not (
+            0 <= random_state < 2 ** 32):
+        # scikit-learn's range; beyond it JAX's key would depend on jax_enable_x64 (float64 fits turn it on)
+        raise ValueError(f"{who}: random_state must be an int in the range [0, 4294967295], got {random_state}")
     try:
         return keys.as_key(random_state, "random_state", who=who)
     except ValueError:

@@ -872,8 +872,9 @@ def kmeans_plusplus(X, n_clusters: int, *, sample_weight=None, x_squared_norms=N
     w = _check_weight(sample_weight, X.shape[0], X.dtype, who)
     sparse = sp.issparse(X)
     Xc = X if sparse else X - X.mean(axis=0, dtype=np.float64).astype(X.dtype)
+    key = as_key(random_state, who)  # outside the float64 context: the same key for float32 and float64 data
     with precision(X.dtype):
-        index = np.asarray(_kmeanspp_jit(as_key(random_state, who), _device(Xc),
+        index = np.asarray(_kmeanspp_jit(key, _device(Xc),
                                          None if w is None else jnp.asarray(w), k, trials))
     centers = X[index].toarray() if sparse else X[index]
     return centers, index

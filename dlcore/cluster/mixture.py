@@ -487,11 +487,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         Xc, shift = _centred(X)
         dtype = self._dtype
         t0 = time.perf_counter()
+        key = as_key(random_state, who)  # outside the float64 context: the same key for float32 and float64 data
         with precision(dtype):
             hyper = self._hyper(X, K, who)
             overrides = self._overrides(K, d, shift, who)
             n_init = 1 if warm else self.n_init
-            key = as_key(random_state, who)
             keys = jax.random.split(key, n_init)
             if warm:  # continue from the fitted parameters, in this call's centred coordinates
                 K_pad = K
