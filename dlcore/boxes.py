@@ -540,6 +540,8 @@ def _check_scores(scores: Any, n: int, who: str, name: str = "scores") -> np.nda
     if n and not np.isfinite(s).all():
         i = int(np.argmax(~np.isfinite(s)))
         raise ValueError(f"{who}: {name}[{i}] = {s[i]} is not finite")
+    if s.dtype.kind == "u":  # ranked by -s: a negated unsigned score wraps around (-5 -> 251 in uint8)
+        s = s.astype(np.int64 if s.dtype.itemsize < 8 else np.float64)
     return s
 
 
@@ -651,6 +653,8 @@ def nms_padded(boxes: Any, scores: Any, iou_threshold: float, max_output: int, *
         check_float(iou_threshold, "iou_threshold", who=who)
     if n == 0:
         return jnp.zeros(max_output, jnp.int32), jnp.zeros(max_output, bool)
+    if jnp.issubdtype(s.dtype, jnp.unsignedinteger):  # ranked by -s, which wraps around for unsigned scores
+        s = s.astype(jnp.int32 if s.dtype.itemsize < 4 else jnp.float32)
     order = jnp.argsort(-s, stable=True)
     sb = b[order]
     inter, union = _inter_union(sb, sb)

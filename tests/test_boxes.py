@@ -365,3 +365,15 @@ def test_bad_input_one_line_each():
     raises_one_line(lambda: B.draw_bounding_boxes(np.zeros((4, 4, 3)), good), "uint8")
     raises_one_line(lambda: B.draw_bounding_boxes(np.zeros((4, 4, 3), np.uint8), good, colors=["nocolour", "red"]),
                     "unknown colour")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint32])
+def test_nms_ranks_unsigned_integer_scores_by_value(dtype):
+    """Scores are ranked by -score: negating unsigned integers wraps around (-5 -> 251 in uint8), which put a
+    score of 0 first. Box 1 has the top score and suppresses boxes 0 and 3 (IoU 0.68)."""
+    b = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10]], np.float32)
+    s = np.array([0, 5, 3, 1], dtype)
+    np.testing.assert_array_equal(B.nms(b, s, 0.5), [1, 2])
+    np.testing.assert_array_equal(B.batched_nms(b, s, np.array([0, 1, 0, 1]), 0.5), [1, 2, 0])
+    keep, valid = B.nms_padded(b, s, 0.5, 4)
+    np.testing.assert_array_equal(np.asarray(keep)[np.asarray(valid)], [1, 2])
