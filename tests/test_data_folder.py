@@ -131,6 +131,9 @@ def test_unreadable_files_are_skipped_with_one_warning_or_raise(tree, tmp_path):
     with pytest.warns(UserWarning, match="skipped 2"):          # said again when read from the cache
         ImageFolder(root, size=4, cache=tmp_path / "c")
     raises_one_line(lambda: ImageFolder(root, size=4, cache=False, on_error="raise"), "cut.png", "cannot be read")
+    # the cache of the "skip" run above holds what it left out: "raise" still raises
+    raises_one_line(lambda: ImageFolder(root, size=4, cache=tmp_path / "c", on_error="raise"), "cut.png",
+                    "cannot be read")
 
 
 def test_bad_trees_and_arguments_are_one_line(tmp_path):

@@ -216,6 +216,9 @@ class ImageFolder:
                 raise ValueError(f"class folder {self.root / c} holds no image files ({', '.join(EXTENSIONS)})")
             found += [(f, self.class_to_idx[c]) for f in files]
         self._x, self._kept, self.skipped = self._decoded(found, cache if cache is not None else transform is None)
+        if self.skipped and on_error == "raise":  # decoded by an earlier "skip" run: the cache kept what it left out
+            path, why = self.skipped[0]
+            raise ValueError(f"image file {path} cannot be read: {why[:120]}")
         self.files = [found[i][0] for i in self._kept]
         self.targets = np.asarray([found[i][1] for i in self._kept], np.int32)
         counts = np.bincount(self.targets, minlength=len(self.classes))
