@@ -165,6 +165,19 @@ def test_random_transforms_are_jitted_keyed_and_per_image(name):
     assert np.isfinite(out).all()
 
 
+def test_unit_range_transforms_refuse_integer_pixels():
+    """color_jitter and rand_augment work in [0, 1] and clip to it: uint8 pixels all became 0 or 1. They are
+    refused in one line now, as is normalize with a [0, 1] image's mean and std; pixel-unit statistics pass."""
+    x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    for run in (lambda: T.color_jitter(jax.random.key(0), x, brightness=0.2),
+                lambda: T.rand_augment(jax.random.key(0), x),
+                lambda: T.normalize(x, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))):
+        with pytest.raises(ValueError, match="convert them first with dlcore.data.transforms.to_float"):
+            run()
+    np.testing.assert_allclose(T.normalize(x, 127.5, 127.5), (x - 127.5) / 127.5, rtol=1e-6)
+    np.testing.assert_allclose(T.color_jitter(jax.random.key(0), T.to_float(x)), x / 255, rtol=1e-6)
+
+
 def test_deterministic_transforms_match_references():
     x = np.random.default_rng(0).random((2, 6, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(T.normalize(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.5]),

@@ -88,6 +88,23 @@ def _float(images: Array) -> Array:
     return images if jnp.issubdtype(images.dtype, jnp.floating) else images.astype(jnp.float32)
 
 
+def _concrete_at_most_one(*values) -> bool:
+    """Whether every value is known now (not traced) and within [-1, 1]."""
+    try:
+        return all(np.all(np.abs(np.asarray(v, np.float64)) <= 1) for v in values)
+    except (TypeError, jax.errors.TracerArrayConversionError):
+        return False
+
+
+def _unit_float(images: Array, who: str) -> Array:
+    """Images of an operation that works on [0, 1] and clips to it: integer pixels (0..255) would all clip to
+    0 or 1, so they are refused with the conversion to use."""
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        raise ValueError(f"{who}: expects float images in [0, 1], got {images.dtype} pixels; convert them first "
+                         f"with dlcore.data.transforms.to_float(images)")
+    return images
+
+
 # --- deterministic ---------------------------------------------------------------
 
 
@@ -115,7 +132,11 @@ def normalize(images: Any, mean: Sequence[float] | float, std: Sequence[float] |
     Returns:
         ``(B, H, W, C)`` float.
     """
-    images = _float(_check(images, "normalize"))
+    images = _check(images, "normalize")
+    if not jnp.issubdtype(images.dtype, jnp.floating) and _concrete_at_most_one(mean, std):
+        raise ValueError(f"normalize: {images.dtype} pixels with the mean and std of [0, 1] images (as "
+                         f"ImageNet's); convert them first with dlcore.data.transforms.to_float(images)")
+    images = _float(images)
     mean, std = jnp.asarray(mean, images.dtype), jnp.asarray(std, images.dtype)
     c = images.shape[-1]
     for v, label in ((mean, "mean"), (std, "std")):
@@ -306,7 +327,7 @@ def color_jitter(key: Array, images: Any, brightness: float = 0.0, contrast: flo
     (torchvision shuffles the order per call). Saturation and hue need 3
     channels. Input in [0, 1]; output clipped to [0, 1].
     """
-    images = _float(_check(images, "color_jitter"))
+    images = _unit_float(_check(images, "color_jitter"), "color_jitter")
     check_float(hue, "hue", low=0, high=0.5, who="color_jitter")
     if (saturation or hue) and images.shape[-1] != 3:
         raise ValueError(f"color_jitter: saturation and hue need RGB images, got {images.shape[-1]} channels")
@@ -357,7 +378,7 @@ def rand_augment(key: Array, images: Any, num_ops: int = 2, magnitude: float = 9
     Returns:
         ``(B, H, W, C)`` float in [0, 1].
     """
-    images = _float(_check(images, "rand_augment"))
+    images = _unit_float(_check(images, "rand_augment"), "rand_augment")
     check_float(magnitude, "magnitude", low=0, high=num_magnitude_bins - 1, who="rand_augment")
     m = magnitude / (num_magnitude_bins - 1)
     _, h, w, c = images.shape
