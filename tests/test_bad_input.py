@@ -185,3 +185,22 @@ def test_a_kept_carry_of_another_batch_size_is_one_line():
     t.carry = None
     t.fit(data(2, seed=1), epochs=2)  # one more epoch, from the initial carry
     assert t.epoch == 2 and jax.tree.leaves(t.carry)[0].shape == (2, 2)
+
+
+def test_text_columns_in_a_loader_and_bad_layer_sizes_are_one_line():
+    """A Loader refused object arrays but passed NumPy text (what read_csv gives for a text column) to JAX's
+    own TypeError; Linear built garbage layers from negative or fractional sizes (a (4, 16382) kernel for -2)."""
+    from dlcore.data import Loader
+
+    d = data(8)
+    with pytest.raises(ValueError) as e:
+        Loader({**d, "job": np.array(list("abcdefgh"))}, 4)
+    one_line(e, "split['job'] holds Python objects or text (<U1)")
+    for sizes, needle in (((3, -2), "sizes[1] must be an int >= 1, got -2"),
+                          ((3, 2.5), "sizes[1] must be an int >= 1, got 2.5")):
+        with pytest.raises(ValueError) as e:
+            dlcore.nn.MLP(sizes, rngs=nnx.Rngs(0))
+        one_line(e, needle)
+    with pytest.raises(ValueError) as e:
+        dlcore.models.create("mnist_convnet", num_classes=0)
+    one_line(e, "out_features must be an int >= 1, got 0")

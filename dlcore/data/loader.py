@@ -213,9 +213,10 @@ class Loader:
         check_int(batch_size, "batch_size", low=1)
         check_int(prefetch, "prefetch", low=1)
         for k, v in split.items():
-            if np.asarray(v[:1]).dtype == object:
+            kind = np.asarray(v[:1]).dtype
+            if kind.kind in "OUSV":  # objects, str, bytes, void: nothing the device holds
                 raise ValueError(
-                    f"split[{k!r}] holds Python objects (e.g. strings); encode it to numbers first "
+                    f"split[{k!r}] holds Python objects or text ({kind}); encode it to numbers first "
                     "(dlcore.data.text) or leave it out of the split given to the Loader"
                 )
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last

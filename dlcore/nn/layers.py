@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import jax
 from flax import nnx
 
+from dlcore.checks import check_int
 from dlcore.nn import activations
 from dlcore.nn.conv import Conv2d, _pair, max_pool2d  # noqa: F401  (kept importable from here)
 from dlcore.nn.init import torch_uniform
@@ -32,6 +33,8 @@ class Linear(nnx.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, kernel_init=None,
                  bias_init=None, rngs: nnx.Rngs):
+        in_features = check_int(in_features, "in_features", low=1, who="Linear")
+        out_features = check_int(out_features, "out_features", low=1, who="Linear")
         init = torch_uniform(in_features)
         super().__init__(in_features, out_features, use_bias=bias, kernel_init=kernel_init or init,
                          bias_init=bias_init or init, rngs=rngs)
@@ -104,7 +107,7 @@ class MLP(nnx.Module):
     def __init__(self, sizes: Sequence[int], activation: str | Callable = "relu", *, rngs: nnx.Rngs):
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least input and output sizes, got {tuple(sizes)}")
-        self.sizes = tuple(int(s) for s in sizes)
+        self.sizes = tuple(check_int(s, f"sizes[{i}]", low=1, who="MLP") for i, s in enumerate(sizes))
         self._act = globals()["activation"](activation)
         self.activation = _activation_name(activation)
         self.layers = nnx.List([Linear(a, b, rngs=rngs) for a, b in zip(self.sizes[:-1], self.sizes[1:])])
