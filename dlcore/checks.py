@@ -78,6 +78,7 @@ def check_float(value: Any, name: str, *, low: float | None = None, high: float 
 def check_choice(value: Any, name: str, choices: Iterable[Any], *, who: str | None = None) -> Any:
     """``value`` when it is one of ``choices``; else a ValueError listing them."""
     choices = tuple(choices)
-    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+    if not any(value is c or (type(value) is type(c) and value == c) or
+               (isinstance(value, str) and isinstance(c, str) and value == c) for c in choices):  # np.str_ too
         raise _fail(value, name, "one of " + ", ".join(map(repr, choices)), who)
     return value

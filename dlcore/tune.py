@@ -131,8 +131,9 @@ class Param:
 
     def grid(self, n: int) -> list:
         """``n`` values evenly spaced over the range, on its scale (log or linear), both ends included:
-        the learning rates of a population, or a grid to compare a search with. Ints are rounded and
-        repeated values dropped; a categorical gives its choices."""
+        the learning rates of a population, or a grid to compare a search with. Ints are rounded, a ``step``
+        rounds onto the grid ``low + k * step`` (as `sample`), and repeated values are dropped; a categorical
+        gives its choices."""
         if self.kind == "categorical":
             return list(self.choices)
         n = check_int(n, "n", low=1, who="Param.grid")
@@ -143,9 +144,12 @@ class Param:
             values = [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
         else:
             values = [self.low + (self.high - self.low) * i / (n - 1) for i in range(n)]
+        if self.step is not None:  # onto the grid low + k * step that sample and Optuna use
+            top = math.floor((self.high - self.low) / self.step + 1e-9)
+            values = [self.low + min(max(round((v - self.low) / self.step), 0), top) * self.step for v in values]
         if self.kind == "int":
             return list(dict.fromkeys(int(round(v)) for v in values))
-        return values
+        return list(dict.fromkeys(values)) if self.step is not None else values
 
     def sample(self, n: int, seed: int = 0) -> list:
         """``n`` values drawn at random over the range, on its scale (uniform in ``log`` for a log scale),
@@ -163,8 +167,10 @@ class Param:
             values = rng.uniform(self.low - 0.5, self.high + 0.5, n)
         else:
             values = rng.uniform(self.low, self.high, n)
-        if self.step is not None:
-            values = self.low + np.round((values - self.low) / self.step) * self.step
+        if self.step is not None:  # the nearest grid point that lies in the range (Optuna's last is <= high)
+            k = np.clip(np.round((values - self.low) / self.step), 0, math.floor((self.high - self.low) / self.step
+                                                                                  + 1e-9))
+            values = self.low + k * self.step
         values = np.clip(values, self.low, self.high)
         return [int(round(v)) for v in values] if self.kind == "int" else [float(v) for v in values]
 

@@ -674,6 +674,8 @@ def test_injectable_get_and_set_hyperparams():
     params = {"theta": jnp.asarray(THETA)}
     state = tx.init(params)
     assert optim.get_hyperparams(state, "lr") == [pytest.approx(0.1)]
+    for one in (np.float32(0.05), jnp.float32(0.05)):  # a NumPy or JAX number is one value too
+        assert optim.get_hyperparams(optim.set_hyperparams(state, "lr", one), "lr") == [pytest.approx(0.05)]
     state = optim.set_hyperparams(state, "lr", 0.0)
     u, _ = tx.update(params, state, params)
     assert float(jnp.max(jnp.abs(u["theta"]))) == 0.0

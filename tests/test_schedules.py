@@ -183,6 +183,9 @@ def test_plateau_golden():
     assert [p.step(m) for m in metrics][-1] == [0.4, 0.15]
     p = schedules.Plateau(1.0, mode="max", patience=0, factor=0.1, threshold=0.1, threshold_mode="abs")
     assert [p.step(m)[0] for m in [0.5, 0.55, 0.7]] == [1.0, pytest.approx(0.1), pytest.approx(0.1)]
+    # a NumPy string is a choice like any str (as read from a config array)
+    p = schedules.Plateau(1.0, mode=np.str_("max"), patience=0, factor=0.1, threshold=0.1, threshold_mode="abs")
+    assert [p.step(m)[0] for m in [0.5, 0.55, 0.7]] == [1.0, pytest.approx(0.1), pytest.approx(0.1)]
 
 
 @pytest.mark.parametrize(

@@ -277,6 +277,12 @@ def test_param_sample_stays_in_range_on_its_scale_and_repeats_with_its_seed():
     ints = tune.Param("int", 20, 300).sample(200, seed=0)
     assert all(isinstance(v, int) and 20 <= v <= 300 for v in ints)
     assert set(tune.Param("float", 0.0, 1.0, step=0.25).sample(50)) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    # a range that is not a whole number of steps: the top grid point is the last below high (10 and 1.08 were
+    # drawn before, clipped off the grid), as Optuna suggests
+    assert set(tune.Param("int", 0, 10, step=4).sample(100)) == {0, 4, 8}
+    assert tune.Param("int", 0, 10, step=4).grid(3) == [0, 4, 8]
+    floats = tune.Param("float", 0.0, 1.08, step=0.3).sample(100)
+    np.testing.assert_allclose(sorted(set(np.round(floats, 9))), [0.0, 0.3, 0.6, 0.9])
     assert set(tune.Param("categorical", choices=["sgd", "adam"]).sample(20)) == {"sgd", "adam"}
     raises_one_line(lambda: lr.sample(0), "n must be an int >= 1")
 
