@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dlcore.optim._checks import any_schedule
@@ -76,7 +77,7 @@ def set_hyperparams(opt_state: Any, name: str, values: float | Sequence[float]) 
             or the number of values is wrong.
     """
     count = len(get_hyperparams(opt_state, name))
-    vals = [values] * count if jnp.ndim(values) == 0 else list(values)  # one number (Python, NumPy or JAX)
+    vals = [values] * count if np.ndim(values) == 0 else list(values)  # one number (Python, NumPy or JAX)
     if len(vals) != count:
         raise ValueError(f"set_hyperparams: {count} injected optimizer(s) hold {name!r}, got {len(vals)} values.")
     it = iter(vals)
