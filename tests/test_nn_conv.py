@@ -544,3 +544,12 @@ def test_the_plan_keeps_one_lowering_unless_a_pass_has_a_far_faster_one():
     assert ct._plan(times, no_dnnl) == (xla, xla, xla)
     times = {w: dict(zip(no_dnnl, (1.0, 0.7))) for w in ct.PASSES}
     assert ct._plan(times, no_dnnl) == (im2col, im2col, im2col)
+
+
+def test_integer_images_into_a_convolution_are_one_line():
+    """uint8 pixels into a convolution failed inside lax ("requires arguments to have the same dtypes"): one
+    line now, naming the conversion, for plain and transposed convolutions."""
+    for layer in (dnn.Conv2d(1, 4, 3, rngs=nnx.Rngs(0)), dnn.ConvTranspose2d(1, 4, 3, rngs=nnx.Rngs(0))):
+        with pytest.raises(ValueError, match=r"expects float input, got uint8; convert images first, e\.g\. "
+                                             r"dlcore\.data\.transforms\.to_float"):
+            layer(np.zeros((2, 8, 8, 1), np.uint8))

@@ -47,8 +47,12 @@ def _pair(v, name: str) -> tuple[int, int]:
     return _ntuple(v, 2, name)
 
 
-def _spatial(x: jax.Array, nd: int, channels: int | None, layer: str):
-    """Check the rank (and channel count) of `x`; returns (x with a batch axis, added_batch)."""
+def _spatial(x: jax.Array, nd: int, channels: int | None, layer: str, floating: bool = False):
+    """Check the rank (and channel count, and with `floating` the float dtype) of `x`; returns (x with a batch
+    axis, added_batch)."""
+    if floating and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{layer} expects float input, got {x.dtype}; convert images first, e.g. "
+                         f"dlcore.data.transforms.to_float(x) for 0..255 pixels (PyTorch refuses them too)")
     if x.ndim == nd + 1:
         x, added = x[None], True
     elif x.ndim == nd + 2:
@@ -173,7 +177,7 @@ class _ConvNd(nnx.Conv):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(N, *spatial, in_channels) -> (N, *spatial', out_channels)."""
-        x, added = _spatial(x, self.nd, self.in_channels, self.describe())
+        x, added = _spatial(x, self.nd, self.in_channels, self.describe(), floating=True)
         pads = self._pads(x.shape[1:-1])
         for L, k, s, d, (lo, hi) in zip(x.shape[1:-1], self.kernel_size, self.stride, self.dilation, pads):
             _out_size(L, k, s, lo, hi, d, self.describe(), x.shape[1:-1])
@@ -338,7 +342,7 @@ class _ConvTransposeNd(nnx.ConvTranspose):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(N, *spatial, in) -> (N, *spatial', out), L' = (L-1)*s - 2p + d*(k-1) + output_padding + 1."""
-        x, added = _spatial(x, self.nd, self.in_channels, self.describe())
+        x, added = _spatial(x, self.nd, self.in_channels, self.describe(), floating=True)
         nd, g = self.nd, self.groups
         k = self.kernel[...]                                       # (*k, in, out/g)
         k = jnp.flip(k, axis=tuple(range(nd)))
