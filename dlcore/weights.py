@@ -228,6 +228,9 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any], *, strict:
         if tuple(a.shape) != e.torch_shape:
             raise WeightsError(f"tensor {e.key!r} has shape {tuple(a.shape)}, but {name} expects "
                                f"{e.torch_shape} (torch layout)")
+        if np.iscomplexobj(a) and not np.iscomplexobj(np.empty(0, e.var[...].dtype)):
+            raise WeightsError(f"tensor {e.key!r} is complex ({a.dtype}), but {name}'s parameter is "
+                               f"{e.var[...].dtype}: its imaginary part would be dropped")
         value = e.from_torch(a)
         updates.append((e.var, jax.device_put(np.array(value, dtype=e.var[...].dtype, order="C"))))
     for var, value in updates:

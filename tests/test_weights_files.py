@@ -169,6 +169,10 @@ def test_state_dict_entry_that_is_not_a_tensor():
         weights.load_state_dict(_model(), sd)
     with pytest.raises(WeightsError, match="mapping of names to tensors"):
         weights.load_state_dict(_model(), [1, 2])
+    sd = weights.state_dict(_model())
+    sd["weight"] = sd["weight"] * (1 + 1j)  # a complex tensor: its imaginary part was dropped with a warning
+    with pytest.raises(WeightsError, match="tensor 'weight' is complex .* imaginary part would be dropped"):
+        weights.load_state_dict(_model(), sd)
     with pytest.raises(ValueError, match="strict must be one of"):
         weights.load_state_dict(_model(), weights.state_dict(_model()), strict="yes")
 
