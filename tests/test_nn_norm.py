@@ -160,3 +160,16 @@ def test_batchnorm_training_gradients_match_torch(affine):
         np.testing.assert_allclose(np.asarray(gp["bias"][...]), tb.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(stats["mean"][...]), tb.running_mean.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(stats["var"][...]), tb.running_var.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_refuses_one_value_per_channel_when_training():
+    """A training batch of one row has variance 0: the output was all zeros and every step pulled the running
+    variance towards 0. One line now, as PyTorch raises; eval mode and two rows still run."""
+    bn = norm.BatchNorm1d(3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"expects more than 1 value per channel when training, got input of "
+                                         r"shape \(1, 3\)"):
+        bn(jnp.ones((1, 3)))
+    np.testing.assert_array_equal(np.asarray(bn.var[...]), 1.0)  # the statistics were left alone
+    assert bn(jnp.arange(6.0).reshape(2, 3)).shape == (2, 3)
+    bn.eval()
+    assert bn(jnp.ones((1, 3))).shape == (1, 3)

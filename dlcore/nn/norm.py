@@ -127,6 +127,10 @@ class _BatchNorm(nnx.BatchNorm):
         out_dtype = jnp.result_type(x, *(v[...] for v in (self.scale, self.bias) if v is not None))
         out_dtype = out_dtype if jnp.issubdtype(out_dtype, jnp.inexact) else jnp.float32  # integer inputs
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        if not eval_mode and x.size // x.shape[-1] <= 1:  # var 0: output all zeros, running var pulled to 0
+            raise ValueError(f"{name} expects more than 1 value per channel when training, got input of shape "
+                             f"{x.shape} (as PyTorch: a batch of one row has no batch statistics; use eval mode "
+                             f"or a larger batch)")
         if not (eval_mode and self.track_running_stats):  # the batch's statistics
             c = x.shape[-1]
             scale = jnp.ones((c,), x.dtype) if self.scale is None else self.scale[...].astype(x.dtype)
