@@ -344,7 +344,8 @@ def one_cycle_lr(max_lr: float, total_steps: int, pct_start: float = 0.3, anneal
     ``max_lr``; phase 2 (to ``total_steps - 1``) from ``max_lr`` to ``initial / final_div_factor``.
     With ``three_phase`` the second phase returns to ``initial`` at ``2 * pct_start * total_steps - 2``
     and a third goes down to the minimum. Steps past ``total_steps - 1`` hold the final value (PyTorch
-    raises an error there; annealing on would take a linear rate below 0). Pair it with ``one_cycle_momentum`` for the momentum.
+    raises an error there; annealing on would take a linear rate below 0). Pair it with
+    ``one_cycle_momentum`` for the momentum.
 
     Reference: Géron, Hands-On Machine Learning, PyTorch ed., ch. 11, 1cycle Scheduling; Smith, "A
     Disciplined Approach to Neural Network Hyper-Parameters: Part 1" (2018).

@@ -360,10 +360,12 @@ class Stream(BatchSource):
         steps: take at most this many batches an epoch (Keras's ``steps_per_epoch``); with a one-shot
             iterator the same iterator continues from epoch to epoch.
         name: how errors call the source.
+        host_split: every row of the source on the host, where it has them (a Loader), or None.
     """
 
     def __init__(self, make: Callable[[int], Iterable], batches_per_epoch: int | None = None,
-                 steps: int | None = None, name: str = "data", nonfinite: str = "raise"):
+                 steps: int | None = None, name: str = "data", nonfinite: str = "raise",
+                 host_split: dict | None = None):
         self._make = make
         self.steps = steps
         self.name = name
@@ -375,7 +377,7 @@ class Stream(BatchSource):
         self._open = None
         self.batch_size = 0
         self.examples_per_epoch = None
-        self.host_split = None  # a Loader's whole split on the host, where the Trainer checks every label
+        self.host_split = host_split  # a Loader's whole split on the host, where the Trainer checks every label
 
     def _checked(self, batch, where: str) -> dict:
         batch = as_batch(batch, where)
@@ -467,9 +469,7 @@ def source(data: Any, *, batch_size: int | None, shuffle: bool = False, key: jax
     if isinstance(data, Loader):
         if nonfinite_rows(data._host).any():  # its split is on the device already: clean it first
             handle_nonfinite(data._host, "raise", f"{name} (a Loader)")
-        stream = Stream(lambda e: data.iter_epoch(e - 1), len(data), steps_per_epoch, name)
-        stream.host_split = data._host
-        return stream
+        return Stream(lambda e: data.iter_epoch(e - 1), len(data), steps_per_epoch, name, host_split=data._host)
     if _is_random_access(data):
         if len(data) == 0:
             raise ValueError(f"{name} is empty (0 records)")

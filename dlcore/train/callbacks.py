@@ -202,7 +202,8 @@ class Checkpoint(Callback):
 
         def template(meta: dict) -> dict:
             # every callback's saved arrays (a best epoch's weights), whether or not that callback is here now
-            return {**trainer.checkpoint_tree(), "callbacks": {k: trainer.weights() for k in meta.get("has_arrays", [])}}
+            saved = meta.get("has_arrays", [])
+            return {**trainer.checkpoint_tree(), "callbacks": {k: trainer.weights() for k in saved}}
 
         tree, meta, _ = ckpt.restore_latest_good(self.directory, template, stacklevel=4)  # the line calling fit
         trainer.load_checkpoint_tree({k: v for k, v in tree.items() if k != "callbacks"})

@@ -427,10 +427,10 @@ class Trainer:
         import dataclasses
 
         if train and self.carry is not None and callable(self.initial_carry):
-            fresh = S._spec(jax.eval_shape(lambda: self._init_carry(src.batch_size)))
-            if fresh != S._spec(self.carry):
+            fresh, kept = S._spec(jax.eval_shape(lambda: self._init_carry(src.batch_size))), S._spec(self.carry)
+            if fresh != kept:
                 raise ValueError(f"{name}: the carry kept from the last fit (reset_carry=False) has shapes "
-                                 f"{list(S._spec(self.carry)[1])}, but batches of {src.batch_size} rows start from "
+                                 f"{list(kept[1])}, but batches of {src.batch_size} rows start from "
                                  f"{list(fresh[1])}: keep the batch size, or set trainer.carry = None to start "
                                  f"this fit from the initial carry")
         carry = self._init_carry(src.batch_size) if self.carry is None or not train else self.carry
